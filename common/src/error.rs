@@ -1,0 +1,118 @@
+//! Error documents on the wire.
+//!
+//! * [`Fault`]: the body of every 4xx/5xx answer from the agent API (`{faultcode, faultstring}`).
+//! * [`ErrorDoc`]: a serialised agent error inside a command result (`command_error`).
+//! * [`IronicError`]: the body of every 4xx/5xx answer from the Ironic API, whose
+//!   `error_message` is itself a JSON document encoded as a string.
+
+use serde::{Deserialize, Serialize};
+
+/// `faultcode` value for client errors (status < 500).
+pub const FAULT_CLIENT: &str = "Client";
+/// `faultcode` value for server errors (status >= 500).
+pub const FAULT_SERVER: &str = "Server";
+
+/// The agent API's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// `Client` or `Server`.
+    pub faultcode: String,
+    /// Human-readable reason. The conductor pattern-matches "agent is busy" in it.
+    pub faultstring: String,
+}
+
+impl Fault {
+    /// A fault for an HTTP status: `Server` for codes >= 500, else `Client`.
+    pub fn for_status(status: u16, faultstring: impl Into<String>) -> Self {
+        Fault {
+            faultcode: if status >= 500 {
+                FAULT_SERVER
+            } else {
+                FAULT_CLIENT
+            }
+            .to_owned(),
+            faultstring: faultstring.into(),
+        }
+    }
+}
+
+/// An agent error serialised into a command result: `{type, code, message, details}`.
+///
+/// `type` is the upstream error class name (`CleaningError`, `VersionMismatch`, ...), which the
+/// conductor inspects; `details` is what operators see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDoc {
+    /// Upstream error class name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// HTTP-like status code of the error class.
+    pub code: u16,
+    /// Fixed text of the error class.
+    pub message: String,
+    /// Text of this error instance.
+    pub details: String,
+}
+
+/// The Ironic API's error body: `{"error_message": "<json text>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IronicError {
+    /// A JSON document encoded as a string (see [`IronicFault`]).
+    pub error_message: String,
+}
+
+/// The document inside [`IronicError::error_message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IronicFault {
+    /// `Client` or `Server`.
+    pub faultcode: String,
+    /// Human-readable reason.
+    pub faultstring: String,
+    /// Always `null` unless Ironic runs in debug mode.
+    pub debuginfo: Option<String>,
+}
+
+impl IronicError {
+    /// Wrap a fault the way Ironic does.
+    pub fn new(status: u16, faultstring: impl Into<String>) -> Self {
+        let fault = IronicFault {
+            faultcode: if status >= 500 {
+                FAULT_SERVER
+            } else {
+                FAULT_CLIENT
+            }
+            .to_owned(),
+            faultstring: faultstring.into(),
+            debuginfo: None,
+        };
+        IronicError {
+            error_message: serde_json::to_string(&fault).expect("a struct of strings serialises"),
+        }
+    }
+
+    /// The readable reason: the inner `faultstring`, else the raw `error_message` text.
+    pub fn faultstring(&self) -> String {
+        match serde_json::from_str::<IronicFault>(&self.error_message) {
+            Ok(fault) => fault.faultstring,
+            Err(_) => self.error_message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ironic_error_nests_a_fault() {
+        let err = IronicError::new(400, "Invalid or missing agent token received.");
+        assert_eq!(
+            err.error_message,
+            r#"{"faultcode":"Client","faultstring":"Invalid or missing agent token received.","debuginfo":null}"#
+        );
+        assert_eq!(
+            err.faultstring(),
+            "Invalid or missing agent token received."
+        );
+        assert_eq!(Fault::for_status(503, "x").faultcode, "Server");
+    }
+}
