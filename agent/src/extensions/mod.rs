@@ -1,0 +1,31 @@
+//! Command extensions, as upstream names them: `standby`, `poll`, `log`, `system`, `rescue`, ...
+//!
+//! Each module has a `register` function adding its commands to the [`Registry`]. To add an
+//! extension, write a module with typed parameter structs (`deny_unknown_fields`) and register
+//! its commands here.
+
+mod log;
+mod poll;
+mod rescue;
+mod standby;
+mod system;
+
+use serde::Deserialize;
+
+use crate::commands::Registry;
+
+/// Parameters of commands that take none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Every built-in extension.
+pub fn registry() -> Registry {
+    let mut registry = Registry::default();
+    log::register(&mut registry);
+    poll::register(&mut registry);
+    rescue::register(&mut registry);
+    standby::register(&mut registry);
+    system::register(&mut registry);
+    registry
+}

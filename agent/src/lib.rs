@@ -1,0 +1,382 @@
+//! rivet-agent: the in-ramdisk provisioning agent, wire-compatible with ironic-python-agent.
+//!
+//! Start-up ([`start`]): look the node up through the Ironic API, choose how to serve (plain,
+//! static TLS, or an auto-generated certificate when Ironic is new enough), serve the command
+//! API, and heartbeat with jitter until a lockdown, a rescue, or a shutdown.
+//!
+//! Modules: [`config`] and [`cmdline`] (settings), [`ironic`] (lookup/heartbeat client),
+//! [`heartbeat`], [`api`] (HTTP), [`commands`] (registry and execution), `extensions`
+//! (the commands), [`inventory`], [`tls`], [`netutil`], [`state`].
+
+pub mod api;
+pub mod cmdline;
+pub mod commands;
+pub mod config;
+pub mod error;
+mod extensions;
+pub mod heartbeat;
+pub mod inventory;
+pub mod ironic;
+pub mod netutil;
+pub mod state;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivet_common::inventory::Inventory;
+use rivet_common::version::ApiVersion;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::AppState;
+use crate::commands::Executor;
+use crate::config::{AgentConfig, ServerTls, TlsMinVersion};
+use crate::error::{AgentError, ErrorKind};
+use crate::heartbeat::Heartbeater;
+use crate::ironic::IronicClient;
+use crate::state::{AgentState, Lifecycle, TokenOutcome};
+
+/// Agent version, reported in heartbeats and `/v1/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long in-flight requests may finish when the API stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material could not be prepared.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The API port is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// Lookup failed within its budget.
+    #[error(transparent)]
+    Lookup(#[from] ironic::LookupError),
+    /// Ironic issued the token to an earlier boot and masks it now; without a pre-shared token
+    /// this agent can never authenticate (upstream idles silently here).
+    #[error(
+        "the conductor answered the lookup with a masked token: a token was already issued for this node \
+         and this agent has none (give one with ipa-agent-token, or reset the node's agent session)"
+    )]
+    MaskedToken,
+    /// No address to advertise.
+    #[error("cannot determine the callback address: {0}")]
+    Advertise(String),
+}
+
+/// How the agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped by a signal or [`RunningAgent::shutdown`].
+    Shutdown,
+    /// `system.lockdown`.
+    Lockdown,
+    /// `rescue.finalize_rescue`.
+    Rescued,
+}
+
+/// Collect the inventory on a blocking thread (it reads many small files).
+pub async fn collect_inventory(state: &AgentState) -> Result<Inventory, AgentError> {
+    let bootif = state.config.boot.bootif.clone();
+    tokio::task::spawn_blocking(move || {
+        inventory::collect(&inventory::SysRoot::default(), bootif.as_deref())
+    })
+    .await
+    .map_err(|e| {
+        AgentError::new(
+            ErrorKind::CommandExecution,
+            format!("inventory collection crashed: {e}"),
+        )
+    })
+}
+
+/// A started agent.
+#[derive(Debug)]
+pub struct RunningAgent {
+    /// Where the API listens.
+    pub local_addr: SocketAddr,
+    /// What the conductor is told (`None` in standalone mode).
+    pub callback_url: Option<String>,
+    /// The node's UUID from lookup.
+    pub node_uuid: Option<String>,
+    /// Shared state.
+    pub state: Arc<AgentState>,
+    /// PEM of the auto-generated certificate, if any.
+    pub verify_ca: Option<String>,
+    server: JoinHandle<std::io::Result<()>>,
+    handle: axum_server::Handle<SocketAddr>,
+    stop_heartbeats: watch::Sender<bool>,
+    heartbeater: Option<JoinHandle<()>>,
+}
+
+/// Stops a running agent from elsewhere (signal handlers, tests).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    handle: axum_server::Handle<SocketAddr>,
+    stop_heartbeats: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// Stop serving and heartbeating; in-flight requests get a short grace period.
+    pub fn shutdown(&self) {
+        self.stop_heartbeats.send_replace(true);
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    }
+}
+
+impl RunningAgent {
+    /// A handle that can stop this agent.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            handle: self.handle.clone(),
+            stop_heartbeats: self.stop_heartbeats.clone(),
+        }
+    }
+
+    /// Stop serving and heartbeating.
+    pub fn shutdown(&self) {
+        self.shutdown_handle().shutdown();
+    }
+
+    /// Wait until the API has stopped (lockdown, rescue, or shutdown).
+    pub async fn wait(self) -> std::io::Result<Exit> {
+        let served = self.server.await.map_err(std::io::Error::other)?;
+        self.stop_heartbeats.send_replace(true);
+        if let Some(hb) = self.heartbeater {
+            let _ = hb.await;
+        }
+        served?;
+        Ok(match self.state.lifecycle() {
+            Lifecycle::Serving => Exit::Shutdown,
+            Lifecycle::Lockdown => Exit::Lockdown,
+            Lifecycle::Rescued => Exit::Rescued,
+        })
+    }
+}
+
+/// Look the node up, retrying while the conductor masks a token we do not hold (a Rivet
+/// conductor re-issues the token to a retried lookup before the first heartbeat).
+async fn lookup(
+    client: &IronicClient,
+    state: &AgentState,
+    macs: &[String],
+) -> Result<rivet_common::ramdisk::LookupResponse, StartError> {
+    let policy = &state.config.lookup;
+    let deadline = Instant::now() + policy.total;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let budget = config::LookupPolicy {
+            total: remaining,
+            ..policy.clone()
+        };
+        let answer = client.lookup(macs, None, &budget).await?;
+        match state.apply_lookup(&answer) {
+            TokenOutcome::MaskedWithoutToken => {
+                tracing::error!(
+                    "lookup answered with a masked token and this agent holds none; retrying"
+                );
+                if Instant::now() + policy.interval >= deadline {
+                    return Err(StartError::MaskedToken);
+                }
+                tokio::time::sleep(policy.interval).await;
+            }
+            outcome => {
+                tracing::info!(node = %answer.node.uuid, ?outcome, "node looked up");
+                return Ok(answer);
+            }
+        }
+    }
+}
+
+/// Start the agent: lookup, TLS, API server, heartbeats.
+pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
+    let state = Arc::new(AgentState::new(config));
+    let config = &state.config;
+    let executor = Arc::new(Executor::new(extensions::registry(), Arc::clone(&state)));
+
+    let mut tls_min = config.tls_min_version;
+    let mut session = None;
+    if !config.standalone && !config.api_urls.is_empty() {
+        let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
+        let client = Arc::new(IronicClient::new(
+            config.api_urls.clone(),
+            http,
+            config.ironic_api_version,
+            config.global_request_id.clone(),
+        ));
+        let inventory = collect_inventory(&state)
+            .await
+            .map_err(|e| StartError::Advertise(e.to_string()))?;
+        let macs: Vec<String> = inventory
+            .interfaces
+            .iter()
+            .map(|i| i.mac_address.clone())
+            .collect();
+        if macs.is_empty() {
+            tracing::warn!(
+                "no network interface with a MAC address: lookup can only succeed by node UUID"
+            );
+        }
+        let answer = lookup(&client, &state, &macs).await?;
+        if answer
+            .config
+            .tls_min_version
+            .as_option()
+            .map(String::as_str)
+            == Some("1.3")
+        {
+            tls_min = TlsMinVersion::Tls13;
+        }
+        let timeout = Duration::from_secs(answer.config.heartbeat_timeout.max(1));
+        session = Some((client, answer.node.uuid.clone(), timeout));
+    } else if config.standalone {
+        tracing::info!("standalone mode: no lookup, no heartbeats");
+    } else {
+        tracing::warn!("no Ironic API URL configured: the agent will not heartbeat");
+    }
+
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    // The callback host: explicit, an interface's address, or the route towards the API.
+    let advertise_host = match (&config.advertise_host, &config.network_interface, &session) {
+        (Some(host), _, _) => Some(host.clone()),
+        (None, Some(iface), _) => Some(
+            netutil::interface_ipv4(iface)
+                .ok_or_else(|| {
+                    StartError::Advertise(format!("interface {iface} has no IPv4 address"))
+                })?
+                .to_string(),
+        ),
+        (None, None, Some(_)) => {
+            let (attempts, pause) = config.ip_lookup;
+            Some(
+                netutil::detect_advertise_ip(&config.api_urls, attempts, pause)
+                    .await
+                    .map_err(StartError::Advertise)?
+                    .to_string(),
+            )
+        }
+        (None, None, None) => None,
+    };
+
+    let api_version = match &session {
+        Some((client, _, _)) => Some(client.api_version().await),
+        None => None,
+    };
+    let (certified, auto) = match &config.server_tls {
+        ServerTls::Static { cert, key } => (Some(tls::load_certified_key(cert, key)?), false),
+        ServerTls::Auto if api_version.is_some_and(|v| v >= ApiVersion::AGENT_VERIFY_CA) => {
+            let host = advertise_host
+                .clone()
+                .unwrap_or_else(|| local_addr.ip().to_string());
+            let ip: IpAddr = host.parse().map_err(|_| {
+                StartError::Advertise(format!("auto TLS needs an IP address to certify, got {host:?} (set --advertise-host to an IP)"))
+            })?;
+            let hostname = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "rivet-agent".into());
+            (Some(tls::generate_self_signed(ip, &hostname)?), true)
+        }
+        _ => (None, false),
+    };
+    let scheme = if certified.is_some() { "https" } else { "http" };
+    let callback_url = advertise_host.as_ref().map(|host| {
+        netutil::callback_url(
+            scheme,
+            host,
+            config.advertise_port.unwrap_or(local_addr.port()),
+        )
+    });
+
+    let app = api::app(AppState {
+        agent: Arc::clone(&state),
+        executor,
+        scheme,
+    })
+    .into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let server = match &certified {
+        Some(key) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+                tls::server_config(key, tls_min)?,
+            ));
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                .map_err(|source| StartError::Bind {
+                    addr: local_addr,
+                    source,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| StartError::Bind {
+                    addr: local_addr,
+                    source,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+    };
+    tracing::info!(%local_addr, scheme, callback = callback_url.as_deref().unwrap_or("-"), "command API serving");
+
+    let (stop_heartbeats, stop_rx) = watch::channel(false);
+    let verify_ca = certified.filter(|_| auto).map(|k| k.cert_pem);
+    let node_uuid = session.as_ref().map(|(_, uuid, _)| uuid.clone());
+    let heartbeater = match (session, &callback_url) {
+        (Some((client, node_uuid, heartbeat_timeout)), Some(callback)) => {
+            let hb = Heartbeater {
+                client,
+                node_uuid,
+                state: Arc::clone(&state),
+                heartbeat_timeout,
+                callback_url: callback.clone(),
+                verify_ca: verify_ca.clone(),
+            };
+            Some(tokio::spawn(hb.run(stop_rx)))
+        }
+        _ => None,
+    };
+
+    // Lockdown and rescue stop the API and heartbeats once the answer has gone out.
+    let mut lifecycle = state.subscribe_lifecycle();
+    let stop = stop_heartbeats.clone();
+    let shutdown_handle = handle.clone();
+    tokio::spawn(async move {
+        if lifecycle
+            .wait_for(|l| *l != Lifecycle::Serving)
+            .await
+            .is_ok()
+        {
+            stop.send_replace(true);
+            shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        }
+    });
+
+    Ok(RunningAgent {
+        local_addr,
+        callback_url,
+        node_uuid,
+        state,
+        verify_ca,
+        server,
+        handle,
+        stop_heartbeats,
+        heartbeater,
+    })
+}

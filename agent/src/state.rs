@@ -1,0 +1,191 @@
+//! What the running agent knows and shares between its parts: configuration, the node from
+//! lookup, the token, the lifecycle (serving, locked down, rescued) and the wish for a heartbeat.
+
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rivet_common::node::Node;
+use tokio::sync::{Notify, watch};
+
+use crate::config::AgentConfig;
+
+/// Where the agent is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Serving the API and heartbeating.
+    Serving,
+    /// `system.lockdown`: stop the API and heartbeats, then bring interfaces down.
+    Lockdown,
+    /// `rescue.finalize_rescue`: stop the API and heartbeats and exit.
+    Rescued,
+}
+
+/// Shared agent state.
+#[derive(Debug)]
+pub struct AgentState {
+    /// Resolved configuration.
+    pub config: AgentConfig,
+    /// Epoch seconds when the agent started (`/v1/status`).
+    pub started_at: f64,
+    node: RwLock<Option<Node>>,
+    token: RwLock<Option<String>>,
+    lifecycle: watch::Sender<Lifecycle>,
+    heartbeat_wanted: Notify,
+    status_message: Mutex<Option<String>>,
+    partition_uuids: Mutex<Option<serde_json::Value>>,
+}
+
+/// What a lookup answer meant for the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOutcome {
+    /// A fresh token was stored.
+    Fresh,
+    /// The conductor masked the token and the agent already holds one (pre-shared).
+    KeptPreShared,
+    /// The conductor masked the token and the agent has none: it cannot authenticate.
+    MaskedWithoutToken,
+    /// No usable token in the answer (old conductor); whatever the agent holds is kept.
+    NoneGiven,
+}
+
+impl AgentState {
+    /// Fresh state; the token starts as the pre-shared one, if any.
+    pub fn new(config: AgentConfig) -> Self {
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let token = config.agent_token.clone();
+        AgentState {
+            config,
+            started_at,
+            node: RwLock::new(None),
+            token: RwLock::new(token),
+            lifecycle: watch::channel(Lifecycle::Serving).0,
+            heartbeat_wanted: Notify::new(),
+            status_message: Mutex::new(None),
+            partition_uuids: Mutex::new(None),
+        }
+    }
+
+    /// The node from lookup or the last step command.
+    pub fn node(&self) -> Option<Node> {
+        self.node
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remember the node (lookup, `get_*_steps`, `execute_*_step`).
+    pub fn set_node(&self, node: Node) {
+        *self.node.write().unwrap_or_else(PoisonError::into_inner) = Some(node);
+    }
+
+    /// The token this agent holds.
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replace the token.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.write().unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    /// True iff a non-empty token was given, the agent holds one, and they are equal.
+    /// The comparison takes the same time wherever the strings differ.
+    pub fn token_matches(&self, given: Option<&str>) -> bool {
+        let (Some(given), Some(held)) = (given, self.token()) else {
+            return false;
+        };
+        if given.is_empty() || given.len() != held.len() {
+            return false;
+        }
+        given
+            .bytes()
+            .zip(held.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Ask the heartbeater for a heartbeat soon (after every asynchronous command).
+    pub fn force_heartbeat(&self) {
+        self.heartbeat_wanted.notify_one();
+    }
+
+    /// Resolves when a heartbeat was asked for.
+    pub async fn heartbeat_requested(&self) {
+        self.heartbeat_wanted.notified().await;
+    }
+
+    /// Progress of the current long command, reported in heartbeats.
+    pub fn status_message(&self) -> Option<String> {
+        self.status_message
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Set or clear the progress message.
+    pub fn set_status_message(&self, message: Option<String>) {
+        *self
+            .status_message
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = message;
+    }
+
+    /// Partition UUIDs recorded by the last `prepare_image`.
+    pub fn partition_uuids(&self) -> Option<serde_json::Value> {
+        self.partition_uuids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Record partition UUIDs of the image just written.
+    pub fn set_partition_uuids(&self, uuids: serde_json::Value) {
+        *self
+            .partition_uuids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(uuids);
+    }
+
+    /// Take in a lookup answer (or `poll.set_node_info`): remember the node and apply the token
+    /// rules of upstream (reference §2.5).
+    pub fn apply_lookup(&self, answer: &rivet_common::ramdisk::LookupResponse) -> TokenOutcome {
+        use rivet_common::ramdisk::{MASKED_TOKEN, MIN_TOKEN_LEN};
+        self.set_node(answer.node.clone());
+        match answer.config.agent_token.as_option().map(String::as_str) {
+            Some(MASKED_TOKEN) if self.token().is_some() => TokenOutcome::KeptPreShared,
+            Some(MASKED_TOKEN) => TokenOutcome::MaskedWithoutToken,
+            Some(token) if token.len() >= MIN_TOKEN_LEN => {
+                self.set_token(Some(token.to_owned()));
+                TokenOutcome::Fresh
+            }
+            Some(_) => {
+                tracing::warn!(
+                    "the lookup answer carries an invalid (too short) token; ignoring it"
+                );
+                TokenOutcome::NoneGiven
+            }
+            None => TokenOutcome::NoneGiven,
+        }
+    }
+
+    /// Current lifecycle.
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.borrow()
+    }
+
+    /// Watch lifecycle changes.
+    pub fn subscribe_lifecycle(&self) -> watch::Receiver<Lifecycle> {
+        self.lifecycle.subscribe()
+    }
+
+    /// Move to a terminal lifecycle state.
+    pub fn set_lifecycle(&self, next: Lifecycle) {
+        self.lifecycle.send_replace(next);
+    }
+}
