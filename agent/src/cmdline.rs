@@ -33,9 +33,7 @@ fn typed<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .parse::<T>()
-        .map_err(|e| invalid(key, value, e.to_string()))
+    value.parse::<T>().map_err(|e| invalid(key, value, e.to_string()))
 }
 
 fn invalid(key: &str, value: &str, reason: String) -> ConfigError {
@@ -113,10 +111,7 @@ mod tests {
         ];
         for (line, want) in table {
             let got = parse_params(line);
-            let want: BTreeMap<String, String> = want
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let want: BTreeMap<String, String> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             assert_eq!(got, want, "{line:?}");
         }
     }
@@ -167,13 +162,7 @@ mod tests {
 
     #[test]
     fn booleans_are_lenient() {
-        for (text, want) in [
-            ("1", true),
-            ("TRUE", true),
-            ("on", true),
-            ("0", false),
-            ("No", false),
-        ] {
+        for (text, want) in [("1", true), ("TRUE", true), ("on", true), ("0", false), ("No", false)] {
             assert_eq!(parse_bool(text), Ok(want), "{text}");
         }
         assert!(parse_bool("2").is_err());

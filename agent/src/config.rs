@@ -50,7 +50,7 @@ impl Seconds {
 impl TryFrom<f64> for Seconds {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v >= 0.0 && v < 1e9 {
+        if v.is_finite() && (0.0..1e9).contains(&v) {
             Ok(Seconds(v))
         } else {
             Err(format!("expected a number of seconds >= 0, got {v}"))
@@ -410,11 +410,7 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Apply defaults to the stacked settings and check them.
-    pub fn resolve(
-        s: Settings,
-        boot: BootParams,
-        pid1_is_ramdisk: bool,
-    ) -> Result<AgentConfig, ConfigError> {
+    pub fn resolve(s: Settings, boot: BootParams, pid1_is_ramdisk: bool) -> Result<AgentConfig, ConfigError> {
         let standalone = s.standalone.unwrap_or(false);
         let api_urls = s.api_url.map(|u| u.0).unwrap_or_default();
         if standalone && !api_urls.is_empty() {
@@ -432,9 +428,7 @@ impl AgentConfig {
                     "tls_cert_file and tls_key_file must be given together".into(),
                 ));
             }
-            (None, None) if !s.listen_tls.unwrap_or(false) && s.enable_auto_tls.unwrap_or(true) => {
-                ServerTls::Auto
-            }
+            (None, None) if !s.listen_tls.unwrap_or(false) && s.enable_auto_tls.unwrap_or(true) => ServerTls::Auto,
             (None, None) => ServerTls::None,
         };
         let identity = match (s.certfile, s.keyfile) {
@@ -456,10 +450,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             api_urls: if standalone { Vec::new() } else { api_urls },
             standalone,
-            listen: SocketAddr::new(
-                s.listen_host.unwrap_or(default_host),
-                s.listen_port.unwrap_or(9999),
-            ),
+            listen: SocketAddr::new(s.listen_host.unwrap_or(default_host), s.listen_port.unwrap_or(9999)),
             advertise_host: s.advertise_host,
             advertise_port: s.advertise_port,
             network_interface: s.network_interface,
@@ -559,8 +550,7 @@ mod tests {
     #[test]
     fn file_is_strict_and_names_the_key() {
         let path = std::path::Path::new("agent.toml");
-        let ok = Settings::from_toml(path, "listen_port = 1234\napi_url = \"http://a:1\"\n")
-            .expect("parses");
+        let ok = Settings::from_toml(path, "listen_port = 1234\napi_url = \"http://a:1\"\n").expect("parses");
         assert_eq!(ok.listen_port, Some(1234));
         let err = Settings::from_toml(path, "listen_prot = 1\n").expect_err("unknown key");
         assert!(err.to_string().contains("listen_prot"), "{err}");
@@ -580,16 +570,12 @@ mod tests {
             ..Default::default()
         };
         let merged = low.overlay(top);
-        assert_eq!(
-            (merged.listen_port, merged.advertise_port),
-            (Some(3), Some(2))
-        );
+        assert_eq!((merged.listen_port, merged.advertise_port), (Some(3), Some(2)));
     }
 
     #[test]
     fn resolve_applies_defaults_and_checks_pairs() {
-        let cfg = AgentConfig::resolve(Settings::default(), BootParams::default(), false)
-            .expect("defaults work");
+        let cfg = AgentConfig::resolve(Settings::default(), BootParams::default(), false).expect("defaults work");
         assert_eq!(cfg.listen.port(), 9999);
         assert_eq!(cfg.lookup.total, Duration::from_secs(600));
         assert_eq!(cfg.server_tls, ServerTls::Auto);

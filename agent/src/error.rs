@@ -107,9 +107,7 @@ impl ErrorKind {
             BlockDevice => "Block device caused unknown error",
             SoftwareRaid => "Software RAID caused unknown error",
             DeviceNotFound => "Error finding the disk or partition device to deploy the image onto",
-            VersionMismatch => {
-                "Hardware managers version mismatch, reload agent with correct version"
-            }
+            VersionMismatch => "Hardware managers version mismatch, reload agent with correct version",
             Cleaning => "Clean step failed",
             Deployment => "Deploy step failed",
             Servicing => "Service step failed",
@@ -185,20 +183,14 @@ mod tests {
 
     #[test]
     fn wire_texts_match_upstream() {
-        let busy = AgentError::new(
-            ErrorKind::AgentIsBusy,
-            "executing command execute_clean_step",
-        );
+        let busy = AgentError::new(ErrorKind::AgentIsBusy, "executing command execute_clean_step");
         assert_eq!(
             busy.to_fault().faultstring,
             "Agent is busy: executing command execute_clean_step"
         );
         assert_eq!(busy.to_fault().faultcode, "Client");
         let mismatch = AgentError::new(ErrorKind::VersionMismatch, "x").to_doc();
-        assert_eq!(
-            (mismatch.kind.as_str(), mismatch.code),
-            ("VersionMismatch", 409)
-        );
+        assert_eq!((mismatch.kind.as_str(), mismatch.code), ("VersionMismatch", 409));
         let protected = AgentError::new(ErrorKind::ProtectedDevice, "GPFS found on /dev/sda");
         assert_eq!(protected.to_doc().message, "GPFS found on /dev/sda");
         assert_eq!(

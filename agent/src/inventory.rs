@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rivet_common::inventory::{
-    Boot, Cpu, Disk, Firmware, Inventory, Memory, NetworkInterface, SystemVendor,
-};
+use rivet_common::inventory::{Boot, Cpu, Disk, Firmware, Inventory, Memory, NetworkInterface, SystemVendor};
 
 /// Where to read the machine from.
 #[derive(Debug, Clone)]
@@ -147,9 +145,7 @@ pub fn cpu(root: &SysRoot) -> Cpu {
             "physical id" => drop(sockets.insert(value.to_owned())),
             "model name" if model.is_none() => model = Some(value.to_owned()),
             "cpu MHz" if mhz.is_none() => mhz = Some(value.to_owned()),
-            "flags" | "Features" if flags.is_empty() => {
-                flags = value.split_whitespace().map(str::to_owned).collect()
-            }
+            "flags" | "Features" if flags.is_empty() => flags = value.split_whitespace().map(str::to_owned).collect(),
             _ => {}
         }
     }
@@ -190,10 +186,7 @@ fn dmi_memory_mb(root: &SysRoot) -> Option<u64> {
     let dir = root.path("sys/firmware/dmi/entries");
     let mut total = 0u64;
     let mut found = false;
-    for name in sorted_entries(&dir)
-        .into_iter()
-        .filter(|n| n.starts_with("17-"))
-    {
+    for name in sorted_entries(&dir).into_iter().filter(|n| n.starts_with("17-")) {
         let Ok(raw) = fs::read(dir.join(&name).join("raw")) else {
             continue;
         };
@@ -203,9 +196,9 @@ fn dmi_memory_mb(root: &SysRoot) -> Option<u64> {
         let size = u16::from_le_bytes([raw[0x0c], raw[0x0d]]);
         let mb = match size {
             0 | 0xffff => 0,
-            0x7fff if raw.len() >= 0x20 => u64::from(
-                u32::from_le_bytes([raw[0x1c], raw[0x1d], raw[0x1e], raw[0x1f]]) & 0x7fff_ffff,
-            ),
+            0x7fff if raw.len() >= 0x20 => {
+                u64::from(u32::from_le_bytes([raw[0x1c], raw[0x1d], raw[0x1e], raw[0x1f]]) & 0x7fff_ffff)
+            }
             s if s & 0x8000 != 0 => u64::from(s & 0x7fff) / 1024,
             s => u64::from(s),
         };
@@ -221,10 +214,7 @@ pub fn disks(root: &SysRoot) -> Vec<Disk> {
     let block = root.path("sys/block");
     let mut out = Vec::new();
     for name in sorted_entries(&block) {
-        if ["ram", "zram", "fd", "loop", "sr"]
-            .iter()
-            .any(|p| name.starts_with(p))
-        {
+        if ["ram", "zram", "fd", "loop", "sr"].iter().any(|p| name.starts_with(p)) {
             continue;
         }
         if let Some(disk) = disk(root, &name) {
@@ -241,9 +231,7 @@ pub fn disk(root: &SysRoot, name: &str) -> Option<Disk> {
     if sectors == 0 {
         return None;
     }
-    let hctl = sorted_entries(&dir.join("device/scsi_device"))
-        .into_iter()
-        .next();
+    let hctl = sorted_entries(&dir.join("device/scsi_device")).into_iter().next();
     let tran = if name.starts_with("nvme") {
         Some("nvme".to_owned())
     } else {
@@ -270,20 +258,15 @@ pub fn disk(root: &SysRoot, name: &str) -> Option<Disk> {
         wwn_vendor_extension: None,
         hctl,
         by_path: None,
-        logical_sectors: read_trimmed(&dir.join("queue/logical_block_size"))
-            .and_then(|s| s.parse().ok()),
-        physical_sectors: read_trimmed(&dir.join("queue/physical_block_size"))
-            .and_then(|s| s.parse().ok()),
+        logical_sectors: read_trimmed(&dir.join("queue/logical_block_size")).and_then(|s| s.parse().ok()),
+        physical_sectors: read_trimmed(&dir.join("queue/physical_block_size")).and_then(|s| s.parse().ok()),
         tran,
     })
 }
 
 /// DMI identity from `/sys/class/dmi/id`.
 pub fn system_vendor(root: &SysRoot) -> SystemVendor {
-    let id = |f: &str| {
-        root.read(&format!("sys/class/dmi/id/{f}"))
-            .unwrap_or_default()
-    };
+    let id = |f: &str| root.read(&format!("sys/class/dmi/id/{f}")).unwrap_or_default();
     SystemVendor {
         product_name: id("product_name"),
         serial_number: id("product_serial"),
@@ -347,11 +330,7 @@ mod tests {
             "proc/cpuinfo",
             "processor : 0\nphysical id : 0\nmodel name : Test CPU\ncpu MHz : 2000.000\nflags : fpu sse\n\nprocessor : 1\nphysical id : 0\n",
         );
-        write(
-            r,
-            "proc/meminfo",
-            "MemTotal:       2048 kB\nMemFree: 1 kB\n",
-        );
+        write(r, "proc/meminfo", "MemTotal:       2048 kB\nMemFree: 1 kB\n");
         write(r, "sys/class/net/eth0/address", "52:54:00:AA:00:01\n");
         write(r, "sys/class/net/eth0/carrier", "1\n");
         write(r, "sys/class/net/eth0/device/vendor", "0x1af4\n");
@@ -371,17 +350,10 @@ mod tests {
         assert_eq!(inv.interfaces.len(), 1, "lo has no device link");
         assert_eq!(inv.interfaces[0].mac_address, "52:54:00:aa:00:01");
         assert!(inv.interfaces[0].has_carrier);
-        assert_eq!(
-            inv.disks.len(),
-            1,
-            "loop devices and empty disks are skipped"
-        );
+        assert_eq!(inv.disks.len(), 1, "loop devices and empty disks are skipped");
         assert_eq!(inv.disks[0].size, 1 << 30);
         assert_eq!(inv.system_vendor.manufacturer, "QEMU");
         assert_eq!(inv.boot.current_boot_mode, "bios");
-        assert_eq!(
-            inv.boot.pxe_interface.as_deref(),
-            Some("01-52-54-00-aa-00-01")
-        );
+        assert_eq!(inv.boot.pxe_interface.as_deref(), Some("01-52-54-00-aa-00-01"));
     }
 }

@@ -158,10 +158,7 @@ impl IronicClient {
     }
 
     fn prefer(&self, url: &Url) {
-        let mut urls = self
-            .urls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut urls = self.urls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pos) = urls.iter().position(|u| u == url) {
             let u = urls.remove(pos);
             urls.insert(0, u);
@@ -275,21 +272,14 @@ impl IronicClient {
     }
 
     /// One lookup attempt.
-    pub async fn lookup_once(
-        &self,
-        addresses: &[String],
-        node_uuid: Option<&str>,
-    ) -> LookupAttempt {
+    pub async fn lookup_once(&self, addresses: &[String], node_uuid: Option<&str>) -> LookupAttempt {
         let version = self.api_version().await.min(LOOKUP_MAX_VERSION);
         let joined = addresses.join(",");
         let mut query = vec![("addresses", joined.as_str())];
         if let Some(uuid) = node_uuid {
             query.push(("node_uuid", uuid));
         }
-        let (status, body) = match self
-            .send(Method::GET, "/v1/lookup", &query, Some(version), None)
-            .await
-        {
+        let (status, body) = match self.send(Method::GET, "/v1/lookup", &query, Some(version), None).await {
             Ok(answer) => answer,
             Err(e) => return LookupAttempt::Retry(e.to_string()),
         };
@@ -297,11 +287,7 @@ impl IronicClient {
             return LookupAttempt::Conflict(error_text(&body));
         }
         if status != StatusCode::OK {
-            return LookupAttempt::Retry(format!(
-                "lookup answered {}: {}",
-                status.as_u16(),
-                error_text(&body)
-            ));
+            return LookupAttempt::Retry(format!("lookup answered {}: {}", status.as_u16(), error_text(&body)));
         }
         match parse_lookup(&body) {
             Ok(found) => LookupAttempt::Found(Box::new(found)),
@@ -354,17 +340,11 @@ impl IronicClient {
     }
 
     /// Send one heartbeat.
-    pub async fn heartbeat(
-        &self,
-        node_uuid: &str,
-        fields: &HeartbeatFields,
-    ) -> Result<(), IronicError> {
+    pub async fn heartbeat(&self, node_uuid: &str, fields: &HeartbeatFields) -> Result<(), IronicError> {
         let version = self.api_version().await.min(HEARTBEAT_MAX_VERSION);
         let body = heartbeat_body(version, fields);
         let path = format!("/v1/heartbeat/{node_uuid}");
-        let (status, text) = self
-            .send(Method::POST, &path, &[], Some(version), Some(&body))
-            .await?;
+        let (status, text) = self.send(Method::POST, &path, &[], Some(version), Some(&body)).await?;
         if status == StatusCode::ACCEPTED || status.is_success() {
             Ok(())
         } else {
@@ -386,20 +366,13 @@ pub fn lookup_backoff(policy: &LookupPolicy, attempt: u32, rng: &mut impl Rng) -
     let lo = policy.interval.as_secs_f64();
     let grown = lo * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
     let hi = grown.min(policy.max_backoff.as_secs_f64()).max(lo);
-    Duration::from_secs_f64(if hi > lo {
-        rng.random_range(lo..=hi)
-    } else {
-        lo
-    })
+    Duration::from_secs_f64(if hi > lo { rng.random_range(lo..=hi) } else { lo })
 }
 
 /// Parse a lookup answer, converting the pre-`config` format (top-level `heartbeat_timeout`).
 fn parse_lookup(body: &str) -> Result<LookupResponse, String> {
-    let mut value: Value =
-        serde_json::from_str(body).map_err(|e| format!("lookup answer is not JSON: {e}"))?;
-    let obj = value
-        .as_object_mut()
-        .ok_or("lookup answer is not a JSON object")?;
+    let mut value: Value = serde_json::from_str(body).map_err(|e| format!("lookup answer is not JSON: {e}"))?;
+    let obj = value.as_object_mut().ok_or("lookup answer is not a JSON object")?;
     if !obj
         .get("node")
         .and_then(|n| n.get("uuid"))
@@ -411,10 +384,7 @@ fn parse_lookup(body: &str) -> Result<LookupResponse, String> {
         let timeout = obj
             .remove("heartbeat_timeout")
             .ok_or("lookup answer has neither config nor heartbeat_timeout")?;
-        obj.insert(
-            "config".into(),
-            serde_json::json!({ "heartbeat_timeout": timeout }),
-        );
+        obj.insert("config".into(), serde_json::json!({ "heartbeat_timeout": timeout }));
     }
     serde_json::from_value(value).map_err(|e| format!("lookup answer is malformed: {e}"))
 }
@@ -457,12 +427,7 @@ mod tests {
             ),
             (
                 ApiVersion::new(1, 68),
-                &[
-                    "callback_url",
-                    "agent_token",
-                    "agent_version",
-                    "agent_verify_ca",
-                ],
+                &["callback_url", "agent_token", "agent_version", "agent_verify_ca"],
             ),
             (
                 ApiVersion::new(1, 72),
@@ -476,40 +441,23 @@ mod tests {
             ),
         ];
         for (version, keys) in table {
-            let body =
-                serde_json::to_value(heartbeat_body(*version, &fields())).expect("serialises");
-            let got: Vec<&str> = body
-                .as_object()
-                .expect("object")
-                .keys()
-                .map(String::as_str)
-                .collect();
+            let body = serde_json::to_value(heartbeat_body(*version, &fields())).expect("serialises");
+            let got: Vec<&str> = body.as_object().expect("object").keys().map(String::as_str).collect();
             assert_eq!(&got, keys, "version {version}");
         }
         let no_token = HeartbeatFields {
             agent_token: None,
             ..fields()
         };
-        let body = serde_json::to_value(heartbeat_body(ApiVersion::new(1, 68), &no_token))
-            .expect("serialises");
-        assert_eq!(
-            body["agent_token"],
-            Value::Null,
-            "a missing token is sent as null"
-        );
+        let body = serde_json::to_value(heartbeat_body(ApiVersion::new(1, 68), &no_token)).expect("serialises");
+        assert_eq!(body["agent_token"], Value::Null, "a missing token is sent as null");
     }
 
     #[test]
     fn error_text_reads_ironic_bodies() {
         let nested = r#"{"error_message": "{\"faultcode\": \"Client\", \"faultstring\": \"Invalid or missing agent token received.\", \"debuginfo\": null}"}"#;
-        assert_eq!(
-            error_text(nested),
-            "Invalid or missing agent token received."
-        );
-        assert_eq!(
-            error_text(r#"{"error_message": {"title": "Conflict"}}"#),
-            "Conflict"
-        );
+        assert_eq!(error_text(nested), "Invalid or missing agent token received.");
+        assert_eq!(error_text(r#"{"error_message": {"title": "Conflict"}}"#), "Conflict");
         assert_eq!(error_text("plain text\n"), "plain text");
     }
 
@@ -525,7 +473,7 @@ mod tests {
         for attempt in 1..40 {
             for _ in 0..50 {
                 let b = lookup_backoff(&policy, attempt, &mut rng).as_secs_f64();
-                let cap = 2f64.powi(attempt as i32 - 1).min(60.0).max(1.0);
+                let cap = 2f64.powi(attempt as i32 - 1).clamp(1.0, 60.0);
                 assert!((1.0..=cap).contains(&b), "attempt {attempt}: {b}");
             }
         }
@@ -534,13 +482,7 @@ mod tests {
     #[test]
     fn old_lookup_format_is_converted() {
         let old = r#"{"node": {"uuid": "u"}, "heartbeat_timeout": 120}"#;
-        assert_eq!(
-            parse_lookup(old)
-                .expect("converted")
-                .config
-                .heartbeat_timeout,
-            120
-        );
+        assert_eq!(parse_lookup(old).expect("converted").config.heartbeat_timeout, 120);
         assert!(parse_lookup(r#"{"node": {}}"#).is_err());
         assert!(parse_lookup("[]").is_err());
     }

@@ -52,10 +52,7 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     /// The API port is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     /// Lookup failed within its budget.
     #[error(transparent)]
     Lookup(#[from] ironic::LookupError),
@@ -85,16 +82,14 @@ pub enum Exit {
 /// Collect the inventory on a blocking thread (it reads many small files).
 pub async fn collect_inventory(state: &AgentState) -> Result<Inventory, AgentError> {
     let bootif = state.config.boot.bootif.clone();
-    tokio::task::spawn_blocking(move || {
-        inventory::collect(&inventory::SysRoot::default(), bootif.as_deref())
-    })
-    .await
-    .map_err(|e| {
-        AgentError::new(
-            ErrorKind::CommandExecution,
-            format!("inventory collection crashed: {e}"),
-        )
-    })
+    tokio::task::spawn_blocking(move || inventory::collect(&inventory::SysRoot::default(), bootif.as_deref()))
+        .await
+        .map_err(|e| {
+            AgentError::new(
+                ErrorKind::CommandExecution,
+                format!("inventory collection crashed: {e}"),
+            )
+        })
 }
 
 /// A started agent.
@@ -179,9 +174,7 @@ async fn lookup(
         let answer = client.lookup(macs, None, &budget).await?;
         match state.apply_lookup(&answer) {
             TokenOutcome::MaskedWithoutToken => {
-                tracing::error!(
-                    "lookup answered with a masked token and this agent holds none; retrying"
-                );
+                tracing::error!("lookup answered with a masked token and this agent holds none; retrying");
                 if Instant::now() + policy.interval >= deadline {
                     return Err(StartError::MaskedToken);
                 }
@@ -195,11 +188,21 @@ async fn lookup(
     }
 }
 
-/// Start the agent: lookup, TLS, API server, heartbeats.
+/// The built-in extensions and their commands.
+pub fn default_registry() -> commands::Registry {
+    extensions::registry()
+}
+
+/// Start the agent with the built-in commands: lookup, TLS, API server, heartbeats.
 pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
+    start_with(config, default_registry()).await
+}
+
+/// Start the agent with the given commands (tests and embedders add their own).
+pub async fn start_with(config: AgentConfig, registry: commands::Registry) -> Result<RunningAgent, StartError> {
     let state = Arc::new(AgentState::new(config));
     let config = &state.config;
-    let executor = Arc::new(Executor::new(extensions::registry(), Arc::clone(&state)));
+    let executor = Arc::new(Executor::new(registry, Arc::clone(&state)));
 
     let mut tls_min = config.tls_min_version;
     let mut session = None;
@@ -214,24 +217,12 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         let inventory = collect_inventory(&state)
             .await
             .map_err(|e| StartError::Advertise(e.to_string()))?;
-        let macs: Vec<String> = inventory
-            .interfaces
-            .iter()
-            .map(|i| i.mac_address.clone())
-            .collect();
+        let macs: Vec<String> = inventory.interfaces.iter().map(|i| i.mac_address.clone()).collect();
         if macs.is_empty() {
-            tracing::warn!(
-                "no network interface with a MAC address: lookup can only succeed by node UUID"
-            );
+            tracing::warn!("no network interface with a MAC address: lookup can only succeed by node UUID");
         }
         let answer = lookup(&client, &state, &macs).await?;
-        if answer
-            .config
-            .tls_min_version
-            .as_option()
-            .map(String::as_str)
-            == Some("1.3")
-        {
+        if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3") {
             tls_min = TlsMinVersion::Tls13;
         }
         let timeout = Duration::from_secs(answer.config.heartbeat_timeout.max(1));
@@ -242,11 +233,10 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         tracing::warn!("no Ironic API URL configured: the agent will not heartbeat");
     }
 
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -257,9 +247,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         (Some(host), _, _) => Some(host.clone()),
         (None, Some(iface), _) => Some(
             netutil::interface_ipv4(iface)
-                .ok_or_else(|| {
-                    StartError::Advertise(format!("interface {iface} has no IPv4 address"))
-                })?
+                .ok_or_else(|| StartError::Advertise(format!("interface {iface} has no IPv4 address")))?
                 .to_string(),
         ),
         (None, None, Some(_)) => {
@@ -281,11 +269,11 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let (certified, auto) = match &config.server_tls {
         ServerTls::Static { cert, key } => (Some(tls::load_certified_key(cert, key)?), false),
         ServerTls::Auto if api_version.is_some_and(|v| v >= ApiVersion::AGENT_VERIFY_CA) => {
-            let host = advertise_host
-                .clone()
-                .unwrap_or_else(|| local_addr.ip().to_string());
+            let host = advertise_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
             let ip: IpAddr = host.parse().map_err(|_| {
-                StartError::Advertise(format!("auto TLS needs an IP address to certify, got {host:?} (set --advertise-host to an IP)"))
+                StartError::Advertise(format!(
+                    "auto TLS needs an IP address to certify, got {host:?} (set --advertise-host to an IP)"
+                ))
             })?;
             let hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -295,13 +283,9 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         _ => (None, false),
     };
     let scheme = if certified.is_some() { "https" } else { "http" };
-    let callback_url = advertise_host.as_ref().map(|host| {
-        netutil::callback_url(
-            scheme,
-            host,
-            config.advertise_port.unwrap_or(local_addr.port()),
-        )
-    });
+    let callback_url = advertise_host
+        .as_ref()
+        .map(|host| netutil::callback_url(scheme, host, config.advertise_port.unwrap_or(local_addr.port())));
 
     let app = api::app(AppState {
         agent: Arc::clone(&state),
@@ -312,9 +296,8 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let handle = axum_server::Handle::new();
     let server = match &certified {
         Some(key) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
-                tls::server_config(key, tls_min)?,
-            ));
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(key, tls_min)?));
             let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
                 .map_err(|source| StartError::Bind {
                     addr: local_addr,
@@ -358,11 +341,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let stop = stop_heartbeats.clone();
     let shutdown_handle = handle.clone();
     tokio::spawn(async move {
-        if lifecycle
-            .wait_for(|l| *l != Lifecycle::Serving)
-            .await
-            .is_ok()
-        {
+        if lifecycle.wait_for(|l| *l != Lifecycle::Serving).await.is_ok() {
             stop.send_replace(true);
             shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         }

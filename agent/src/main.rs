@@ -12,15 +12,14 @@ use tracing_subscriber::EnvFilter;
 const RAMDISK_MARKER: &[u8] = b"RIVET_RAMDISK=1";
 
 fn pid1_is_ramdisk() -> bool {
-    std::fs::read("/proc/1/environ")
-        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == RAMDISK_MARKER))
+    std::fs::read("/proc/1/environ").is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == RAMDISK_MARKER))
 }
 
 fn load_config(cli: Cli) -> anyhow::Result<AgentConfig> {
     let file = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
             Settings::from_toml(path, &text)?
         }
         None => Settings::default(),
@@ -31,11 +30,7 @@ fn load_config(cli: Cli) -> anyhow::Result<AgentConfig> {
         tracing::debug!(key, "kernel parameter not used by rivet-agent");
     }
     let settings = file.overlay(kernel.settings).overlay(cli.settings);
-    Ok(AgentConfig::resolve(
-        settings,
-        kernel.boot,
-        pid1_is_ramdisk(),
-    )?)
+    Ok(AgentConfig::resolve(settings, kernel.boot, pid1_is_ramdisk())?)
 }
 
 fn init_tracing(debug: bool) {
@@ -111,10 +106,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(config.debug);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

@@ -23,19 +23,11 @@ fn source_for(peer: SocketAddr) -> Option<IpAddr> {
     };
     let socket = std::net::UdpSocket::bind(bind).ok()?;
     socket.connect(peer).ok()?;
-    socket
-        .local_addr()
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !unusable(ip))
+    socket.local_addr().ok().map(|a| a.ip()).filter(|ip| !unusable(ip))
 }
 
 /// The address routed towards the first reachable API URL, tried for `attempts` rounds.
-pub async fn detect_advertise_ip(
-    urls: &[Url],
-    attempts: u32,
-    pause: Duration,
-) -> Result<IpAddr, String> {
+pub async fn detect_advertise_ip(urls: &[Url], attempts: u32, pause: Duration) -> Result<IpAddr, String> {
     for round in 0..attempts {
         for url in urls {
             let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -80,26 +72,15 @@ mod tests {
 
     #[test]
     fn callback_urls_bracket_ipv6() {
-        assert_eq!(
-            callback_url("https", "192.0.2.10", 9999),
-            "https://192.0.2.10:9999"
-        );
-        assert_eq!(
-            callback_url("http", "2001:db8::1", 9999),
-            "http://[2001:db8::1]:9999"
-        );
-        assert_eq!(
-            callback_url("http", "agent.example", 80),
-            "http://agent.example:80"
-        );
+        assert_eq!(callback_url("https", "192.0.2.10", 9999), "https://192.0.2.10:9999");
+        assert_eq!(callback_url("http", "2001:db8::1", 9999), "http://[2001:db8::1]:9999");
+        assert_eq!(callback_url("http", "agent.example", 80), "http://agent.example:80");
     }
 
     #[tokio::test]
     async fn loopback_api_is_reached_from_loopback() {
         let url = Url::parse("http://127.0.0.1:6385").expect("url");
-        let ip = detect_advertise_ip(&[url], 1, Duration::ZERO)
-            .await
-            .expect("routable");
+        let ip = detect_advertise_ip(&[url], 1, Duration::ZERO).await.expect("routable");
         assert!(ip.is_loopback(), "{ip}");
     }
 }

@@ -70,10 +70,7 @@ impl AgentState {
 
     /// The node from lookup or the last step command.
     pub fn node(&self) -> Option<Node> {
-        self.node
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.node.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Remember the node (lookup, `get_*_steps`, `execute_*_step`).
@@ -83,10 +80,7 @@ impl AgentState {
 
     /// The token this agent holds.
     pub fn token(&self) -> Option<String> {
-        self.token
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.token.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Replace the token.
@@ -103,11 +97,7 @@ impl AgentState {
         if given.is_empty() || given.len() != held.len() {
             return false;
         }
-        given
-            .bytes()
-            .zip(held.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        given.bytes().zip(held.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 
     /// Ask the heartbeater for a heartbeat soon (after every asynchronous command).
@@ -130,10 +120,7 @@ impl AgentState {
 
     /// Set or clear the progress message.
     pub fn set_status_message(&self, message: Option<String>) {
-        *self
-            .status_message
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = message;
+        *self.status_message.lock().unwrap_or_else(PoisonError::into_inner) = message;
     }
 
     /// Partition UUIDs recorded by the last `prepare_image`.
@@ -146,10 +133,7 @@ impl AgentState {
 
     /// Record partition UUIDs of the image just written.
     pub fn set_partition_uuids(&self, uuids: serde_json::Value) {
-        *self
-            .partition_uuids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(uuids);
+        *self.partition_uuids.lock().unwrap_or_else(PoisonError::into_inner) = Some(uuids);
     }
 
     /// Take in a lookup answer (or `poll.set_node_info`): remember the node and apply the token
@@ -165,9 +149,7 @@ impl AgentState {
                 TokenOutcome::Fresh
             }
             Some(_) => {
-                tracing::warn!(
-                    "the lookup answer carries an invalid (too short) token; ignoring it"
-                );
+                tracing::warn!("the lookup answer carries an invalid (too short) token; ignoring it");
                 TokenOutcome::NoneGiven
             }
             None => TokenOutcome::NoneGiven,

@@ -181,12 +181,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -195,12 +190,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -210,8 +200,7 @@ impl ServerCertVerifier for NoVerification {
 
 /// Client configuration: a CA file, else the system store; or no verification when insecure.
 pub fn client_config(tls: &ClientTls, min: TlsMinVersion) -> Result<ClientConfig, TlsError> {
-    let builder =
-        ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions(min))?;
+    let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions(min))?;
     let builder = if tls.insecure {
         builder
             .dangerous()
@@ -246,11 +235,7 @@ pub fn client_config(tls: &ClientTls, min: TlsMinVersion) -> Result<ClientConfig
 }
 
 /// An HTTP client for outgoing requests with the agent's TLS policy and a request timeout.
-pub fn http_client(
-    tls: &ClientTls,
-    min: TlsMinVersion,
-    timeout: Duration,
-) -> Result<reqwest::Client, TlsError> {
+pub fn http_client(tls: &ClientTls, min: TlsMinVersion, timeout: Duration) -> Result<reqwest::Client, TlsError> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(client_config(tls, min)?)
         .timeout(timeout)
@@ -276,8 +261,7 @@ mod tests {
 
     #[test]
     fn generated_certificate_serves_tls() {
-        let key =
-            generate_self_signed("127.0.0.1".parse().expect("ip"), "testhost").expect("generates");
+        let key = generate_self_signed("127.0.0.1".parse().expect("ip"), "testhost").expect("generates");
         assert!(key.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         server_config(&key, TlsMinVersion::Tls13).expect("usable by rustls");
     }

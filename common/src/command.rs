@@ -102,9 +102,6 @@ mod tests {
         ] {
             assert_eq!(CommandStatus::from(text.to_owned()), want);
         }
-        assert_eq!(
-            String::from(CommandStatus::VersionMismatch),
-            "CLEAN_VERSION_MISMATCH"
-        );
+        assert_eq!(String::from(CommandStatus::VersionMismatch), "CLEAN_VERSION_MISMATCH");
     }
 }

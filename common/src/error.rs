@@ -25,12 +25,7 @@ impl Fault {
     /// A fault for an HTTP status: `Server` for codes >= 500, else `Client`.
     pub fn for_status(status: u16, faultstring: impl Into<String>) -> Self {
         Fault {
-            faultcode: if status >= 500 {
-                FAULT_SERVER
-            } else {
-                FAULT_CLIENT
-            }
-            .to_owned(),
+            faultcode: if status >= 500 { FAULT_SERVER } else { FAULT_CLIENT }.to_owned(),
             faultstring: faultstring.into(),
         }
     }
@@ -75,12 +70,7 @@ impl IronicError {
     /// Wrap a fault the way Ironic does.
     pub fn new(status: u16, faultstring: impl Into<String>) -> Self {
         let fault = IronicFault {
-            faultcode: if status >= 500 {
-                FAULT_SERVER
-            } else {
-                FAULT_CLIENT
-            }
-            .to_owned(),
+            faultcode: if status >= 500 { FAULT_SERVER } else { FAULT_CLIENT }.to_owned(),
             faultstring: faultstring.into(),
             debuginfo: None,
         };
@@ -109,10 +99,7 @@ mod tests {
             err.error_message,
             r#"{"faultcode":"Client","faultstring":"Invalid or missing agent token received.","debuginfo":null}"#
         );
-        assert_eq!(
-            err.faultstring(),
-            "Invalid or missing agent token received."
-        );
+        assert_eq!(err.faultstring(), "Invalid or missing agent token received.");
         assert_eq!(Fault::for_status(503, "x").faultcode, "Server");
     }
 }

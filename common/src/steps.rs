@@ -163,10 +163,7 @@ impl StepsResult {
     pub fn to_value(&self, step_type: StepType) -> serde_json::Value {
         let mut groups = JsonObject::new();
         for (manager, steps) in &self.steps {
-            groups.insert(
-                manager.clone(),
-                serde_json::to_value(steps).expect("steps serialise"),
-            );
+            groups.insert(manager.clone(), serde_json::to_value(steps).expect("steps serialise"));
         }
         let mut out = JsonObject::new();
         out.insert(step_type.steps_key(), serde_json::Value::Object(groups));
@@ -178,28 +175,24 @@ impl StepsResult {
     }
 
     /// Parse an agent's result for the given step type.
-    pub fn from_value(
-        step_type: StepType,
-        value: &serde_json::Value,
-    ) -> Result<Self, StepsResultError> {
+    pub fn from_value(step_type: StepType, value: &serde_json::Value) -> Result<Self, StepsResultError> {
         let key = step_type.steps_key();
         let groups = value
             .get(&key)
             .ok_or_else(|| StepsResultError::MissingKey(step_type, key.clone()))?;
         let groups: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_value(groups.clone())
-                .map_err(|e| StepsResultError::Malformed(step_type, e))?;
+            serde_json::from_value(groups.clone()).map_err(|e| StepsResultError::Malformed(step_type, e))?;
         let mut steps = Vec::with_capacity(groups.len());
         for (manager, list) in groups {
-            let list: Vec<Step> = serde_json::from_value(list)
-                .map_err(|e| StepsResultError::Malformed(step_type, e))?;
+            let list: Vec<Step> =
+                serde_json::from_value(list).map_err(|e| StepsResultError::Malformed(step_type, e))?;
             steps.push((manager, list));
         }
-        let versions = value.get("hardware_manager_version").ok_or_else(|| {
-            StepsResultError::MissingKey(step_type, "hardware_manager_version".into())
-        })?;
-        let hardware_manager_version = serde_json::from_value(versions.clone())
-            .map_err(|e| StepsResultError::Malformed(step_type, e))?;
+        let versions = value
+            .get("hardware_manager_version")
+            .ok_or_else(|| StepsResultError::MissingKey(step_type, "hardware_manager_version".into()))?;
+        let hardware_manager_version =
+            serde_json::from_value(versions.clone()).map_err(|e| StepsResultError::Malformed(step_type, e))?;
         Ok(StepsResult {
             steps,
             hardware_manager_version,

@@ -26,17 +26,14 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn load(path: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// Parse `value` as `T`, serialise it again and demand the same JSON value.
 fn round_trip<T: DeserializeOwned + Serialize>(value: &Value, what: &str) -> T {
-    let parsed: T = serde_json::from_value(value.clone())
-        .unwrap_or_else(|e| panic!("{what}: does not parse: {e}"));
-    let back =
-        serde_json::to_value(&parsed).unwrap_or_else(|e| panic!("{what}: does not serialise: {e}"));
+    let parsed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{what}: does not parse: {e}"));
+    let back = serde_json::to_value(&parsed).unwrap_or_else(|e| panic!("{what}: does not serialise: {e}"));
     assert_eq!(&back, value, "{what}: serialises to a different document");
     parsed
 }
@@ -48,12 +45,10 @@ fn check_command_result(result: &CommandResult, what: &str) {
     };
     match result.command_name.as_str() {
         "get_clean_steps" | "get_deploy_steps" | "get_service_steps" => {
-            let kind: StepType = result.command_name
-                ["get_".len()..result.command_name.len() - "_steps".len()]
+            let kind: StepType = result.command_name["get_".len()..result.command_name.len() - "_steps".len()]
                 .parse()
                 .expect("known step type");
-            let steps =
-                StepsResult::from_value(kind, answer).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let steps = StepsResult::from_value(kind, answer).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(
                 &steps.to_value(kind),
                 answer,
@@ -69,8 +64,7 @@ fn check_command_result(result: &CommandResult, what: &str) {
             );
         }
         "execute_clean_step" | "execute_deploy_step" | "execute_service_step" => {
-            let kind =
-                &result.command_name["execute_".len()..result.command_name.len() - "_step".len()];
+            let kind = &result.command_name["execute_".len()..result.command_name.len() - "_step".len()];
             let step = &answer[format!("{kind}_step")];
             check_step(step, what);
         }
@@ -87,11 +81,7 @@ fn check_step(step: &Value, what: &str) {
 
 fn check_command_request(body: &Value, what: &str) {
     let request: CommandRequest = round_trip(body, &format!("{what} request"));
-    if let Some(step) = request
-        .params
-        .get("step")
-        .filter(|s| s.get("step").is_some())
-    {
+    if let Some(step) = request.params.get("step").filter(|s| s.get("step").is_some()) {
         check_step(step, what);
     }
     if let Some(node) = request.params.get("node") {
@@ -141,9 +131,7 @@ fn check_ipa(name: &str, doc: &Value) {
 fn check_ironic(name: &str, doc: &Value) {
     match name {
         "http_get_root.json" => drop(round_trip::<IronicRootDoc>(doc, name)),
-        "http_get_v1.json" | "http_get_v1_latest.json" => {
-            drop(round_trip::<IronicV1Doc>(doc, name))
-        }
+        "http_get_v1.json" | "http_get_v1_latest.json" => drop(round_trip::<IronicV1Doc>(doc, name)),
         "http_get_node_ports_latest.json" => drop(round_trip::<Vec<Port>>(&doc["ports"], name)),
         n if n.starts_with("http_get_node_") => drop(round_trip::<Node>(doc, name)),
         n if n.starts_with("http_lookup_") || n.starts_with("http_heartbeat_") => {
@@ -196,15 +184,10 @@ fn check_flow(name: &str, doc: &Value) {
 
 fn json_files(dir: &Path) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-    {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display())) {
         let path = entry.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "json") {
-            let name = path
-                .file_name()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
+            let name = path.file_name().expect("file name").to_string_lossy().into_owned();
             out.push((name, load(&path)));
         }
     }
@@ -215,11 +198,7 @@ fn json_files(dir: &Path) -> Vec<(String, Value)> {
 #[test]
 fn ipa_fixtures_round_trip() {
     let files = json_files(&fixtures_dir().join("ipa"));
-    assert!(
-        files.len() >= 40,
-        "expected the IPA captures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 40, "expected the IPA captures, found {}", files.len());
     for (name, doc) in &files {
         check_ipa(name, doc);
     }
@@ -228,11 +207,7 @@ fn ipa_fixtures_round_trip() {
 #[test]
 fn ironic_fixtures_round_trip() {
     let files = json_files(&fixtures_dir().join("ironic"));
-    assert!(
-        files.len() >= 15,
-        "expected the Ironic captures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 15, "expected the Ironic captures, found {}", files.len());
     for (name, doc) in &files {
         check_ironic(name, doc);
     }
@@ -241,11 +216,7 @@ fn ironic_fixtures_round_trip() {
 #[test]
 fn ironic_flow_fixtures_round_trip() {
     let files = json_files(&fixtures_dir().join("ironic/flow"));
-    assert!(
-        files.len() >= 15,
-        "expected the flow captures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 15, "expected the flow captures, found {}", files.len());
     for (name, doc) in &files {
         check_flow(name, doc);
     }

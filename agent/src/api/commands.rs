@@ -17,14 +17,11 @@ struct CommandQuery {
 }
 
 fn parse_query(raw: Option<String>) -> CommandQuery {
-    let pairs: HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let pairs: HashMap<String, String> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
     CommandQuery {
-        wait: pairs
-            .get("wait")
-            .is_some_and(|w| w.eq_ignore_ascii_case("true")),
+        wait: pairs.get("wait").is_some_and(|w| w.eq_ignore_ascii_case("true")),
         token: pairs.get("agent_token").cloned(),
     }
 }
@@ -66,16 +63,10 @@ pub(super) async fn run(
     let query = parse_query(raw);
     authorize(&state, &query)?;
     // Parsed as JSON whatever the Content-Type says, like upstream.
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    let (Some(Value::String(name)), Some(Value::Object(params))) =
-        (body.get("name"), body.get("params"))
-    else {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let (Some(Value::String(name)), Some(Value::Object(params))) = (body.get("name"), body.get("params")) else {
         return Err(ApiError::BadCommandBody);
     };
-    let result = state
-        .executor
-        .execute(name, params.clone(), query.wait)
-        .await?;
+    let result = state.executor.execute(name, params.clone(), query.wait).await?;
     Ok(Json(result))
 }

@@ -35,10 +35,7 @@ fn routing_fault(status: StatusCode, description: &str) -> (StatusCode, Fault) {
     let reason = status.canonical_reason().unwrap_or("Error");
     (
         status,
-        Fault::for_status(
-            status.as_u16(),
-            format!("{} {reason}: {description}", status.as_u16()),
-        ),
+        Fault::for_status(status.as_u16(), format!("{} {reason}: {description}", status.as_u16())),
     )
 }
 
@@ -58,12 +55,9 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 &format!("Failed to decode JSON object: {reason}"),
             ),
-            ApiError::BadCommandBody => {
-                routing_fault(StatusCode::BAD_REQUEST, "Missing or invalid name or params")
-            }
+            ApiError::BadCommandBody => routing_fault(StatusCode::BAD_REQUEST, "Missing or invalid name or params"),
             ApiError::Agent(err) => {
-                let status = StatusCode::from_u16(err.kind.code())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(err.kind.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 (status, err.to_fault())
             }
         };

@@ -69,9 +69,7 @@ pub fn app(state: AppState) -> Router {
 /// axum answers a wrong method with an empty 405 (and an `Allow` header); give it a fault body.
 async fn fault_for_method_not_allowed(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(CONTENT_TYPE)
-    {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(CONTENT_TYPE) {
         let allow = response.headers().get(http::header::ALLOW).cloned();
         let mut replaced = ApiError::MethodNotAllowed.into_response();
         if let Some(allow) = allow {
@@ -87,10 +85,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

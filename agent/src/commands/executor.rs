@@ -98,9 +98,7 @@ impl Executor {
 
     fn history(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Record>>> {
         // A panic while holding this lock leaves the deque intact; keep serving.
-        self.history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn push(&self, record: Arc<Record>) {
@@ -109,10 +107,7 @@ impl Executor {
         history.push_back(record);
         while history.len() > limit {
             // Drop the oldest finished result; running ones must stay reachable.
-            match history
-                .iter()
-                .position(|r| r.snapshot().command_status.is_finished())
-            {
+            match history.iter().position(|r| r.snapshot().command_status.is_finished()) {
                 Some(index) if index + 1 < history.len() => drop(history.remove(index)),
                 _ => break,
             }
@@ -120,12 +115,7 @@ impl Executor {
     }
 
     /// Run `extension.command`; with `wait`, return only when it has finished.
-    pub async fn execute(
-        &self,
-        name: &str,
-        params: Params,
-        wait: bool,
-    ) -> Result<CommandResult, AgentError> {
+    pub async fn execute(&self, name: &str, params: Params, wait: bool) -> Result<CommandResult, AgentError> {
         let guard = self.start_lock.lock().await;
         let (extension, command_name) = name.split_once('.').ok_or_else(|| {
             AgentError::new(
@@ -213,12 +203,8 @@ impl Executor {
     /// One result; with `wait`, once it has finished.
     pub async fn get(&self, id: &str, wait: bool) -> Result<CommandResult, AgentError> {
         let record = self.history().iter().find(|r| r.id == id).cloned();
-        let record = record.ok_or_else(|| {
-            AgentError::new(
-                ErrorKind::NotFound,
-                format!("Command Result with id {id} not found."),
-            )
-        })?;
+        let record = record
+            .ok_or_else(|| AgentError::new(ErrorKind::NotFound, format!("Command Result with id {id} not found.")))?;
         if wait {
             Ok(record.finished().await)
         } else {

@@ -143,18 +143,12 @@ impl Registry {
 
     /// Look a command up: unknown extension → 404, unknown command → 400, as upstream.
     pub fn resolve(&self, extension: &str, name: &str) -> Result<&Command, AgentError> {
-        let ext = self.extensions.get(extension).ok_or_else(|| {
-            AgentError::new(
-                ErrorKind::NotFound,
-                format!("Extension with id {extension} not found."),
-            )
-        })?;
-        ext.get(name).ok_or_else(|| {
-            AgentError::new(
-                ErrorKind::InvalidCommand,
-                format!("Unknown command: {name}"),
-            )
-        })
+        let ext = self
+            .extensions
+            .get(extension)
+            .ok_or_else(|| AgentError::new(ErrorKind::NotFound, format!("Extension with id {extension} not found.")))?;
+        ext.get(name)
+            .ok_or_else(|| AgentError::new(ErrorKind::InvalidCommand, format!("Unknown command: {name}")))
     }
 
     /// Names of the registered extensions.

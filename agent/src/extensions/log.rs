@@ -33,32 +33,19 @@ const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("efibootmgr", "efibootmgr", &["-v"]),
     ("ip_addr", "ip", &["addr"]),
     ("lsblk", "lsblk", &[]),
-    (
-        "lsblk-full",
-        "lsblk",
-        &["--all", "--bytes", "--output-all", "--pairs"],
-    ),
+    ("lsblk-full", "lsblk", &["--all", "--bytes", "--output-all", "--pairs"]),
     ("mount", "mount", &[]),
     ("ps", "ps", &["au"]),
 ];
 
 pub(super) fn register(registry: &mut Registry) {
-    registry.register(
-        "log",
-        "collect_system_logs",
-        Command::sync(collect_system_logs),
-    );
+    registry.register("log", "collect_system_logs", Command::sync(collect_system_logs));
 }
 
 async fn run_capped(program: &str, args: &[&str]) -> Option<Vec<u8>> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
-        .await
-        .ok()?
-        .ok()?;
+    cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await.ok()?.ok()?;
     if !output.status.success() && output.stdout.is_empty() {
         return None;
     }
@@ -82,14 +69,12 @@ fn var_log_files(dir: &Path, budget: &mut u64, out: &mut Vec<(String, Vec<u8>)>)
         let Ok(meta) = entry.metadata() else { continue };
         if meta.is_dir() {
             var_log_files(&path, budget, out);
-        } else if meta.is_file() && meta.len() <= *budget {
-            if let Ok(data) = std::fs::read(&path) {
-                *budget -= meta.len();
-                out.push((
-                    path.to_string_lossy().trim_start_matches('/').to_owned(),
-                    cap(data),
-                ));
-            }
+        } else if meta.is_file()
+            && meta.len() <= *budget
+            && let Ok(data) = std::fs::read(&path)
+        {
+            *budget -= meta.len();
+            out.push((path.to_string_lossy().trim_start_matches('/').to_owned(), cap(data)));
         }
     }
 }
@@ -137,17 +122,8 @@ async fn collect_system_logs(_: Arc<AgentState>, _: NoParams) -> CommandOutcome 
     let archive = tokio::task::spawn_blocking(move || tarball(members))
         .await
         .map_err(|e| AgentError::new(ErrorKind::CommandExecution, e.to_string()))?
-        .map_err(|e| {
-            AgentError::new(
-                ErrorKind::CommandExecution,
-                format!("building the log archive: {e}"),
-            )
-        })?;
-    tracing::info!(
-        members = count,
-        bytes = archive.len(),
-        "system logs collected"
-    );
+        .map_err(|e| AgentError::new(ErrorKind::CommandExecution, format!("building the log archive: {e}")))?;
+    tracing::info!(members = count, bytes = archive.len(), "system logs collected");
     Ok(json!({ "system_logs": base64::engine::general_purpose::STANDARD.encode(archive) }))
 }
 
@@ -159,21 +135,14 @@ mod tests {
     #[test]
     fn tarball_round_trips_and_caps() {
         let big = vec![b'x'; MEMBER_CAP + 10];
-        let gz = tarball(vec![
-            ("a".into(), b"hello".to_vec()),
-            ("big".into(), cap(big)),
-        ])
-        .expect("builds");
+        let gz = tarball(vec![("a".into(), b"hello".to_vec()), ("big".into(), cap(big))]).expect("builds");
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
         let mut seen = Vec::new();
         for entry in archive.entries().expect("entries") {
             let mut entry = entry.expect("entry");
             let mut data = Vec::new();
             entry.read_to_end(&mut data).expect("read");
-            seen.push((
-                entry.path().expect("path").to_string_lossy().into_owned(),
-                data.len(),
-            ));
+            seen.push((entry.path().expect("path").to_string_lossy().into_owned(), data.len()));
         }
         assert_eq!(seen[0], ("a".to_owned(), 5));
         assert!(seen[1].1 <= MEMBER_CAP + 64);

@@ -12,19 +12,14 @@ use crate::error::{AgentError, ErrorKind};
 use crate::state::{AgentState, TokenOutcome};
 
 pub(super) fn register(registry: &mut Registry) {
-    registry.register(
-        "poll",
-        "get_hardware_info",
-        Command::sync(get_hardware_info),
-    );
+    registry.register("poll", "get_hardware_info", Command::sync(get_hardware_info));
     registry.register("poll", "set_node_info", Command::sync(set_node_info));
 }
 
 /// A freshly collected inventory (not the one cached at start-up).
 async fn get_hardware_info(state: Arc<AgentState>, _: NoParams) -> CommandOutcome {
     let inventory = crate::collect_inventory(&state).await?;
-    serde_json::to_value(inventory)
-        .map_err(|e| AgentError::new(ErrorKind::CommandExecution, e.to_string()))
+    serde_json::to_value(inventory).map_err(|e| AgentError::new(ErrorKind::CommandExecution, e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -47,8 +47,7 @@ async fn finalize_rescue(state: Arc<AgentState>, args: FinalizeRescue) -> Comman
     let path = dir.join(PASSWORD_FILE);
     std::fs::write(&path, hash).map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
     let marker = &state.config.rescue_marker;
-    std::fs::write(marker, b"")
-        .map_err(|e| failed(format!("creating rescue marker {}: {e}", marker.display())))?;
+    std::fs::write(marker, b"").map_err(|e| failed(format!("creating rescue marker {}: {e}", marker.display())))?;
     tracing::warn!("rescue finalised: the agent stops serving");
     state.set_lifecycle(Lifecycle::Rescued);
     Ok(Value::Null)

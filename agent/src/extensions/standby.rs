@@ -15,11 +15,7 @@ use crate::state::AgentState;
 
 pub(super) fn register(registry: &mut Registry) {
     registry.register("standby", "sync", Command::sync(sync));
-    registry.register(
-        "standby",
-        "get_partition_uuids",
-        Command::sync(get_partition_uuids),
-    );
+    registry.register("standby", "get_partition_uuids", Command::sync(get_partition_uuids));
     registry.register("standby", "power_off", Command::asynchronous(power_off));
     registry.register("standby", "run_image", Command::asynchronous(run_image));
 }
