@@ -150,6 +150,35 @@ impl TryFrom<String> for VersionSetting {
     }
 }
 
+/// Device allowlist patterns (`/dev/loop*,/dev/vdb`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DiskAllow(pub Vec<String>);
+
+impl FromStr for DiskAllow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let patterns: Vec<String> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        crate::hardware::devices::parse_allowlist(&patterns)?;
+        if patterns.is_empty() {
+            return Err("no device pattern given".into());
+        }
+        Ok(DiskAllow(patterns))
+    }
+}
+
+impl TryFrom<String> for DiskAllow {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 /// Declares [`Settings`] once for flags, file and kernel command line, with its overlay.
 macro_rules! settings {
     ($( $(#[$meta:meta])* $name:ident : $ty:ty ),* $(,)?) => {
@@ -252,6 +281,16 @@ settings! {
     /// Directory that receives the rescue password [default: /etc/ipa-rescue-config].
     #[arg(long, value_name = "PATH")]
     rescue_config_dir: PathBuf,
+    /// Devices the agent may see and modify, as /dev glob patterns, comma-separated
+    /// (e.g. '/dev/loop*'). Without it, destructive work runs only in a ramdisk.
+    #[arg(long, value_name = "PATTERNS")]
+    disk_allow: DiskAllow,
+    /// Directory of executable vendor hardware managers [default: /etc/rivet/managers.d].
+    #[arg(long, value_name = "PATH")]
+    hardware_managers_dir: PathBuf,
+    /// Longest a vendor executable step may run unless the step sets its own timeout [default: 3600].
+    #[arg(long, value_name = "SECONDS")]
+    hardware_manager_step_timeout: Seconds,
     /// Log at debug level (kernel: ipa-debug).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     debug: bool,
@@ -406,6 +445,12 @@ pub struct AgentConfig {
     pub boot: BootParams,
     /// Debug logging.
     pub debug: bool,
+    /// Device allowlist (`None`: no allowlist).
+    pub disk_allow: Option<Vec<glob::Pattern>>,
+    /// Directory of executable hardware managers.
+    pub hardware_managers_dir: PathBuf,
+    /// Time limits of executable managers.
+    pub manager_timeouts: crate::hardware::executable::Timeouts,
 }
 
 impl AgentConfig {
@@ -490,6 +535,27 @@ impl AgentConfig {
             rescue_config_dir,
             boot,
             debug: s.debug.unwrap_or(false),
+            disk_allow: match s.disk_allow {
+                Some(allow) => Some(crate::hardware::devices::parse_allowlist(&allow.0).map_err(|reason| {
+                    ConfigError::Invalid {
+                        key: "disk_allow".into(),
+                        source_name: "settings",
+                        value: allow.0.join(","),
+                        reason,
+                    }
+                })?),
+                None => None,
+            },
+            hardware_managers_dir: s
+                .hardware_managers_dir
+                .unwrap_or_else(|| PathBuf::from("/etc/rivet/managers.d")),
+            manager_timeouts: crate::hardware::executable::Timeouts {
+                step: s
+                    .hardware_manager_step_timeout
+                    .map(Seconds::duration)
+                    .unwrap_or(Duration::from_secs(3600)),
+                ..Default::default()
+            },
         })
     }
 }

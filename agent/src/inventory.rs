@@ -73,10 +73,14 @@ pub fn interfaces(root: &SysRoot) -> Vec<NetworkInterface> {
         if !(dir.join("device").exists() || dir.join("bonding").is_dir() || is_vlan) {
             continue;
         }
-        let Some(mac) = read_trimmed(&dir.join("address")).map(|m| m.to_ascii_lowercase()) else {
+        let live = root.0 == Path::new("/");
+        let permanent = if live { crate::hardware::ethtool::permanent_mac(&name) } else { None };
+        let Some(mac) = permanent.or_else(|| read_trimmed(&dir.join("address"))).map(|m| m.to_ascii_lowercase()) else {
             continue;
         };
-        if mac == "00:00:00:00:00:00" {
+        // Upstream treats locally administered `fa:` MACs (HPE internal NICs, Neutron's
+        // fa:16:3e) as no MAC at all: such interfaces are neither reported nor used for lookup.
+        if mac == "00:00:00:00:00:00" || mac.starts_with("fa:") {
             continue;
         }
         let first = |v4: bool| {
@@ -208,22 +212,6 @@ fn dmi_memory_mb(root: &SysRoot) -> Option<u64> {
     (found && total > 0).then_some(total)
 }
 
-/// Whole disks from `/sys/block`: no partitions, RAM disks, floppies or empty devices.
-/// Loop devices are skipped here; a device allowlist decides about them.
-pub fn disks(root: &SysRoot) -> Vec<Disk> {
-    let block = root.path("sys/block");
-    let mut out = Vec::new();
-    for name in sorted_entries(&block) {
-        if ["ram", "zram", "fd", "loop", "sr"].iter().any(|p| name.starts_with(p)) {
-            continue;
-        }
-        if let Some(disk) = disk(root, &name) {
-            out.push(disk);
-        }
-    }
-    out
-}
-
 /// One block device by kernel name, if it has a size.
 pub fn disk(root: &SysRoot, name: &str) -> Option<Disk> {
     let dir = root.path("sys/block").join(name);
@@ -292,12 +280,12 @@ pub fn boot(root: &SysRoot, bootif: Option<&str>) -> Boot {
     }
 }
 
-/// The whole inventory of the machine under `root`.
-pub fn collect(root: &SysRoot, bootif: Option<&str>) -> Inventory {
+/// The whole inventory of the machine under `root`, with the disks the device view allows.
+pub fn collect(root: &SysRoot, bootif: Option<&str>, disks: Vec<Disk>) -> Inventory {
     Inventory {
         interfaces: interfaces(root),
         cpu: cpu(root),
-        disks: disks(root),
+        disks,
         memory: memory(root),
         bmc_address: None,
         bmc_v6address: None,
@@ -338,19 +326,26 @@ mod tests {
         write(r, "sys/block/vda/size", "2097152\n");
         write(r, "sys/block/vda/queue/rotational", "0\n");
         write(r, "sys/block/vda/queue/logical_block_size", "512\n");
-        write(r, "sys/block/loop0/size", "8\n");
         write(r, "sys/block/sdb/size", "0\n");
         write(r, "sys/class/dmi/id/sys_vendor", "QEMU\n");
-        let inv = collect(&SysRoot(r.to_owned()), Some("01-52-54-00-aa-00-01"));
+        write(r, "sys/class/net/eth1/address", "fa:16:3e:00:00:01\n");
+        write(r, "sys/class/net/eth1/device/vendor", "0x1af4\n");
+        let root = SysRoot(r.to_owned());
+        let disks = ["vda", "sdb"].iter().filter_map(|n| disk(&root, n)).collect();
+        let inv = collect(&root, Some("01-52-54-00-aa-00-01"), disks);
         assert_eq!(inv.cpu.count, 2);
         assert_eq!(inv.cpu.model_name.as_deref(), Some("Test CPU"));
         assert_eq!(inv.cpu.flags, vec!["fpu", "sse"]);
         assert_eq!(inv.cpu.frequency.as_deref(), Some("2000.000"));
         assert_eq!(inv.memory.total, 2048 * 1024);
-        assert_eq!(inv.interfaces.len(), 1, "lo has no device link");
+        assert_eq!(
+            inv.interfaces.len(),
+            1,
+            "lo has no device link; fa: MACs are dropped as upstream"
+        );
         assert_eq!(inv.interfaces[0].mac_address, "52:54:00:aa:00:01");
         assert!(inv.interfaces[0].has_carrier);
-        assert_eq!(inv.disks.len(), 1, "loop devices and empty disks are skipped");
+        assert_eq!(inv.disks.len(), 1, "empty disks are skipped");
         assert_eq!(inv.disks[0].size, 1 << 30);
         assert_eq!(inv.system_vendor.manufacturer, "QEMU");
         assert_eq!(inv.boot.current_boot_mode, "bios");

@@ -150,6 +150,23 @@ impl IronicClient {
         }
     }
 
+    /// The same client over another transport (after lookup raised the TLS floor); the
+    /// discovered version is kept.
+    pub fn with_http(&self, http: reqwest::Client) -> Self {
+        IronicClient {
+            urls: Mutex::new(self.urls()),
+            http,
+            fixed_version: self.fixed_version,
+            discovered: Mutex::new(
+                *self
+                    .discovered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+            request_id: self.request_id.clone(),
+        }
+    }
+
     fn urls(&self) -> Vec<Url> {
         self.urls
             .lock()

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 mod extensions;
+pub mod hardware;
 pub mod heartbeat;
 pub mod inventory;
 pub mod ironic;
@@ -33,7 +34,9 @@ use tokio::task::JoinHandle;
 use crate::api::AppState;
 use crate::commands::Executor;
 use crate::config::{AgentConfig, ServerTls, TlsMinVersion};
-use crate::error::{AgentError, ErrorKind};
+use crate::error::AgentError;
+use crate::hardware::devices::DeviceView;
+use crate::hardware::{HardwareManager, Managers};
 use crate::heartbeat::Heartbeater;
 use crate::ironic::IronicClient;
 use crate::state::{AgentState, Lifecycle, TokenOutcome};
@@ -79,17 +82,16 @@ pub enum Exit {
     Rescued,
 }
 
-/// Collect the inventory on a blocking thread (it reads many small files).
+/// The inventory from the best manager that provides one (upstream `dispatch_to_managers`).
 pub async fn collect_inventory(state: &AgentState) -> Result<Inventory, AgentError> {
-    let bootif = state.config.boot.bootif.clone();
-    tokio::task::spawn_blocking(move || inventory::collect(&inventory::SysRoot::default(), bootif.as_deref()))
-        .await
-        .map_err(|e| {
-            AgentError::new(
-                ErrorKind::CommandExecution,
-                format!("inventory collection crashed: {e}"),
-            )
+    let devices = state.devices.clone();
+    state
+        .managers
+        .dispatch("list_hardware_info", |manager| {
+            let devices = devices.clone();
+            async move { manager.list_hardware_info(&devices).await }
         })
+        .await
 }
 
 /// A started agent.
@@ -193,14 +195,27 @@ pub fn default_registry() -> commands::Registry {
     extensions::registry()
 }
 
-/// Start the agent with the built-in commands: lookup, TLS, API server, heartbeats.
+/// Start the agent with the built-in commands and managers: lookup, TLS, API server, heartbeats.
 pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
-    start_with(config, default_registry()).await
+    start_with(config, default_registry(), Vec::new()).await
 }
 
-/// Start the agent with the given commands (tests and embedders add their own).
-pub async fn start_with(config: AgentConfig, registry: commands::Registry) -> Result<RunningAgent, StartError> {
-    let state = Arc::new(AgentState::new(config));
+/// Start the agent with the given commands and extra hardware managers (compiled-in vendor
+/// managers, test managers). The generic manager and the executables of the managers directory
+/// are always loaded.
+pub async fn start_with(
+    config: AgentConfig,
+    registry: commands::Registry,
+    extra_managers: Vec<Arc<dyn HardwareManager>>,
+) -> Result<RunningAgent, StartError> {
+    let devices = DeviceView::new(config.disk_allow.clone(), config.is_ramdisk);
+    let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(hardware::generic::GenericHardwareManager::new(
+        config.boot.bootif.clone(),
+    ))];
+    candidates.extend(extra_managers);
+    candidates.extend(hardware::executable::load_dir(&config.hardware_managers_dir, config.manager_timeouts).await);
+    let managers = Managers::load(candidates).await;
+    let state = Arc::new(AgentState::new(config, managers, devices));
     let config = &state.config;
     let executor = Arc::new(Executor::new(registry, Arc::clone(&state)));
 
@@ -222,8 +237,14 @@ pub async fn start_with(config: AgentConfig, registry: commands::Registry) -> Re
             tracing::warn!("no network interface with a MAC address: lookup can only succeed by node UUID");
         }
         let answer = lookup(&client, &state, &macs).await?;
-        if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3") {
+        let mut client = client;
+        if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3")
+            && tls_min != TlsMinVersion::Tls13
+        {
+            // Unlike upstream, the raised floor also applies to our own requests from now on.
             tls_min = TlsMinVersion::Tls13;
+            let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
+            client = Arc::new(client.with_http(http));
         }
         let timeout = Duration::from_secs(answer.config.heartbeat_timeout.max(1));
         session = Some((client, answer.node.uuid.clone(), timeout));

@@ -8,6 +8,8 @@ use rivet_common::node::Node;
 use tokio::sync::{Notify, watch};
 
 use crate::config::AgentConfig;
+use crate::hardware::Managers;
+use crate::hardware::devices::DeviceView;
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +29,17 @@ pub struct AgentState {
     pub config: AgentConfig,
     /// Epoch seconds when the agent started (`/v1/status`).
     pub started_at: f64,
+    /// Loaded hardware managers, best first.
+    pub managers: Managers,
+    /// The devices managers may see and touch.
+    pub devices: DeviceView,
     node: RwLock<Option<Node>>,
     token: RwLock<Option<String>>,
     lifecycle: watch::Sender<Lifecycle>,
     heartbeat_wanted: Notify,
     status_message: Mutex<Option<String>>,
     partition_uuids: Mutex<Option<serde_json::Value>>,
+    lookup_config: RwLock<Option<rivet_common::ramdisk::LookupConfig>>,
 }
 
 /// What a lookup answer meant for the token.
@@ -50,7 +57,7 @@ pub enum TokenOutcome {
 
 impl AgentState {
     /// Fresh state; the token starts as the pre-shared one, if any.
-    pub fn new(config: AgentConfig) -> Self {
+    pub fn new(config: AgentConfig, managers: Managers, devices: DeviceView) -> Self {
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -59,12 +66,15 @@ impl AgentState {
         AgentState {
             config,
             started_at,
+            managers,
+            devices,
             node: RwLock::new(None),
             token: RwLock::new(token),
             lifecycle: watch::channel(Lifecycle::Serving).0,
             heartbeat_wanted: Notify::new(),
             status_message: Mutex::new(None),
             partition_uuids: Mutex::new(None),
+            lookup_config: RwLock::new(None),
         }
     }
 
@@ -141,6 +151,7 @@ impl AgentState {
     pub fn apply_lookup(&self, answer: &rivet_common::ramdisk::LookupResponse) -> TokenOutcome {
         use rivet_common::ramdisk::{MASKED_TOKEN, MIN_TOKEN_LEN};
         self.set_node(answer.node.clone());
+        *self.lookup_config.write().unwrap_or_else(PoisonError::into_inner) = Some(answer.config.clone());
         match answer.config.agent_token.as_option().map(String::as_str) {
             Some(MASKED_TOKEN) if self.token().is_some() => TokenOutcome::KeptPreShared,
             Some(MASKED_TOKEN) => TokenOutcome::MaskedWithoutToken,
@@ -154,6 +165,14 @@ impl AgentState {
             }
             None => TokenOutcome::NoneGiven,
         }
+    }
+
+    /// The `config` of the last lookup answer (image format and checksum policy, ...).
+    pub fn lookup_config(&self) -> Option<rivet_common::ramdisk::LookupConfig> {
+        self.lookup_config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Current lifecycle.

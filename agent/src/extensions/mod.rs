@@ -8,6 +8,7 @@ mod log;
 mod poll;
 mod rescue;
 mod standby;
+mod steps;
 mod system;
 
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub fn registry() -> Registry {
     poll::register(&mut registry);
     rescue::register(&mut registry);
     standby::register(&mut registry);
+    steps::register(&mut registry);
     system::register(&mut registry);
     registry
 }

@@ -103,7 +103,7 @@ pub async fn standalone(history_limit: usize) -> (RunningAgent, Arc<Gate>) {
     settings.agent_token = Some(TOKEN.into());
     settings.command_history_limit = Some(history_limit);
     let gate = Arc::new(Gate::default());
-    let agent = rivet_agent::start_with(resolve(settings), registry(Arc::clone(&gate)))
+    let agent = rivet_agent::start_with(resolve(settings), registry(Arc::clone(&gate)), Vec::new())
         .await
         .expect("agent starts");
     (agent, gate)
@@ -286,6 +286,6 @@ pub async fn managed(
     let mut config = resolve(settings);
     config.server_tls = tls;
     let gate = Arc::new(Gate::default());
-    let agent = rivet_agent::start_with(config, registry(Arc::clone(&gate))).await?;
+    let agent = rivet_agent::start_with(config, registry(Arc::clone(&gate)), Vec::new()).await?;
     Ok((agent, gate))
 }

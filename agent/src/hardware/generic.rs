@@ -1,0 +1,362 @@
+//! The generic hardware manager: works on any machine (support GENERIC), provides the
+//! inventory and the steps that need no vendor knowledge.
+//!
+//! Only steps this manager actually implements are listed; disk erasure and image writing join
+//! the lists with the disk pipeline.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rivet_common::inventory::Inventory;
+use rivet_common::node::{Node, Port};
+use rivet_common::steps::{ArgSpec, Step, StepType};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::devices::DeviceView;
+use super::{HardwareManager, ManagerError, StepContext, SupportLevel};
+use crate::error::{AgentError, ErrorKind};
+use crate::inventory::{self, SysRoot};
+
+/// Upstream's default NVRAM patterns for `clean_uefi_nvram`.
+const DEFAULT_NVRAM_PATTERNS: &[&str] = &[r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"];
+
+/// The generic manager.
+#[derive(Debug, Default)]
+pub struct GenericHardwareManager {
+    /// `BOOTIF` for the inventory.
+    pub bootif: Option<String>,
+    bmc: OnceCell<Bmc>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bmc {
+    v4: Option<String>,
+    v6: Option<String>,
+    mac: Option<String>,
+}
+
+impl GenericHardwareManager {
+    /// A generic manager reporting `bootif` as the PXE interface.
+    pub fn new(bootif: Option<String>) -> Self {
+        GenericHardwareManager {
+            bootif,
+            bmc: OnceCell::new(),
+        }
+    }
+}
+
+fn step(name: &str, interface: &str, step_type: StepType) -> Step {
+    Step {
+        step: name.into(),
+        priority: Some(0),
+        interface: interface.into(),
+        reboot_requested: Some(false),
+        // Upstream marks clean and service steps abortable, deploy steps carry no key.
+        abortable: (step_type != StepType::Deploy).then_some(true),
+        ..Default::default()
+    }
+}
+
+fn nvram_step(step_type: StepType) -> Step {
+    let mut s = step("clean_uefi_nvram", "deploy", step_type);
+    s.argsinfo = rivet_common::field::Field::Value(
+        [(
+            "match_patterns".to_owned(),
+            ArgSpec {
+                description: "Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that \
+                              pattern will be deleted. Default value is '[\"^HD\\\\(\", \"shim.*\\\\.efi\", \"grub.*\\\\.efi\"]'"
+                    .into(),
+                required: false,
+            },
+        )]
+        .into(),
+    );
+    s
+}
+
+/// The steps this manager implements, per flow.
+pub fn generic_steps(step_type: StepType) -> Vec<Step> {
+    match step_type {
+        StepType::Clean => vec![
+            step("erase_pstore", "deploy", step_type),
+            nvram_step(step_type),
+            step("burnin_cpu", "deploy", step_type),
+            step("burnin_memory", "deploy", step_type),
+        ],
+        StepType::Deploy => vec![nvram_step(step_type)],
+        StepType::Service => vec![
+            step("burnin_cpu", "deploy", step_type),
+            step("burnin_memory", "deploy", step_type),
+        ],
+    }
+}
+
+fn failed(kind: ErrorKind, msg: impl Into<String>) -> ManagerError {
+    ManagerError::Failed(AgentError::new(kind, msg))
+}
+
+async fn run_tool(program: &str, args: &[String], timeout: Duration) -> Result<String, ManagerError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
+    let output = match tokio::time::timeout(timeout, cmd.output()).await {
+        Err(_) => {
+            return Err(failed(
+                ErrorKind::CommandExecution,
+                format!("{program} did not finish within {timeout:?}"),
+            ));
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(failed(
+                ErrorKind::CommandExecution,
+                format!("{program} is not installed in this ramdisk"),
+            ));
+        }
+        Ok(Err(e)) => return Err(failed(ErrorKind::CommandExecution, format!("running {program}: {e}"))),
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(
+            ErrorKind::CommandExecution,
+            format!("{program} failed ({}): {}", output.status, stderr.trim()),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn info_u64(node: &Node, key: &str, default: u64) -> u64 {
+    node.driver_info
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(default)
+}
+
+fn info_str(node: &Node, key: &str, default: &str) -> String {
+    node.driver_info
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_owned()
+}
+
+impl GenericHardwareManager {
+    async fn erase_pstore(&self, ctx: &StepContext) -> Result<Value, ManagerError> {
+        ctx.devices
+            .check_machine_changes("erase the persistent crash-log store (pstore)")?;
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let Some(dir) = mounts.lines().find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2) == Some(&"pstore")).then(|| fields[1].to_owned())
+        }) else {
+            tracing::info!("no pstore file system mounted; nothing to erase");
+            return Ok(Value::Null);
+        };
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| failed(ErrorKind::CommandExecution, format!("listing {dir}: {e}")))?;
+        for entry in entries.flatten() {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                failed(
+                    ErrorKind::CommandExecution,
+                    format!("removing {}: {e}", entry.path().display()),
+                )
+            })?;
+        }
+        Ok(Value::Null)
+    }
+
+    async fn clean_uefi_nvram(&self, ctx: &StepContext) -> Result<Value, ManagerError> {
+        let patterns: Vec<String> = match ctx.args.get("match_patterns") {
+            None | Some(Value::Null) => DEFAULT_NVRAM_PATTERNS.iter().map(|p| p.to_string()).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    failed(
+                        ErrorKind::InvalidCommandParams,
+                        "match_patterns must be a list of strings",
+                    )
+                })?,
+            Some(_) => {
+                return Err(failed(
+                    ErrorKind::InvalidCommandParams,
+                    "match_patterns must be a list of strings",
+                ));
+            }
+        };
+        let regexes = patterns
+            .iter()
+            .map(|p| regex_lite::Regex::new(&format!("(?i){p}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(ErrorKind::InvalidCommandParams, format!("match_patterns: {e}")))?;
+        ctx.devices.check_machine_changes("delete UEFI boot entries")?;
+        if !std::path::Path::new("/sys/firmware/efi").exists() {
+            return Err(failed(
+                ErrorKind::CommandExecution,
+                "this machine did not boot in UEFI mode: no NVRAM entries to clean",
+            ));
+        }
+        let listing = run_tool("efibootmgr", &["-v".into()], Duration::from_secs(60)).await?;
+        let mut deleted = Vec::new();
+        for line in listing.lines() {
+            let Some(rest) = line.strip_prefix("Boot") else {
+                continue;
+            };
+            let number: String = rest.chars().take(4).collect();
+            if number.len() == 4
+                && number.chars().all(|c| c.is_ascii_hexdigit())
+                && regexes.iter().any(|r| r.is_match(rest))
+            {
+                run_tool(
+                    "efibootmgr",
+                    &["-b".into(), number.clone(), "-B".into()],
+                    Duration::from_secs(60),
+                )
+                .await?;
+                deleted.push(number);
+            }
+        }
+        tracing::info!(?deleted, "UEFI boot entries deleted");
+        Ok(Value::Null)
+    }
+
+    async fn burnin(&self, ctx: &StepContext, kind: &str) -> Result<Value, ManagerError> {
+        let node = &ctx.node;
+        let args: Vec<String> = if kind == "cpu" {
+            let cpus = info_u64(node, "agent_burnin_cpu_cpu", 0);
+            let timeout = info_u64(node, "agent_burnin_cpu_timeout", 86400);
+            vec![
+                "--cpu".into(),
+                cpus.to_string(),
+                "--timeout".into(),
+                timeout.to_string(),
+                "--metrics-brief".into(),
+            ]
+        } else {
+            let vms = info_u64(node, "agent_burnin_vm_vm", 0);
+            let timeout = info_u64(node, "agent_burnin_vm_timeout", 86400);
+            let bytes = info_str(node, "agent_burnin_vm_vm-bytes", "98%");
+            vec![
+                "--vm".into(),
+                vms.to_string(),
+                "--vm-bytes".into(),
+                bytes,
+                "--timeout".into(),
+                timeout.to_string(),
+                "--metrics-brief".into(),
+            ]
+        };
+        let limit = Duration::from_secs(
+            info_u64(
+                node,
+                &format!("agent_burnin_{}_timeout", if kind == "cpu" { "cpu" } else { "vm" }),
+                86400,
+            ) + 300,
+        );
+        ctx.progress
+            .report(format!("burn-in {kind} running (stress-ng {})", args.join(" ")));
+        let out = run_tool("stress-ng", &args, limit).await;
+        ctx.progress.clear();
+        out?;
+        Ok(Value::Null)
+    }
+
+    async fn bmc(&self) -> Bmc {
+        self.bmc.get_or_init(detect_bmc).await.clone()
+    }
+}
+
+/// BMC addresses through `ipmitool` when an IPMI device exists (upstream: channels 1–11).
+async fn detect_bmc() -> Bmc {
+    let has_device = ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    if !has_device {
+        return Bmc::default();
+    }
+    let mut bmc = Bmc {
+        v4: Some("0.0.0.0".into()),
+        v6: None,
+        mac: None,
+    };
+    for channel in 1..=11 {
+        let Ok(text) = run_tool(
+            "ipmitool",
+            &["lan".into(), "print".into(), channel.to_string()],
+            Duration::from_secs(10),
+        )
+        .await
+        else {
+            continue;
+        };
+        let field = |name: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_owned())
+            })
+        };
+        if let Some(ip) = field("IP Address").filter(|ip| ip != "0.0.0.0" && ip.parse::<std::net::Ipv4Addr>().is_ok()) {
+            bmc.v4 = Some(ip);
+            bmc.mac = field("MAC Address").filter(|m| m != "00:00:00:00:00:00");
+            break;
+        }
+    }
+    bmc
+}
+
+#[async_trait]
+impl HardwareManager for GenericHardwareManager {
+    fn class_name(&self) -> String {
+        "GenericHardwareManager".into()
+    }
+
+    fn name(&self) -> String {
+        "generic_hardware_manager".into()
+    }
+
+    fn version(&self) -> String {
+        "1.2".into()
+    }
+
+    async fn evaluate_hardware_support(&self) -> SupportLevel {
+        SupportLevel::GENERIC
+    }
+
+    async fn get_steps(&self, step_type: StepType, _node: &Node, _ports: &[Port]) -> Result<Vec<Step>, ManagerError> {
+        Ok(generic_steps(step_type))
+    }
+
+    async fn execute(&self, name: &str, ctx: StepContext) -> Result<Value, ManagerError> {
+        match name {
+            "erase_pstore" => self.erase_pstore(&ctx).await,
+            "clean_uefi_nvram" => self.clean_uefi_nvram(&ctx).await,
+            "burnin_cpu" => self.burnin(&ctx, "cpu").await,
+            "burnin_memory" => self.burnin(&ctx, "memory").await,
+            _ => Err(ManagerError::NotImplemented),
+        }
+    }
+
+    async fn list_hardware_info(&self, devices: &DeviceView) -> Result<Inventory, ManagerError> {
+        let bmc = self.bmc().await;
+        let devices = devices.clone();
+        let bootif = self.bootif.clone();
+        let mut inventory = tokio::task::spawn_blocking(move || {
+            let disks = devices.list_disks().into_iter().map(|d| d.disk).collect();
+            inventory::collect(&SysRoot::default(), bootif.as_deref(), disks)
+        })
+        .await
+        .map_err(|e| {
+            failed(
+                ErrorKind::CommandExecution,
+                format!("inventory collection crashed: {e}"),
+            )
+        })?;
+        inventory.bmc_address = bmc.v4;
+        inventory.bmc_v6address = bmc.v6;
+        inventory.bmc_mac = bmc.mac;
+        Ok(inventory)
+    }
+}

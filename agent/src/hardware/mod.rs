@@ -1,0 +1,374 @@
+//! Hardware managers: the extension point through which the agent does hardware work.
+//!
+//! A manager says how well it supports this machine ([`HardwareManager::evaluate_hardware_support`]),
+//! lists the clean/deploy/service steps it offers, and runs them. Every method defaults to "not
+//! supported", so a manager overrides only what it does. At start-up [`Managers::load`]
+//! evaluates each manager once, drops those answering [`SupportLevel::NONE`] and orders the rest
+//! by support, highest first (stable, so ties keep load order).
+//!
+//! Dispatch follows upstream exactly (reference §6.3): [`Managers::dispatch`] walks the managers
+//! in order; a manager without the method, or one answering "incompatible hardware", passes to
+//! the next; the first answer wins; any other error fails the call; nobody left →
+//! `HardwareManagerMethodNotFound`. Step lists are gathered from every manager and merged as
+//! upstream (§6.4, [`merge_steps`]).
+//!
+//! Two ways to add a manager (docs/vendor-guide.md): implement this trait in Rust and pass it to
+//! [`crate::start_with`], or drop an executable into the managers directory ([`executable`]).
+
+pub mod devices;
+pub mod ethtool;
+pub mod executable;
+pub mod generic;
+pub mod hints;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rivet_common::JsonObject;
+use rivet_common::inventory::Inventory;
+use rivet_common::node::{Node, Port};
+use rivet_common::steps::{HardwareManagerVersions, Step, StepType, StepsResult};
+use serde_json::Value;
+
+use crate::error::{AgentError, ErrorKind};
+use crate::state::AgentState;
+use devices::DeviceView;
+
+/// How well a manager supports this machine. Vendors may go above `SERVICE_PROVIDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SupportLevel(pub u32);
+
+impl SupportLevel {
+    /// Not usable here: the manager is dropped.
+    pub const NONE: SupportLevel = SupportLevel(0);
+    /// Works anywhere (the generic manager).
+    pub const GENERIC: SupportLevel = SupportLevel(1);
+    /// Knows this hardware (in-tree device managers).
+    pub const MAINLINE: SupportLevel = SupportLevel(2);
+    /// Operator or vendor specific.
+    pub const SERVICE_PROVIDER: SupportLevel = SupportLevel(3);
+}
+
+/// Why a manager did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    /// The manager does not have this method: ask the next one.
+    #[error("method not implemented by this manager")]
+    NotImplemented,
+    /// The manager has the method but not for this hardware: ask the next one.
+    #[error("incompatible hardware: {0}")]
+    Incompatible(String),
+    /// The manager is misconfigured: fails the call.
+    #[error("hardware manager configuration error: {0}")]
+    Configuration(String),
+    /// The method failed: fails the call with this error.
+    #[error(transparent)]
+    Failed(#[from] AgentError),
+}
+
+impl ManagerError {
+    /// The error a failed call reports.
+    pub fn into_agent_error(self) -> AgentError {
+        match self {
+            ManagerError::Failed(e) => e,
+            ManagerError::Configuration(msg) => AgentError::new(ErrorKind::HardwareManagerConfiguration, msg),
+            ManagerError::Incompatible(msg) => AgentError::new(ErrorKind::IncompatibleHardwareMethod, msg),
+            ManagerError::NotImplemented => {
+                AgentError::new(ErrorKind::HardwareManagerMethodNotFound, "not implemented")
+            }
+        }
+    }
+}
+
+/// Reports progress of a long step: heartbeats carry the latest message.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    state: Option<Arc<AgentState>>,
+}
+
+impl Progress {
+    /// Progress that goes to the agent's heartbeats.
+    pub fn to_agent(state: Arc<AgentState>) -> Self {
+        Progress { state: Some(state) }
+    }
+
+    /// Progress that goes nowhere (tests, probes).
+    pub fn discard() -> Self {
+        Progress { state: None }
+    }
+
+    /// Publish a progress message.
+    pub fn report(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(progress = %message, "step progress");
+        if let Some(state) = &self.state {
+            state.set_status_message(Some(message));
+        }
+    }
+
+    /// Clear the message when the work is done.
+    pub fn clear(&self) {
+        if let Some(state) = &self.state {
+            state.set_status_message(None);
+        }
+    }
+}
+
+/// What a step method receives.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    /// The node, as the conductor sent it.
+    pub node: Node,
+    /// The node's ports.
+    pub ports: Vec<Port>,
+    /// Step arguments (extra command parameters merged with `step.args`).
+    pub args: JsonObject,
+    /// The devices this agent may see and touch.
+    pub devices: DeviceView,
+    /// Progress reporting.
+    pub progress: Progress,
+    /// The flow the step belongs to, when run as a step.
+    pub step_type: Option<StepType>,
+}
+
+/// A hardware manager. Every method has a "not supported" default.
+#[async_trait]
+pub trait HardwareManager: Send + Sync + std::fmt::Debug {
+    /// Grouping key of the manager's steps in `get_*_steps` (upstream: the class name).
+    fn class_name(&self) -> String;
+
+    /// Name in the `hardware_manager_version` map (upstream: `HARDWARE_MANAGER_NAME`, default the
+    /// class name).
+    fn name(&self) -> String {
+        self.class_name()
+    }
+
+    /// Version in the `hardware_manager_version` map; change it whenever steps change.
+    fn version(&self) -> String {
+        "1.0".to_owned()
+    }
+
+    /// How well this manager supports the machine; evaluated once at start-up.
+    async fn evaluate_hardware_support(&self) -> SupportLevel {
+        SupportLevel::NONE
+    }
+
+    /// Steps of one type this manager offers for `node`.
+    async fn get_steps(&self, _step_type: StepType, _node: &Node, _ports: &[Port]) -> Result<Vec<Step>, ManagerError> {
+        Ok(Vec::new())
+    }
+
+    /// Run the step (or other named method) `name`.
+    async fn execute(&self, _name: &str, _ctx: StepContext) -> Result<Value, ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+
+    /// The machine's inventory.
+    async fn list_hardware_info(&self, _devices: &DeviceView) -> Result<Inventory, ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+}
+
+/// The loaded managers, best first.
+#[derive(Debug, Clone, Default)]
+pub struct Managers {
+    ranked: Vec<(SupportLevel, Arc<dyn HardwareManager>)>,
+}
+
+impl Managers {
+    /// Evaluate every manager once, drop those without support, order by support (stable).
+    pub async fn load(candidates: Vec<Arc<dyn HardwareManager>>) -> Managers {
+        let mut ranked = Vec::new();
+        for manager in candidates {
+            let level = manager.evaluate_hardware_support().await;
+            if level == SupportLevel::NONE {
+                tracing::info!(manager = %manager.class_name(), "hardware manager does not support this machine; not loaded");
+                continue;
+            }
+            tracing::info!(manager = %manager.class_name(), version = %manager.version(), support = level.0, "hardware manager loaded");
+            ranked.push((level, manager));
+        }
+        ranked.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
+        Managers { ranked }
+    }
+
+    /// Managers in dispatch order with their support levels.
+    pub fn ranked(&self) -> &[(SupportLevel, Arc<dyn HardwareManager>)] {
+        &self.ranked
+    }
+
+    /// `{name: version}` of every loaded manager.
+    pub fn versions(&self) -> HardwareManagerVersions {
+        self.ranked.iter().map(|(_, m)| (m.name(), m.version())).collect()
+    }
+
+    /// Call `method` on the managers in order until one answers (upstream `dispatch_to_managers`).
+    pub async fn dispatch<T, F, Fut>(&self, method: &str, call: F) -> Result<T, AgentError>
+    where
+        F: Fn(Arc<dyn HardwareManager>) -> Fut,
+        Fut: Future<Output = Result<T, ManagerError>>,
+    {
+        for (_, manager) in &self.ranked {
+            match call(Arc::clone(manager)).await {
+                Ok(answer) => return Ok(answer),
+                Err(ManagerError::NotImplemented) => continue,
+                Err(ManagerError::Incompatible(why)) => {
+                    tracing::debug!(manager = %manager.class_name(), method, reason = %why, "incompatible; asking the next manager");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!(manager = %manager.class_name(), method, error = %err, "hardware manager method failed");
+                    return Err(err.into_agent_error());
+                }
+            }
+        }
+        Err(AgentError::new(
+            ErrorKind::HardwareManagerMethodNotFound,
+            format!("Could not find method: {method}"),
+        ))
+    }
+
+    /// Ask every manager for its steps of `step_type` and merge them as upstream does.
+    pub async fn collect_steps(
+        &self,
+        step_type: StepType,
+        node: &Node,
+        ports: &[Port],
+    ) -> Result<StepsResult, AgentError> {
+        let mut per_manager = Vec::new();
+        for (level, manager) in &self.ranked {
+            match manager.get_steps(step_type, node, ports).await {
+                Ok(steps) => per_manager.push((manager.class_name(), *level, steps)),
+                Err(ManagerError::NotImplemented | ManagerError::Incompatible(_)) => {}
+                Err(err) => return Err(err.into_agent_error()),
+            }
+        }
+        Ok(StepsResult {
+            steps: merge_steps(per_manager),
+            hardware_manager_version: self.versions(),
+        })
+    }
+}
+
+/// Merge step lists (upstream §6.4): when several managers offer a step of the same name, the
+/// one with higher support wins, then the higher priority, then the alphabetically smaller
+/// manager name. Winners stay grouped under their manager, in each manager's own order.
+pub fn merge_steps(per_manager: Vec<(String, SupportLevel, Vec<Step>)>) -> Vec<(String, Vec<Step>)> {
+    let mut winner: BTreeMap<String, (SupportLevel, i64, String)> = BTreeMap::new();
+    for (class, level, steps) in &per_manager {
+        for step in steps {
+            let candidate = (*level, step.priority(), class.clone());
+            let better = match winner.get(&step.step) {
+                None => true,
+                Some((l, p, c)) => {
+                    (candidate.0, candidate.1, std::cmp::Reverse(&candidate.2)) > (*l, *p, std::cmp::Reverse(c))
+                }
+            };
+            if better {
+                winner.insert(step.step.clone(), candidate);
+            }
+        }
+    }
+    per_manager
+        .into_iter()
+        .map(|(class, _, steps)| {
+            let kept = steps
+                .into_iter()
+                .filter(|s| winner.get(&s.step).is_some_and(|(_, _, c)| *c == class))
+                .collect();
+            (class, kept)
+        })
+        .collect()
+}
+
+/// Python's `repr` of a JSON value, as upstream's messages print dicts
+/// (`{'priority': 99, 'interface': 'deploy'}`).
+pub fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(name: &str, priority: i64) -> Step {
+        Step {
+            step: name.into(),
+            priority: Some(priority),
+            interface: "deploy".into(),
+            ..Default::default()
+        }
+    }
+
+    fn names(merged: &[(String, Vec<Step>)]) -> Vec<(String, Vec<String>)> {
+        merged
+            .iter()
+            .map(|(c, s)| (c.clone(), s.iter().map(|s| s.step.clone()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_follows_upstream_rules() {
+        // The cases of upstream's unit test: MAINLINE beats GENERIC; between two GENERIC
+        // managers the alphabetically first wins a priority tie; higher priority beats the name.
+        let merged = merge_steps(vec![
+            (
+                "AGenericManager".into(),
+                SupportLevel::GENERIC,
+                vec![
+                    step("duped_ml", 20),
+                    step("duped_gn", 30),
+                    step("prio", 1),
+                    step("only_a", 0),
+                ],
+            ),
+            (
+                "MainlineManager".into(),
+                SupportLevel::MAINLINE,
+                vec![step("duped_ml", 20)],
+            ),
+            (
+                "ZGenericManager".into(),
+                SupportLevel::GENERIC,
+                vec![step("duped_ml", 20), step("duped_gn", 30), step("prio", 100)],
+            ),
+        ]);
+        assert_eq!(
+            names(&merged),
+            vec![
+                (
+                    "AGenericManager".to_owned(),
+                    vec!["duped_gn".to_owned(), "only_a".to_owned()]
+                ),
+                ("MainlineManager".to_owned(), vec!["duped_ml".to_owned()]),
+                ("ZGenericManager".to_owned(), vec!["prio".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn py_repr_matches_python() {
+        let v = json!({"priority": 99, "interface": "deploy", "ok": true, "none": null, "l": [1, "a"]});
+        assert_eq!(
+            py_repr(&v),
+            "{'priority': 99, 'interface': 'deploy', 'ok': True, 'none': None, 'l': [1, 'a']}"
+        );
+    }
+}
