@@ -74,8 +74,15 @@ pub fn interfaces(root: &SysRoot) -> Vec<NetworkInterface> {
             continue;
         }
         let live = root.0 == Path::new("/");
-        let permanent = if live { crate::hardware::ethtool::permanent_mac(&name) } else { None };
-        let Some(mac) = permanent.or_else(|| read_trimmed(&dir.join("address"))).map(|m| m.to_ascii_lowercase()) else {
+        let permanent = if live {
+            crate::hardware::ethtool::permanent_mac(&name)
+        } else {
+            None
+        };
+        let Some(mac) = permanent
+            .or_else(|| read_trimmed(&dir.join("address")))
+            .map(|m| m.to_ascii_lowercase())
+        else {
             continue;
         };
         // Upstream treats locally administered `fa:` MACs (HPE internal NICs, Neutron's

@@ -34,6 +34,9 @@ use crate::error::{AgentError, ErrorKind};
 /// Environment variable telling the program which protocol version it speaks to.
 pub const PROTOCOL_ENV: (&str, &str) = ("RIVET_MANAGER_PROTOCOL", "1");
 
+/// Largest answer accepted from a program, so a runaway one cannot exhaust memory.
+const MAX_OUTPUT: usize = 16 << 20;
+
 /// How long calls may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -111,24 +114,46 @@ async fn call(path: &Path, request: &Value, timeout: Duration, progress: &Progre
         });
         let mut lines = BufReader::new(stdout).lines();
         let mut answer = None;
+        // Objects usually come one per line; a pretty-printed object spans several lines, so
+        // lines accumulate until they form a complete JSON value.
+        let mut pending = String::new();
         while let Some(line) = lines
             .next_line()
             .await
             .map_err(|e| err(format!("reading its output: {e}")))?
         {
-            if line.trim().is_empty() {
+            if pending.len() + line.len() > MAX_OUTPUT {
+                return Err(err(format!(
+                    "answered {method} with more than {MAX_OUTPUT} bytes of output"
+                )));
+            }
+            pending.push_str(&line);
+            pending.push('\n');
+            if pending.trim().is_empty() {
+                pending.clear();
                 continue;
             }
-            let value: Value = serde_json::from_str(&line).map_err(|_| {
-                err(format!(
-                    "answered {method} with output that is not JSON: {:?}",
-                    truncate(&line)
-                ))
-            })?;
+            let value: Value = match serde_json::from_str(&pending) {
+                Ok(value) => value,
+                Err(e) if e.is_eof() => continue,
+                Err(_) => {
+                    return Err(err(format!(
+                        "answered {method} with output that is not JSON: {:?}",
+                        truncate(&pending)
+                    )));
+                }
+            };
+            pending.clear();
             match value.get("progress").and_then(Value::as_str) {
                 Some(message) if value.as_object().is_some_and(|o| o.len() == 1) => progress.report(message),
                 _ => answer = Some(value),
             }
+        }
+        if !pending.trim().is_empty() {
+            return Err(err(format!(
+                "answered {method} with incomplete JSON: {:?}",
+                truncate(&pending)
+            )));
         }
         let status = child.wait().await.map_err(|e| err(e.to_string()))?;
         let stderr = stderr_task.await.unwrap_or_default();
@@ -290,7 +315,11 @@ impl HardwareManager for ExecutableManager {
             let text = error.as_str().map(str::to_owned).unwrap_or_else(|| error.to_string());
             return Err(step_error(
                 ctx.step_type,
-                format!("hardware manager {} step {name}: {text}", self.name),
+                format!(
+                    "hardware manager {} ({}) step {name}: {text}",
+                    self.name,
+                    self.path.display()
+                ),
             ));
         }
         match answer.get("result") {

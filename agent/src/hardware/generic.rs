@@ -64,8 +64,7 @@ fn nvram_step(step_type: StepType) -> Step {
         [(
             "match_patterns".to_owned(),
             ArgSpec {
-                description: "Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that \
-                              pattern will be deleted. Default value is '[\"^HD\\\\(\", \"shim.*\\\\.efi\", \"grub.*\\\\.efi\"]'"
+                description: r#"Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that pattern will be deleted. Default value is '["^HD\(", "shim.*\.efi", "grub.*\.efi"]'"#
                     .into(),
                 required: false,
             },

@@ -164,7 +164,9 @@ pub fn parse(doc: &JsonObject) -> Result<Hints, AgentError> {
                         && words[1].parse::<u64>().is_ok()
                         && words[2].parse::<u64>().is_ok();
                     if !shaped {
-                        return Err(invalid(format!("size range must look like \"<range-in> [ 10 20 )\", got {text:?}")));
+                        return Err(invalid(format!(
+                            "size range must look like \"<range-in> [ 10 20 )\", got {text:?}"
+                        )));
                     }
                 }
                 let numbers: &[String] = if op == Some("<range-in>") { &[] } else { &values };

@@ -85,32 +85,59 @@ impl ManagerError {
 /// Reports progress of a long step: heartbeats carry the latest message.
 #[derive(Debug, Clone)]
 pub struct Progress {
-    state: Option<Arc<AgentState>>,
+    sink: ProgressSink,
+}
+
+#[derive(Debug, Clone)]
+enum ProgressSink {
+    Agent(Arc<AgentState>),
+    Record(Arc<std::sync::Mutex<Vec<String>>>),
+    Discard,
 }
 
 impl Progress {
     /// Progress that goes to the agent's heartbeats.
     pub fn to_agent(state: Arc<AgentState>) -> Self {
-        Progress { state: Some(state) }
+        Progress {
+            sink: ProgressSink::Agent(state),
+        }
     }
 
-    /// Progress that goes nowhere (tests, probes).
+    /// Progress that goes nowhere (probes).
     pub fn discard() -> Self {
-        Progress { state: None }
+        Progress {
+            sink: ProgressSink::Discard,
+        }
+    }
+
+    /// Progress kept in a list (tests, embedders that display it themselves).
+    pub fn recording() -> (Self, Arc<std::sync::Mutex<Vec<String>>>) {
+        let list = Arc::new(std::sync::Mutex::new(Vec::new()));
+        (
+            Progress {
+                sink: ProgressSink::Record(Arc::clone(&list)),
+            },
+            list,
+        )
     }
 
     /// Publish a progress message.
     pub fn report(&self, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(progress = %message, "step progress");
-        if let Some(state) = &self.state {
-            state.set_status_message(Some(message));
+        match &self.sink {
+            ProgressSink::Agent(state) => state.set_status_message(Some(message)),
+            ProgressSink::Record(list) => list
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(message),
+            ProgressSink::Discard => {}
         }
     }
 
     /// Clear the message when the work is done.
     pub fn clear(&self) {
-        if let Some(state) = &self.state {
+        if let ProgressSink::Agent(state) = &self.sink {
             state.set_status_message(None);
         }
     }

@@ -3,4 +3,5 @@
 
 mod api;
 mod conductor;
+mod hardware;
 mod support;

@@ -289,3 +289,38 @@ pub async fn managed(
     let agent = rivet_agent::start_with(config, registry(Arc::clone(&gate)), Vec::new()).await?;
     Ok((agent, gate))
 }
+
+/// A loop device over a sparse file, made by the test and detached when dropped.
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub path: String,
+    _file: tempfile::NamedTempFile,
+}
+
+impl LoopDevice {
+    /// A new loop device of `size` bytes. Needs root (CI runs as root); fails loudly otherwise.
+    pub fn new(size: u64) -> Self {
+        let file = tempfile::NamedTempFile::new().expect("backing file");
+        file.as_file().set_len(size).expect("sparse size");
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file.path())
+            .output()
+            .expect("losetup runs (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup failed (device tests need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(path.starts_with("/dev/loop"), "unexpected loop device {path:?}");
+        LoopDevice { path, _file: file }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").args(["-d", &self.path]).status();
+    }
+}
