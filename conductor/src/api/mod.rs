@@ -1,0 +1,224 @@
+//! Ironic's v1 REST API, the subset the `baremetal` CLI and agents use.
+//!
+//! Every request carries a microversion (`X-OpenStack-Ironic-API-Version`, `latest`, or none =
+//! 1.1); answers carry the negotiated version and the supported range. Errors are Ironic's
+//! `{"error_message": "<json>"}` documents; bad input is always a 4xx with a message that says
+//! what was wrong.
+
+pub mod auth;
+mod drivers;
+mod error;
+mod nodes;
+mod ports;
+mod root;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use http::{HeaderMap, HeaderValue};
+use rivet_common::version::{ApiVersion, MAX_VERSION_HEADER, MIN_VERSION_HEADER, VERSION_HEADER};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::engine::Conductor;
+
+pub use error::ApiError;
+
+/// Load an htpasswd file for http_basic.
+pub fn auth_users(path: &std::path::Path) -> Result<auth::Users, String> {
+    auth::Users::load(path)
+}
+
+/// Lowest microversion served.
+pub const MIN_VERSION: ApiVersion = ApiVersion::new(1, 1);
+/// Highest microversion served (Ironic 39's).
+pub const MAX_VERSION: ApiVersion = ApiVersion::new(1, 115);
+
+/// Shared by handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine.
+    pub conductor: Arc<Conductor>,
+    /// htpasswd users for http_basic (`None`: noauth).
+    pub users: Option<Arc<auth::Users>>,
+}
+
+/// The negotiated microversion and the base URL of links, set by the middleware.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Negotiated microversion.
+    pub version: ApiVersion,
+    /// `http://host:port` for links.
+    pub base: String,
+}
+
+/// The API router.
+pub fn app(state: AppState) -> Router {
+    let nodes = Router::new()
+        .route("/v1/nodes", get(nodes::list).post(nodes::create))
+        .route("/v1/nodes/", get(nodes::list).post(nodes::create))
+        .route("/v1/nodes/detail", get(nodes::list_detail))
+        .route(
+            "/v1/nodes/{node}",
+            get(nodes::show).patch(nodes::update).delete(nodes::delete),
+        )
+        .route("/v1/nodes/{node}/states", get(nodes::states))
+        .route("/v1/nodes/{node}/states/provision", put(nodes::provision))
+        .route("/v1/nodes/{node}/states/power", put(nodes::power))
+        .route("/v1/nodes/{node}/validate", get(nodes::validate))
+        .route(
+            "/v1/nodes/{node}/maintenance",
+            put(nodes::maintenance_on).delete(nodes::maintenance_off),
+        )
+        .route("/v1/nodes/{node}/history", get(nodes::history))
+        .route("/v1/nodes/{node}/ports", get(ports::list_for_node))
+        .route("/v1/nodes/{node}/ports/detail", get(ports::list_detail_for_node))
+        .route("/v1/nodes/{node}/vendor_passthru/methods", get(nodes::vendor_methods))
+        .route(
+            "/v1/nodes/{node}/vendor_passthru",
+            axum::routing::any(nodes::vendor_call),
+        )
+        .route(
+            "/v1/nodes/{node}/vendor_passthru/{method}",
+            axum::routing::any(nodes::vendor_call_path),
+        );
+    let ports = Router::new()
+        .route("/v1/ports", get(ports::list).post(ports::create))
+        .route("/v1/ports/", get(ports::list).post(ports::create))
+        .route("/v1/ports/detail", get(ports::list_detail))
+        .route(
+            "/v1/ports/{port}",
+            get(ports::show).patch(ports::update).delete(ports::delete),
+        );
+    let drivers = Router::new()
+        .route("/v1/drivers", get(drivers::list))
+        .route("/v1/drivers/", get(drivers::list))
+        .route("/v1/drivers/{driver}", get(drivers::show))
+        .route("/v1/drivers/{driver}/properties", get(drivers::properties))
+        .route(
+            "/v1/drivers/{driver}/vendor_passthru/methods",
+            get(drivers::vendor_methods),
+        )
+        .route(
+            "/v1/drivers/{driver}/vendor_passthru",
+            axum::routing::any(drivers::vendor_call),
+        )
+        .route("/v1/conductors", get(drivers::conductors));
+    Router::new()
+        .route("/", get(root::root))
+        .route("/v1", get(root::v1))
+        .route("/v1/", get(root::v1))
+        .merge(nodes)
+        .merge(ports)
+        .merge(drivers)
+        .fallback(|| async { ApiError::NotFound("The resource could not be found.".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), negotiate))
+        .with_state(state)
+}
+
+fn requested_version(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(v) = headers.get(VERSION_HEADER) {
+        return Ok(Some(
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("Invalid API version header".into()))?
+                .trim()
+                .to_owned(),
+        ));
+    }
+    if let Some(v) = headers.get("OpenStack-API-Version") {
+        let text = v
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("Invalid API version header".into()))?;
+        if let Some(rest) = text.trim().strip_prefix("baremetal") {
+            return Ok(Some(rest.trim().to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Negotiate the microversion, remember the base URL, and stamp the version headers.
+async fn negotiate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let version = match requested_version(request.headers()) {
+        Err(e) => return with_version_headers(e.into_response(), MIN_VERSION),
+        Ok(None) => MIN_VERSION,
+        Ok(Some(text)) if text == "latest" => MAX_VERSION,
+        Ok(Some(text)) => match text.parse::<ApiVersion>() {
+            Ok(v) if v.major == 1 && (MIN_VERSION..=MAX_VERSION).contains(&v) => v,
+            Ok(v) => {
+                let err = ApiError::NotAcceptable(format!(
+                    "Version {v} was requested but the minor version is not supported by this service. The supported version range is: [{MIN_VERSION}, {MAX_VERSION}]."
+                ));
+                return with_version_headers(err.into_response(), MIN_VERSION);
+            }
+            Err(_) => {
+                let err = ApiError::BadRequest(format!(
+                    "Invalid value for X-OpenStack-Ironic-API-Version header: {text:?}"
+                ));
+                return with_version_headers(err.into_response(), MIN_VERSION);
+            }
+        },
+    };
+    let base = state
+        .conductor
+        .config
+        .public_endpoint
+        .clone()
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| {
+            let host = request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        });
+    request.extensions_mut().insert(RequestContext { version, base });
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(%method, path, status = response.status().as_u16(), version = %version, ms = started.elapsed().as_secs_f64() * 1000.0, "api request");
+    with_version_headers(response, version)
+}
+
+fn with_version_headers(mut response: Response, version: ApiVersion) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (MIN_VERSION_HEADER, MIN_VERSION),
+        (MAX_VERSION_HEADER, MAX_VERSION),
+        (VERSION_HEADER, version),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            headers.insert(name, v);
+        }
+    }
+    headers.insert(http::header::SERVER, HeaderValue::from_static("rivet-conductor"));
+    response
+}
+
+/// Parse a JSON body into `T`; malformed or mistyped bodies are 400 with serde's reason.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("Invalid request body: {e}")))
+}
+
+/// `?fields=a,b` as a list.
+pub fn fields_param(raw: Option<&String>) -> Option<Vec<String>> {
+    raw.map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}

@@ -1,0 +1,627 @@
+//! `/v1/nodes`: create, list, show, JSON-patch update, delete, states, validation, maintenance,
+//! history and vendor passthru.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use rivet_common::JsonObject;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
+use crate::engine::ProvisionRequest;
+use crate::model::{ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, node_field_known};
+use crate::states::state;
+use crate::time::now_iso;
+
+/// Fields a client may set at creation or patch (besides the interfaces).
+const WRITABLE: &[&str] = &[
+    "name",
+    "driver",
+    "driver_info",
+    "properties",
+    "instance_info",
+    "extra",
+    "maintenance",
+    "maintenance_reason",
+    "automated_clean",
+    "description",
+    "owner",
+    "lessee",
+    "resource_class",
+    "conductor_group",
+    "protected",
+    "protected_reason",
+    "retired",
+    "retired_reason",
+    "network_data",
+    "shard",
+    "parent_node",
+    "chassis_uuid",
+    "instance_uuid",
+    "instance_name",
+    "boot_mode",
+    "secure_boot",
+];
+
+fn is_writable(field: &str) -> bool {
+    WRITABLE.contains(&field)
+        || field
+            .strip_suffix("_interface")
+            .is_some_and(|k| INTERFACE_KINDS.contains(&k))
+}
+
+/// Ironic's logical names: RFC 3986 unreserved characters.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+}
+
+fn object_field(doc: &JsonObject, field: &str) -> Result<JsonObject, ApiError> {
+    match doc.get(field) {
+        None | Some(Value::Null) => Ok(JsonObject::new()),
+        Some(Value::Object(o)) => Ok(o.clone()),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid value for {field}: expected an object, got {other}"
+        ))),
+    }
+}
+
+fn optional_string(doc: &JsonObject, field: &str) -> Result<Option<String>, ApiError> {
+    match doc.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid value for {field}: expected a string, got {other}"
+        ))),
+    }
+}
+
+/// Write the writable fields of an API document into a record, checking types and names.
+fn apply_fields(
+    state: &AppState,
+    node: &mut NodeRecord,
+    doc: &JsonObject,
+    interfaces_given: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    node.name = optional_string(doc, "name")?;
+    if let Some(name) = &node.name
+        && !valid_name(name)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Expected a logical name but received {name:?}: use letters, digits and -._~"
+        )));
+    }
+    node.driver = optional_string(doc, "driver")?
+        .ok_or_else(|| ApiError::BadRequest("Mandatory field missing: driver".into()))?;
+    node.driver_info = object_field(doc, "driver_info")?;
+    node.properties = object_field(doc, "properties")?;
+    node.instance_info = object_field(doc, "instance_info")?;
+    node.extra = object_field(doc, "extra")?;
+    node.maintenance = match doc.get("maintenance") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid value for maintenance: expected a boolean, got {other}"
+            )));
+        }
+    };
+    node.maintenance_reason = optional_string(doc, "maintenance_reason")?;
+    for field in ATTR_FIELDS {
+        if let Some(value) = doc.get(*field)
+            && WRITABLE.contains(field)
+        {
+            match (*field, value) {
+                ("automated_clean" | "protected" | "retired" | "secure_boot", Value::Bool(_) | Value::Null) => {}
+                ("automated_clean" | "protected" | "retired" | "secure_boot", other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "Invalid value for {field}: expected a boolean, got {other}"
+                    )));
+                }
+                ("network_data", Value::Object(_)) => {}
+                ("network_data", other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "Invalid value for network_data: expected an object, got {other}"
+                    )));
+                }
+                (_, Value::String(_) | Value::Null) => {}
+                (_, other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "Invalid value for {field}: expected a string, got {other}"
+                    )));
+                }
+            }
+            node.attrs.insert((*field).to_owned(), value.clone());
+        }
+    }
+    node.interfaces = state
+        .conductor
+        .drivers
+        .resolve(&node.driver, interfaces_given)
+        .map_err(ApiError::BadRequest)?;
+    Ok(())
+}
+
+fn node_doc(state: &AppState, ctx: &RequestContext, node: &NodeRecord, fields: Option<&[String]>) -> Value {
+    node.to_api(ctx.version, &ctx.base, state.conductor.locks.host(), fields)
+}
+
+fn check_fields(ctx: &RequestContext, fields: Option<&[String]>) -> Result<(), ApiError> {
+    for f in fields.unwrap_or_default() {
+        if !node_field_known(f, ctx.version) {
+            return Err(ApiError::BadRequest(format!(
+                "Field(s) \"{f}\" are not valid at API version {}",
+                ctx.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn list_nodes(
+    state: AppState,
+    ctx: RequestContext,
+    query: HashMap<String, String>,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
+    let fields = fields_param(query.get("fields"));
+    if detail && fields.is_some() {
+        return Err(ApiError::BadRequest(
+            "Can not specify ?detail=True and fields in the same request.".into(),
+        ));
+    }
+    check_fields(&ctx, fields.as_deref())?;
+    let short: Vec<String> = NODE_LIST_FIELDS.iter().map(|s| s.to_string()).collect();
+    let shown = if detail { None } else { Some(fields.unwrap_or(short)) };
+    let mut nodes = state.conductor.db.nodes().await?;
+    if let Some(s) = query.get("provision_state") {
+        nodes.retain(|n| &n.provision_state == s);
+    }
+    if let Some(m) = query.get("maintenance") {
+        let want = m.eq_ignore_ascii_case("true");
+        nodes.retain(|n| n.maintenance == want);
+    }
+    if let Some(d) = query.get("driver") {
+        nodes.retain(|n| &n.driver == d);
+    }
+    if let Some(marker) = query.get("marker") {
+        if let Some(pos) = nodes.iter().position(|n| &n.uuid == marker) {
+            nodes.drain(..=pos);
+        } else {
+            return Err(ApiError::BadRequest(format!("Marker {marker} could not be found.")));
+        }
+    }
+    let limit = match query.get("limit") {
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::BadRequest(format!("Invalid limit {l:?}: expected a positive integer")))?,
+        ),
+        None => None,
+    };
+    let mut doc = json!({});
+    if let Some(limit) = limit.filter(|l| *l > 0 && nodes.len() > *l) {
+        nodes.truncate(limit);
+        if let Some(last) = nodes.last() {
+            doc["next"] = json!(format!("{}/v1/nodes?limit={limit}&marker={}", ctx.base, last.uuid));
+        }
+    }
+    doc["nodes"] = Value::Array(
+        nodes
+            .iter()
+            .map(|n| node_doc(&state, &ctx, n, shown.as_deref()))
+            .collect(),
+    );
+    Ok(Json(doc))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let detail = q.get("detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
+    list_nodes(state, ctx, q, detail).await
+}
+
+pub(super) async fn list_detail(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_nodes(state, ctx, q, true).await
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let doc: JsonObject = parse_body(&body)?;
+    for key in doc.keys() {
+        if key != "uuid" && !is_writable(key) {
+            return Err(ApiError::BadRequest(format!(
+                "Unknown or read-only attribute for a new node: {key}"
+            )));
+        }
+        if !node_field_known(key, ctx.version) {
+            return Err(ApiError::NotAcceptable(format!(
+                "Field {key} needs a newer API version than {}",
+                ctx.version
+            )));
+        }
+    }
+    let uuid = match optional_string(&doc, "uuid")? {
+        Some(u) => uuid::Uuid::parse_str(&u)
+            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}.")))?
+            .to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let mut interfaces = BTreeMap::new();
+    for kind in INTERFACE_KINDS {
+        if let Some(name) = optional_string(&doc, &format!("{kind}_interface"))? {
+            interfaces.insert((*kind).to_owned(), name);
+        }
+    }
+    let mut node = NodeRecord {
+        uuid,
+        provision_state: state::ENROLL.into(),
+        created_at: now_iso(),
+        ..Default::default()
+    };
+    apply_fields(&state, &mut node, &doc, &interfaces)?;
+    state.conductor.db.insert_node(&node).await?;
+    tracing::info!(node = %node.uuid, driver = %node.driver, "node created");
+    let location = format!("{}/v1/nodes/{}", ctx.base, node.uuid);
+    let mut response = (StatusCode::CREATED, Json(node_doc(&state, &ctx, &node, None))).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let fields = fields_param(q.get("fields"));
+    check_fields(&ctx, fields.as_deref())?;
+    let node = state.conductor.node(&ident).await?;
+    Ok(Json(node_doc(&state, &ctx, &node, fields.as_deref())))
+}
+
+pub(super) async fn update(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ops: Vec<Value> = parse_body(&body)
+        .map_err(|_| ApiError::BadRequest("The patch must be a JSON array of operations (RFC 6902).".into()))?;
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.clone()))
+        .map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+    let mut touched_interfaces = Vec::new();
+    for op in &ops {
+        for key in ["path", "from"] {
+            let Some(path) = op.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+            if !is_writable(root) {
+                return Err(ApiError::BadRequest(format!(
+                    "'/{root}' is an internal or read-only attribute and can not be updated"
+                )));
+            }
+            if !node_field_known(root, ctx.version) {
+                return Err(ApiError::NotAcceptable(format!(
+                    "Field {root} needs a newer API version than {}",
+                    ctx.version
+                )));
+            }
+            if let Some(kind) = root.strip_suffix("_interface") {
+                touched_interfaces.push(kind.to_owned());
+            }
+        }
+    }
+    let conductor = &state.conductor;
+    let node = conductor.node(&ident).await?;
+    let lock = conductor
+        .locks
+        .acquire(&node.uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let result = async {
+        let mut node = conductor.node(&node.uuid).await?;
+        let mut doc = Value::Object(node.raw_fields());
+        json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+        let doc = doc.as_object().cloned().unwrap_or_default();
+        let driver_changed = doc.get("driver").and_then(Value::as_str) != Some(node.driver.as_str());
+        let mut interfaces = BTreeMap::new();
+        for kind in INTERFACE_KINDS {
+            // A new driver resets the interfaces the patch does not name to its defaults.
+            if driver_changed && !touched_interfaces.iter().any(|t| t == kind) {
+                continue;
+            }
+            if let Some(name) = optional_string(&doc, &format!("{kind}_interface"))?.filter(|n| !n.is_empty()) {
+                interfaces.insert((*kind).to_owned(), name);
+            }
+        }
+        apply_fields(&state, &mut node, &doc, &interfaces)?;
+        conductor.save(&mut node).await?;
+        Ok::<_, ApiError>(node)
+    }
+    .await;
+    lock.release().await?;
+    let node = result?;
+    Ok(Json(node_doc(&state, &ctx, &node, None)))
+}
+
+pub(super) async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, ApiError> {
+    let conductor = &state.conductor;
+    let node = conductor.node(&ident).await?;
+    let lock = conductor
+        .locks
+        .acquire(&node.uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let node = conductor.node(&node.uuid).await?;
+    let mut allowed: Vec<&str> = crate::states::DELETE_ALLOWED.to_vec();
+    if conductor.config.allow_deleting_available_nodes {
+        allowed.push(state::AVAILABLE);
+    }
+    let outcome = if node.attr("protected").as_bool() == Some(true) {
+        Err(ApiError::Forbidden(format!(
+            "Node {} is protected and cannot be deleted.",
+            node.uuid
+        )))
+    } else if !allowed.contains(&node.provision_state.as_str()) {
+        Err(ApiError::Conflict(format!(
+            "Can not delete node \"{}\" while it is in provision state \"{}\". Valid provision states to start deletion are: {}",
+            node.uuid,
+            node.provision_state,
+            allowed.join(", ")
+        )))
+    } else {
+        conductor.db.delete_node(&node.uuid).await.map_err(ApiError::from)
+    };
+    if outcome.is_err() {
+        lock.release().await?;
+    }
+    outcome?;
+    tracing::info!(node = %node.uuid, "node deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn states(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let node = state.conductor.node(&ident).await?;
+    let mut doc = json!({
+        "console_enabled": node.attr("console_enabled"),
+        "last_error": node.last_error,
+        "power_state": node.power_state,
+        "provision_state": node.provision_state,
+        "provision_updated_at": node.provision_updated_at,
+        "target_power_state": node.target_power_state,
+        "target_provision_state": node.target_provision_state,
+    });
+    if ctx.version.minor >= 12 {
+        doc["raid_config"] = node.attr("raid_config");
+        doc["target_raid_config"] = node.attr("target_raid_config");
+    }
+    Ok(Json(doc))
+}
+
+pub(super) async fn provision(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: ProvisionRequest = parse_body(&body)?;
+    let node = state.conductor.node(&ident).await?;
+    state.conductor.provision(&node.uuid, request, ctx.version).await?;
+    let mut response = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("{}/v1/nodes/{}/states", ctx.base, node.uuid)) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PowerRequest {
+    target: String,
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+pub(super) async fn power(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: PowerRequest = parse_body(&body)?;
+    if request.timeout == Some(0) {
+        return Err(ApiError::BadRequest(
+            "timeout must be a positive number of seconds".into(),
+        ));
+    }
+    state.conductor.set_power(&ident, &request.target).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub(super) async fn validate(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.conductor.validate(&ident).await?))
+}
+
+async fn set_maintenance(
+    state: &AppState,
+    ident: &str,
+    on: bool,
+    reason: Option<String>,
+) -> Result<StatusCode, ApiError> {
+    let conductor = &state.conductor;
+    let node = conductor.node(ident).await?;
+    let lock = conductor
+        .locks
+        .acquire(&node.uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let result = async {
+        let mut node = conductor.node(&node.uuid).await?;
+        node.maintenance = on;
+        node.maintenance_reason = if on { reason } else { None };
+        if !on {
+            node.fault = None;
+        }
+        conductor.save(&mut node).await
+    }
+    .await;
+    lock.release().await?;
+    result?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(super) async fn maintenance_on(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: MaintenanceRequest = if body.is_empty() {
+        MaintenanceRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    set_maintenance(&state, &ident, true, request.reason).await
+}
+
+pub(super) async fn maintenance_off(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_maintenance(&state, &ident, false, None).await
+}
+
+pub(super) async fn history(State(state): State<AppState>, Path(ident): Path<String>) -> Result<Json<Value>, ApiError> {
+    let node = state.conductor.node(&ident).await?;
+    let events = state.conductor.db.history(&node.uuid).await?;
+    Ok(Json(json!({ "history": events })))
+}
+
+pub(super) async fn vendor_methods(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let node = state.conductor.node(&ident).await?;
+    let driver = state.conductor.driver(&node)?;
+    let methods: JsonObject = driver
+        .vendor
+        .methods()
+        .iter()
+        .map(|m| (m.name.to_owned(), m.describe()))
+        .collect();
+    Ok(Json(Value::Object(methods)))
+}
+
+async fn call_vendor(
+    state: AppState,
+    ident: String,
+    method: Option<String>,
+    http_method: Method,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let method = method
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("Method not specified".into()))?;
+    let args: Value = if body.is_empty() { json!({}) } else { parse_body(&body)? };
+    let conductor = &state.conductor;
+    let node = conductor.node(&ident).await?;
+    let driver = conductor.driver(&node)?;
+    let spec = driver
+        .vendor
+        .methods()
+        .into_iter()
+        .find(|m| m.name == method)
+        .ok_or_else(|| ApiError::BadRequest(format!("No handler for method {method}")))?;
+    if !spec.http_methods.contains(&http_method.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "The method {method} does not support HTTP {http_method}; supported: {}",
+            spec.http_methods.join(", ")
+        )));
+    }
+    let lock = conductor
+        .locks
+        .acquire(&node.uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let mut node = conductor.node(&node.uuid).await?;
+    let vendor = driver.vendor.clone();
+    let http_method = http_method.to_string();
+    if spec.is_async {
+        let conductor = conductor.clone();
+        tokio::spawn(async move {
+            match vendor.call(&mut node, &method, &http_method, args).await {
+                Ok(_) => {
+                    let _ = conductor.save(&mut node).await;
+                }
+                Err(e) => tracing::error!(node = %node.uuid, method, error = %e, "vendor passthru failed"),
+            }
+            let _ = lock.release().await;
+        });
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"return": null, "async": true, "attach": false})),
+        )
+            .into_response());
+    }
+    let outcome = vendor.call(&mut node, &method, &http_method, args).await;
+    let saved = match &outcome {
+        Ok(_) => conductor.save(&mut node).await.map_err(ApiError::from),
+        Err(_) => Ok(()),
+    };
+    lock.release().await?;
+    saved?;
+    let value = outcome.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"return": value, "async": false, "attach": spec.attach})),
+    )
+        .into_response())
+}
+
+pub(super) async fn vendor_call(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    method: Method,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    call_vendor(state, ident, q.get("method").cloned(), method, body).await
+}
+
+pub(super) async fn vendor_call_path(
+    State(state): State<AppState>,
+    Path((ident, name)): Path<(String, String)>,
+    method: Method,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    call_vendor(state, ident, Some(name), method, body).await
+}

@@ -1,0 +1,260 @@
+//! `/v1/ports`: a node's NICs (lookup matches agents by their MAC addresses).
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use rivet_common::JsonObject;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
+use crate::model::{PORT_ATTR_FIELDS, PortRecord};
+use crate::time::now_iso;
+
+/// Normalise a MAC (6 bytes Ethernet, 20 bytes InfiniBand) to lower-case colon form.
+pub fn normalise_mac(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if !(parts.len() == 6 || parts.len() == 20)
+        || !parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    Some(parts.join(":").to_ascii_lowercase())
+}
+
+fn apply(port: &mut PortRecord, doc: &JsonObject) -> Result<(), ApiError> {
+    let address = doc
+        .get("address")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("Mandatory field missing: address".into()))?;
+    port.address = normalise_mac(address)
+        .ok_or_else(|| ApiError::BadRequest(format!("Expected a MAC address but received {address}.")))?;
+    port.pxe_enabled = match doc.get("pxe_enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid value for pxe_enabled: expected a boolean, got {other}"
+            )));
+        }
+    };
+    for field in PORT_ATTR_FIELDS {
+        if let Some(value) = doc.get(*field) {
+            let ok = match *field {
+                "extra" | "internal_info" | "local_link_connection" => value.is_object(),
+                "is_smartnic" | "available_for_dynamic_portgroup" => value.is_boolean(),
+                _ => value.is_string() || value.is_null(),
+            };
+            if !ok {
+                return Err(ApiError::BadRequest(format!("Invalid value for {field}: {value}")));
+            }
+            port.attrs.insert((*field).to_owned(), value.clone());
+        }
+    }
+    Ok(())
+}
+
+async fn resolve_node(state: &AppState, doc: &JsonObject) -> Result<String, ApiError> {
+    let ident = doc
+        .get("node_uuid")
+        .or_else(|| doc.get("node_ident"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("Mandatory field missing: node_uuid".into()))?;
+    let node = state
+        .conductor
+        .db
+        .node_by_ident(ident)
+        .await?
+        .ok_or_else(|| ApiError::BadRequest(format!("Node {ident} could not be found.")))?;
+    Ok(node.uuid)
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let doc: JsonObject = parse_body(&body)?;
+    for key in doc.keys() {
+        if !["uuid", "address", "node_uuid", "node_ident", "pxe_enabled"].contains(&key.as_str())
+            && !PORT_ATTR_FIELDS.contains(&key.as_str())
+        {
+            return Err(ApiError::BadRequest(format!("Unknown attribute for a new port: {key}")));
+        }
+    }
+    let uuid = match doc.get("uuid").and_then(Value::as_str) {
+        Some(u) => uuid::Uuid::parse_str(u)
+            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}.")))?
+            .to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let node_uuid = resolve_node(&state, &doc).await?;
+    let mut port = PortRecord {
+        uuid,
+        node_uuid,
+        created_at: now_iso(),
+        ..Default::default()
+    };
+    apply(&mut port, &doc)?;
+    state.conductor.db.insert_port(&port).await?;
+    let mut response = (StatusCode::CREATED, Json(port.to_api(ctx.version, &ctx.base, None))).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("{}/v1/ports/{}", ctx.base, port.uuid)) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+async fn list_ports(
+    state: AppState,
+    ctx: RequestContext,
+    node: Option<String>,
+    query: HashMap<String, String>,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
+    let node_uuid = match node
+        .or_else(|| query.get("node").cloned())
+        .or_else(|| query.get("node_uuid").cloned())
+    {
+        Some(ident) => Some(state.conductor.node(&ident).await?.uuid),
+        None => None,
+    };
+    let mut ports = state.conductor.db.ports(node_uuid.as_deref()).await?;
+    if let Some(address) = query.get("address").and_then(|a| normalise_mac(a)) {
+        ports.retain(|p| p.address == address);
+    }
+    let fields = fields_param(query.get("fields"));
+    let shown: Option<Vec<String>> = if detail || query.get("detail").is_some_and(|d| d.eq_ignore_ascii_case("true")) {
+        None
+    } else {
+        Some(fields.unwrap_or_else(|| vec!["uuid".into(), "address".into(), "links".into()]))
+    };
+    Ok(Json(
+        json!({ "ports": ports.iter().map(|p| p.to_api(ctx.version, &ctx.base, shown.as_deref())).collect::<Vec<_>>() }),
+    ))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_ports(state, ctx, None, q, false).await
+}
+
+pub(super) async fn list_detail(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_ports(state, ctx, None, q, true).await
+}
+
+pub(super) async fn list_for_node(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(node): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_ports(state, ctx, Some(node), q, false).await
+}
+
+pub(super) async fn list_detail_for_node(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(node): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    list_ports(state, ctx, Some(node), q, true).await
+}
+
+async fn find(state: &AppState, ident: &str) -> Result<PortRecord, ApiError> {
+    state
+        .conductor
+        .db
+        .port(ident)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Port {ident} could not be found.")))
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let port = find(&state, &ident).await?;
+    Ok(Json(port.to_api(
+        ctx.version,
+        &ctx.base,
+        fields_param(q.get("fields")).as_deref(),
+    )))
+}
+
+pub(super) async fn update(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch: json_patch::Patch = parse_body(&body)?;
+    let mut port = find(&state, &ident).await?;
+    // Ports change under their node's lock, like Ironic.
+    let lock = state
+        .conductor
+        .locks
+        .acquire(&port.node_uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let result = async {
+        let mut doc = port.to_api(crate::api::MAX_VERSION, &ctx.base, None);
+        json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+        let doc = doc.as_object().cloned().unwrap_or_default();
+        if doc.get("uuid").and_then(Value::as_str) != Some(port.uuid.as_str()) {
+            return Err(ApiError::BadRequest(
+                "'/uuid' is a read-only attribute and can not be updated".into(),
+            ));
+        }
+        port.node_uuid = resolve_node(&state, &doc).await?;
+        apply(&mut port, &doc)?;
+        port.updated_at = Some(now_iso());
+        state.conductor.db.update_port(&port).await?;
+        Ok(())
+    }
+    .await;
+    lock.release().await?;
+    result?;
+    Ok(Json(port.to_api(ctx.version, &ctx.base, None)))
+}
+
+pub(super) async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, ApiError> {
+    let port = find(&state, &ident).await?;
+    let lock = state
+        .conductor
+        .locks
+        .acquire(&port.node_uuid)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let outcome = state.conductor.db.delete_port(&port.uuid).await;
+    lock.release().await?;
+    outcome?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_normalised() {
+        assert_eq!(normalise_mac("52:54:00:AA:00:01").as_deref(), Some("52:54:00:aa:00:01"));
+        assert_eq!(normalise_mac("52-54-00-aa-00-01").as_deref(), Some("52:54:00:aa:00:01"));
+        assert_eq!(normalise_mac("52:54:00:aa:00"), None);
+        assert_eq!(normalise_mac("zz:54:00:aa:00:01"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! Conductor configuration: defaults, a TOML file (`--config`), flags; a higher source wins.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "rivet-conductor",
+    version,
+    about = "Rivet conductor: bare-metal provisioning, Ironic-compatible API"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address the API listens on [default: 0.0.0.0].
+    #[arg(long, value_name = "IP")]
+    pub listen_host: Option<IpAddr>,
+    /// API port [default: 6385].
+    #[arg(long, value_name = "PORT")]
+    pub listen_port: Option<u16>,
+    /// Database: sqlite://PATH (created if missing) or postgres://USER:PASS@HOST/DB
+    /// [default: sqlite://rivet.sqlite in the working directory].
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Name of this conductor (lock holder) [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// noauth or http_basic [default: noauth].
+    #[arg(long, value_name = "STRATEGY")]
+    pub auth_strategy: Option<AuthStrategy>,
+    /// htpasswd file (bcrypt) for http_basic.
+    #[arg(long, value_name = "PATH")]
+    pub http_basic_auth_user_file: Option<PathBuf>,
+    /// Log at debug level.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// How API requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStrategy {
+    /// Anyone may call the API.
+    #[default]
+    Noauth,
+    /// HTTP basic auth against an htpasswd file with bcrypt hashes.
+    #[value(name = "http_basic")]
+    HttpBasic,
+}
+
+/// The TOML file (all keys optional; unknown keys are errors).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen_host: Option<IpAddr>,
+    pub listen_port: Option<u16>,
+    pub database_url: Option<String>,
+    pub host: Option<String>,
+    pub auth_strategy: Option<AuthStrategy>,
+    pub http_basic_auth_user_file: Option<PathBuf>,
+    /// URL clients and agents use to reach this API (links, iPXE scripts).
+    pub public_endpoint: Option<String>,
+    pub enabled_hardware_types: Option<Vec<String>>,
+    /// `kind = ["impl", ...]` per interface kind.
+    pub enabled_interfaces: Option<BTreeMap<String, Vec<String>>>,
+    /// `kind = "impl"` per interface kind.
+    pub default_interfaces: Option<BTreeMap<String, String>>,
+    pub automated_clean: Option<bool>,
+    pub node_locked_retry_attempts: Option<u32>,
+    pub node_locked_retry_interval: Option<f64>,
+    pub allow_deleting_available_nodes: Option<bool>,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    pub listen_host: IpAddr,
+    pub listen_port: u16,
+    pub database_url: String,
+    pub host: String,
+    pub auth_strategy: AuthStrategy,
+    pub htpasswd: Option<PathBuf>,
+    pub public_endpoint: Option<String>,
+    pub enabled_hardware_types: Vec<String>,
+    pub enabled_interfaces: BTreeMap<String, Vec<String>>,
+    pub default_interfaces: BTreeMap<String, String>,
+    pub automated_clean: bool,
+    pub lock_policy: crate::task::LockPolicy,
+    pub allow_deleting_available_nodes: bool,
+    pub debug: bool,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is unreadable or wrong.
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    /// Settings that cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConductorConfig {
+    /// Stack the sources: defaults < file < flags.
+    pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let auth_strategy = cli.auth_strategy.or(file.auth_strategy).unwrap_or_default();
+        let htpasswd = cli.http_basic_auth_user_file.clone().or(file.http_basic_auth_user_file);
+        if auth_strategy == AuthStrategy::HttpBasic && htpasswd.is_none() {
+            return Err(ConfigError::Invalid(
+                "auth_strategy http_basic needs http_basic_auth_user_file".into(),
+            ));
+        }
+        let host = cli
+            .host
+            .clone()
+            .or(file.host)
+            .or_else(system_hostname)
+            .unwrap_or_else(|| "rivet-conductor".into());
+        Ok(ConductorConfig {
+            listen_host: cli
+                .listen_host
+                .or(file.listen_host)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            listen_port: cli.listen_port.or(file.listen_port).unwrap_or(6385),
+            database_url: cli
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| "sqlite://rivet.sqlite".into()),
+            host,
+            auth_strategy,
+            htpasswd,
+            public_endpoint: file.public_endpoint,
+            enabled_hardware_types: file.enabled_hardware_types.unwrap_or_else(|| {
+                crate::drivers::DEFAULT_ENABLED_TYPES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }),
+            enabled_interfaces: file.enabled_interfaces.unwrap_or_default(),
+            default_interfaces: file.default_interfaces.unwrap_or_default(),
+            automated_clean: file.automated_clean.unwrap_or(true),
+            lock_policy: crate::task::LockPolicy {
+                attempts: file.node_locked_retry_attempts.unwrap_or(3).max(1),
+                interval: Duration::from_secs_f64(file.node_locked_retry_interval.unwrap_or(1.0).clamp(0.01, 60.0)),
+            },
+            allow_deleting_available_nodes: file.allow_deleting_available_nodes.unwrap_or(false),
+            debug: cli.debug,
+        })
+    }
+
+    /// Read the file named by `--config`, if any.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::resolve(cli, file)
+    }
+
+    /// A configuration for tests and embedding: SQLite at `database_url`, loopback, port 0.
+    pub fn for_tests(database_url: String) -> Self {
+        let cli = Cli {
+            listen_host: Some(IpAddr::from([127, 0, 0, 1])),
+            listen_port: Some(0),
+            database_url: Some(database_url),
+            host: Some("test-conductor".into()),
+            ..Default::default()
+        };
+        let mut config = Self::resolve(&cli, FileConfig::default()).expect("test defaults are valid");
+        config.lock_policy = crate::task::LockPolicy {
+            attempts: 20,
+            interval: Duration::from_millis(50),
+        };
+        config
+    }
+}
+
+fn system_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let cli = Cli::parse_from(["rivet-conductor", "--listen-port", "7000"]);
+        let file: FileConfig = toml::from_str("listen_port = 6000\nhost = \"c1\"\n").expect("valid");
+        let config = ConductorConfig::resolve(&cli, file).expect("valid");
+        assert_eq!((config.listen_port, config.host.as_str()), (7000, "c1"));
+        assert_eq!(config.database_url, "sqlite://rivet.sqlite");
+        assert!(
+            toml::from_str::<FileConfig>("listen_prot = 1\n").is_err(),
+            "unknown keys are errors"
+        );
+        let cli = Cli::parse_from(["rivet-conductor", "--auth-strategy", "http_basic"]);
+        assert!(
+            ConductorConfig::resolve(&cli, FileConfig::default()).is_err(),
+            "http_basic needs a user file"
+        );
+    }
+}

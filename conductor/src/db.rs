@@ -1,0 +1,532 @@
+//! The conductor's database: nodes, ports, conductors, node history.
+//!
+//! One code path for SQLite (the embedded default, file created on start) and PostgreSQL
+//! (several conductors), through sqlx's `Any` driver and the versioned migrations in
+//! `conductor/migrations/`, which are written in SQL both understand. JSON documents are TEXT.
+
+use std::time::Duration;
+
+use rivet_common::JsonObject;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::model::{HistoryEvent, NodeRecord, PortRecord};
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is not `sqlite://PATH` or `postgres://...`.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER:PASS@HOST/DB")]
+    Url(String),
+    /// A uniqueness rule was broken (name, MAC address).
+    #[error("{0}")]
+    Duplicate(String),
+    /// Anything from the driver.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON document is corrupt.
+    #[error("corrupt {what} in the database: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+/// The connection pool.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+fn json_text(doc: &JsonObject) -> String {
+    serde_json::Value::Object(doc.clone()).to_string()
+}
+
+fn json_doc(row: &AnyRow, column: &str) -> Result<JsonObject, DbError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| DbError::Corrupt {
+        what: column.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn flag(row: &AnyRow, column: &str) -> Result<bool, DbError> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.is_unique_violation() || db.message().contains("UNIQUE constraint failed"),
+        _ => false,
+    }
+}
+
+impl Database {
+    /// Connect (creating the SQLite file if needed) and bring the schema up to date.
+    pub async fn connect(url: &str) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let (url, sqlite) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let mode = if path.contains("mode=") {
+                ""
+            } else if path.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            };
+            (format!("sqlite://{path}{mode}"), true)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), false)
+        } else {
+            return Err(DbError::Url(url.to_owned()));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        if sqlite {
+            // One writer at a time in SQLite; WAL lets readers proceed, and writers wait for
+            // each other instead of failing with "database is locked".
+            options = options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(16);
+        }
+        let pool = options.connect(&url).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Database { pool, sqlite })
+    }
+
+    /// True for the embedded SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
+    fn node_from_row(row: &AnyRow) -> Result<NodeRecord, DbError> {
+        let interfaces = json_doc(row, "interfaces")?;
+        Ok(NodeRecord {
+            uuid: row.try_get("uuid")?,
+            name: row.try_get("name")?,
+            driver: row.try_get("driver")?,
+            interfaces: interfaces
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+                .collect(),
+            driver_info: json_doc(row, "driver_info")?,
+            driver_internal_info: json_doc(row, "driver_internal_info")?,
+            properties: json_doc(row, "properties")?,
+            instance_info: json_doc(row, "instance_info")?,
+            extra: json_doc(row, "extra")?,
+            attrs: json_doc(row, "attrs")?,
+            provision_state: row.try_get("provision_state")?,
+            target_provision_state: row.try_get("target_provision_state")?,
+            provision_updated_at: row.try_get("provision_updated_at")?,
+            power_state: row.try_get("power_state")?,
+            target_power_state: row.try_get("target_power_state")?,
+            last_error: row.try_get("last_error")?,
+            maintenance: flag(row, "maintenance")?,
+            maintenance_reason: row.try_get("maintenance_reason")?,
+            fault: row.try_get("fault")?,
+            reservation: row.try_get("reservation")?,
+            clean_step: json_doc(row, "clean_step")?,
+            deploy_step: json_doc(row, "deploy_step")?,
+            service_step: json_doc(row, "service_step")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// One node by UUID.
+    pub async fn node(&self, uuid: &str) -> Result<Option<NodeRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM nodes WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::node_from_row).transpose()
+    }
+
+    /// One node by UUID or name.
+    pub async fn node_by_ident(&self, ident: &str) -> Result<Option<NodeRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM nodes WHERE uuid = $1 OR name = $1")
+            .bind(ident)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::node_from_row).transpose()
+    }
+
+    /// All nodes, oldest first.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, DbError> {
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY created_at, uuid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::node_from_row).collect()
+    }
+
+    /// Nodes in one of the given provision states.
+    pub async fn nodes_in_states(&self, states: &[&str]) -> Result<Vec<NodeRecord>, DbError> {
+        let mut out = Vec::new();
+        for state in states {
+            let rows = sqlx::query("SELECT * FROM nodes WHERE provision_state = $1")
+                .bind(*state)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                out.push(Self::node_from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store a new node.
+    pub async fn insert_node(&self, node: &NodeRecord) -> Result<(), DbError> {
+        let interfaces: JsonObject = node
+            .interfaces
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        sqlx::query(
+            "INSERT INTO nodes (uuid, name, driver, interfaces, driver_info, driver_internal_info, properties, \
+             instance_info, extra, attrs, provision_state, target_provision_state, provision_updated_at, power_state, \
+             target_power_state, last_error, maintenance, maintenance_reason, fault, reservation, clean_step, deploy_step, \
+             service_step, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        )
+        .bind(&node.uuid)
+        .bind(&node.name)
+        .bind(&node.driver)
+        .bind(json_text(&interfaces))
+        .bind(json_text(&node.driver_info))
+        .bind(json_text(&node.driver_internal_info))
+        .bind(json_text(&node.properties))
+        .bind(json_text(&node.instance_info))
+        .bind(json_text(&node.extra))
+        .bind(json_text(&node.attrs))
+        .bind(&node.provision_state)
+        .bind(&node.target_provision_state)
+        .bind(&node.provision_updated_at)
+        .bind(&node.power_state)
+        .bind(&node.target_power_state)
+        .bind(&node.last_error)
+        .bind(i64::from(node.maintenance))
+        .bind(&node.maintenance_reason)
+        .bind(&node.fault)
+        .bind(&node.reservation)
+        .bind(json_text(&node.clean_step))
+        .bind(json_text(&node.deploy_step))
+        .bind(json_text(&node.service_step))
+        .bind(&node.created_at)
+        .bind(&node.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                DbError::Duplicate(format!(
+                    "A node with UUID {} or name {} already exists.",
+                    node.uuid,
+                    node.name.as_deref().unwrap_or("-")
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Write every field of `node` except the reservation (owned by [`Database::reserve`]).
+    pub async fn update_node(&self, node: &NodeRecord) -> Result<(), DbError> {
+        let interfaces: JsonObject = node
+            .interfaces
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        sqlx::query(
+            "UPDATE nodes SET name = $2, driver = $3, interfaces = $4, driver_info = $5, driver_internal_info = $6, \
+             properties = $7, instance_info = $8, extra = $9, attrs = $10, provision_state = $11, \
+             target_provision_state = $12, provision_updated_at = $13, power_state = $14, target_power_state = $15, \
+             last_error = $16, maintenance = $17, maintenance_reason = $18, fault = $19, clean_step = $20, \
+             deploy_step = $21, service_step = $22, updated_at = $23 WHERE uuid = $1",
+        )
+        .bind(&node.uuid)
+        .bind(&node.name)
+        .bind(&node.driver)
+        .bind(json_text(&interfaces))
+        .bind(json_text(&node.driver_info))
+        .bind(json_text(&node.driver_internal_info))
+        .bind(json_text(&node.properties))
+        .bind(json_text(&node.instance_info))
+        .bind(json_text(&node.extra))
+        .bind(json_text(&node.attrs))
+        .bind(&node.provision_state)
+        .bind(&node.target_provision_state)
+        .bind(&node.provision_updated_at)
+        .bind(&node.power_state)
+        .bind(&node.target_power_state)
+        .bind(&node.last_error)
+        .bind(i64::from(node.maintenance))
+        .bind(&node.maintenance_reason)
+        .bind(&node.fault)
+        .bind(json_text(&node.clean_step))
+        .bind(json_text(&node.deploy_step))
+        .bind(json_text(&node.service_step))
+        .bind(&node.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                DbError::Duplicate(format!(
+                    "A node with name {} already exists.",
+                    node.name.as_deref().unwrap_or("-")
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Delete a node with its ports and history.
+    pub async fn delete_node(&self, uuid: &str) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM ports WHERE node_uuid = $1")
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM node_history WHERE node_uuid = $1")
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM nodes WHERE uuid = $1")
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Take the exclusive lock for `host`; false if someone holds it.
+    pub async fn reserve(&self, uuid: &str, host: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE nodes SET reservation = $2 WHERE uuid = $1 AND reservation IS NULL")
+            .bind(uuid)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Release the lock if `host` holds it.
+    pub async fn release(&self, uuid: &str, host: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2")
+            .bind(uuid)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds the lock.
+    pub async fn reservation(&self, uuid: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT reservation FROM nodes WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("reservation")?,
+            None => None,
+        })
+    }
+
+    /// Drop every lock `host` holds (at start: a restarted conductor owns nothing).
+    pub async fn clear_reservations(&self, host: &str) -> Result<u64, DbError> {
+        let done = sqlx::query("UPDATE nodes SET reservation = NULL WHERE reservation = $1")
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Register or refresh this conductor.
+    pub async fn register_conductor(&self, host: &str, drivers: &[String], group: &str) -> Result<(), DbError> {
+        let now = crate::time::now_iso();
+        let drivers = serde_json::to_string(drivers).unwrap_or_else(|_| "[]".into());
+        let updated = sqlx::query(
+            "UPDATE conductors SET drivers = $2, conductor_group = $3, online = 1, updated_at = $4 WHERE hostname = $1",
+        )
+        .bind(host)
+        .bind(&drivers)
+        .bind(group)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO conductors (hostname, drivers, conductor_group, online, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 1, $4, NULL)",
+            )
+            .bind(host)
+            .bind(&drivers)
+            .bind(group)
+            .bind(&now)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Mark this conductor offline (graceful stop).
+    pub async fn conductor_offline(&self, host: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE conductors SET online = 0, updated_at = $2 WHERE hostname = $1")
+            .bind(host)
+            .bind(crate::time::now_iso())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn port_from_row(row: &AnyRow) -> Result<PortRecord, DbError> {
+        Ok(PortRecord {
+            uuid: row.try_get("uuid")?,
+            address: row.try_get("address")?,
+            node_uuid: row.try_get("node_uuid")?,
+            pxe_enabled: flag(row, "pxe_enabled")?,
+            attrs: json_doc(row, "attrs")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// Store a new port.
+    pub async fn insert_port(&self, port: &PortRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO ports (uuid, address, node_uuid, pxe_enabled, attrs, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&port.uuid)
+        .bind(&port.address)
+        .bind(&port.node_uuid)
+        .bind(i64::from(port.pxe_enabled))
+        .bind(json_text(&port.attrs))
+        .bind(&port.created_at)
+        .bind(&port.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                DbError::Duplicate(format!("A port with MAC address {} already exists.", port.address))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Rewrite a port.
+    pub async fn update_port(&self, port: &PortRecord) -> Result<(), DbError> {
+        sqlx::query("UPDATE ports SET address = $2, node_uuid = $3, pxe_enabled = $4, attrs = $5, updated_at = $6 WHERE uuid = $1")
+            .bind(&port.uuid)
+            .bind(&port.address)
+            .bind(&port.node_uuid)
+            .bind(i64::from(port.pxe_enabled))
+            .bind(json_text(&port.attrs))
+            .bind(&port.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    DbError::Duplicate(format!("A port with MAC address {} already exists.", port.address))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// One port by UUID (or MAC address).
+    pub async fn port(&self, ident: &str) -> Result<Option<PortRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM ports WHERE uuid = $1 OR address = $1")
+            .bind(ident)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::port_from_row).transpose()
+    }
+
+    /// Ports, all or of one node.
+    pub async fn ports(&self, node_uuid: Option<&str>) -> Result<Vec<PortRecord>, DbError> {
+        let rows = match node_uuid {
+            Some(uuid) => {
+                sqlx::query("SELECT * FROM ports WHERE node_uuid = $1 ORDER BY created_at, uuid")
+                    .bind(uuid)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM ports ORDER BY created_at, uuid")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(Self::port_from_row).collect()
+    }
+
+    /// Delete a port.
+    pub async fn delete_port(&self, uuid: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM ports WHERE uuid = $1")
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Nodes owning ports with any of these MAC addresses (lower-case).
+    pub async fn nodes_by_macs(&self, macs: &[String]) -> Result<Vec<String>, DbError> {
+        let mut out: Vec<String> = Vec::new();
+        for mac in macs {
+            let rows = sqlx::query("SELECT node_uuid FROM ports WHERE address = $1")
+                .bind(mac)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                let uuid: String = row.try_get("node_uuid")?;
+                if !out.contains(&uuid) {
+                    out.push(uuid);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Append to a node's history.
+    pub async fn add_history(&self, node_uuid: &str, severity: &str, event: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO node_history (uuid, node_uuid, created_at, severity, event) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(node_uuid)
+        .bind(crate::time::now_iso())
+        .bind(severity)
+        .bind(event)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A node's history, oldest first.
+    pub async fn history(&self, node_uuid: &str) -> Result<Vec<HistoryEvent>, DbError> {
+        let rows = sqlx::query("SELECT * FROM node_history WHERE node_uuid = $1 ORDER BY created_at")
+            .bind(node_uuid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEvent {
+                    uuid: r.try_get("uuid")?,
+                    created_at: r.try_get("created_at")?,
+                    severity: r.try_get("severity")?,
+                    event: r.try_get("event")?,
+                })
+            })
+            .collect()
+    }
+}

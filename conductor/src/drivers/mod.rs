@@ -1,0 +1,409 @@
+//! The driver model (seeds 002 and 004): a node's driver is a *hardware type* plus one
+//! implementation per *interface* kind (power, boot, deploy, management, raid, bios, vendor,
+//! inspect, ...). A hardware type lists the implementations it supports per kind, in preference
+//! order; the configuration enables hardware types and implementations; a node names its
+//! implementations or gets the configured default, else the first supported and enabled one.
+//!
+//! To add an implementation: write a type implementing [`Interface`] (and the kind's trait,
+//! e.g. [`Power`]), add it to [`build`], and list it under the hardware types that support it.
+
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rivet_common::steps::{Step, StepType};
+use serde_json::Value;
+
+use crate::model::{INTERFACE_KINDS, NodeRecord};
+
+/// A driver operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The node's settings are wrong (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The interface does not do this (disabled or `no-*` implementation).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The operation failed (hardware, BMC, agent).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Finished.
+    Done,
+    /// Finishes asynchronously: the node waits (clean wait, wait call-back, service wait).
+    Wait,
+}
+
+/// Behaviour every interface shares.
+#[async_trait]
+pub trait Interface: Send + Sync + std::fmt::Debug {
+    /// Implementation name (`fake`, `ipmitool`, `no-bios`).
+    fn name(&self) -> &'static str;
+
+    /// Check the node's settings for this interface.
+    async fn validate(&self, _node: &NodeRecord) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Out-of-band steps this implementation declares for `flow` (upstream's step decorators).
+    fn steps(&self, _flow: StepType) -> Vec<Step> {
+        Vec::new()
+    }
+
+    /// Run one of the declared steps.
+    async fn execute_step(&self, _node: &mut NodeRecord, step: &Step) -> Result<StepOutcome, DriverError> {
+        Err(DriverError::Unsupported(format!(
+            "{} has no step {}",
+            self.name(),
+            step.step
+        )))
+    }
+}
+
+/// Power control.
+#[async_trait]
+pub trait Power: Interface {
+    /// `power on` or `power off`.
+    async fn get_power_state(&self, node: &NodeRecord) -> Result<String, DriverError>;
+    /// Apply `power on`, `power off`, `rebooting`, `soft power off` or `soft rebooting`.
+    async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError>;
+    /// Targets this implementation accepts.
+    fn supported_power_states(&self) -> Vec<&'static str> {
+        vec!["power on", "power off", "rebooting"]
+    }
+}
+
+/// Boot device and other BMC management.
+#[async_trait]
+pub trait Management: Interface {
+    /// Set the next boot device (`pxe`, `disk`, `cdrom`).
+    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError>;
+    /// Devices accepted by [`Management::set_boot_device`].
+    fn supported_boot_devices(&self) -> Vec<&'static str>;
+}
+
+/// A vendor passthru method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorMethod {
+    /// Method name.
+    pub name: &'static str,
+    /// Accepted HTTP methods.
+    pub http_methods: &'static [&'static str],
+    /// Runs in the background (202) or inline (200).
+    pub is_async: bool,
+    /// Human description.
+    pub description: &'static str,
+    /// Return value sent as raw bytes.
+    pub attach: bool,
+    /// Needs the exclusive node lock.
+    pub require_exclusive_lock: bool,
+}
+
+impl VendorMethod {
+    /// The `vendor_passthru/methods` entry.
+    pub fn describe(&self) -> Value {
+        serde_json::json!({
+            "http_methods": self.http_methods,
+            "async": self.is_async,
+            "description": self.description,
+            "attach": self.attach,
+            "require_exclusive_lock": self.require_exclusive_lock,
+        })
+    }
+}
+
+/// Vendor passthru (seed 004).
+#[async_trait]
+pub trait Vendor: Interface {
+    /// Node-level methods.
+    fn methods(&self) -> Vec<VendorMethod> {
+        Vec::new()
+    }
+    /// Driver-level methods.
+    fn driver_methods(&self) -> Vec<VendorMethod> {
+        Vec::new()
+    }
+    /// Call a node method with the request body as arguments.
+    async fn call(
+        &self,
+        _node: &mut NodeRecord,
+        method: &str,
+        _http_method: &str,
+        _body: Value,
+    ) -> Result<Value, DriverError> {
+        Err(DriverError::Invalid(format!("No handler for method {method}")))
+    }
+    /// Call a driver method.
+    async fn call_driver(&self, method: &str, _http_method: &str, _body: Value) -> Result<Value, DriverError> {
+        Err(DriverError::Invalid(format!("No handler for method {method}")))
+    }
+}
+
+/// A node's driver: one implementation per interface kind.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    /// Hardware type name.
+    pub hardware_type: String,
+    /// Power interface.
+    pub power: Arc<dyn Power>,
+    /// Management interface.
+    pub management: Arc<dyn Management>,
+    /// Vendor interface.
+    pub vendor: Arc<dyn Vendor>,
+    /// Every interface by kind (including the three above).
+    pub interfaces: BTreeMap<&'static str, Arc<dyn Interface>>,
+}
+
+impl Driver {
+    /// The implementation of `kind`.
+    pub fn interface(&self, kind: &str) -> Option<&Arc<dyn Interface>> {
+        self.interfaces.get(kind)
+    }
+}
+
+/// A hardware type and the implementations it supports, per kind, in preference order.
+#[derive(Debug, Clone)]
+pub struct HardwareType {
+    /// `fake-hardware`, `ipmi`, `redfish`.
+    pub name: &'static str,
+    /// Kind → implementations.
+    pub supported: BTreeMap<&'static str, Vec<&'static str>>,
+}
+
+/// Every hardware type Rivet knows.
+pub fn hardware_types() -> Vec<HardwareType> {
+    let fake: BTreeMap<&'static str, Vec<&'static str>> = [
+        ("bios", vec!["fake", "no-bios"]),
+        ("boot", vec!["fake"]),
+        ("console", vec!["fake", "no-console"]),
+        ("deploy", vec!["fake"]),
+        ("firmware", vec!["fake", "no-firmware"]),
+        ("inspect", vec!["fake", "no-inspect"]),
+        ("management", vec!["fake"]),
+        ("network", vec!["noop"]),
+        ("power", vec!["fake"]),
+        ("raid", vec!["fake", "no-raid"]),
+        ("rescue", vec!["fake", "no-rescue"]),
+        ("storage", vec!["noop"]),
+        ("vendor", vec!["fake", "no-vendor"]),
+    ]
+    .into_iter()
+    .collect();
+    vec![HardwareType {
+        name: "fake-hardware",
+        supported: fake,
+    }]
+}
+
+fn null_interface(kind: &'static str, name: &'static str) -> Arc<fake::NoInterface> {
+    Arc::new(fake::NoInterface { kind, name })
+}
+
+/// Instantiate the implementation `name` of `kind`.
+pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
+    Some(match (kind, name) {
+        ("power", "fake") => Arc::new(fake::FakePower),
+        ("management", "fake") => Arc::new(fake::FakeManagement),
+        ("vendor", "fake") => Arc::new(fake::FakeVendor),
+        ("deploy", "fake") => Arc::new(fake::FakeDeploy),
+        ("bios", "fake") => Arc::new(fake::FakeBios),
+        ("raid", "fake") => Arc::new(fake::FakeRaid),
+        ("boot" | "console" | "firmware" | "inspect" | "rescue", "fake") => {
+            Arc::new(fake::FakeInterface { name: "fake" })
+        }
+        ("network" | "storage", "noop") => Arc::new(fake::FakeInterface { name: "noop" }),
+        (_, "no-bios" | "no-console" | "no-firmware" | "no-inspect" | "no-raid" | "no-rescue" | "no-vendor") => {
+            let leaked: &'static str = match name {
+                "no-bios" => "no-bios",
+                "no-console" => "no-console",
+                "no-firmware" => "no-firmware",
+                "no-inspect" => "no-inspect",
+                "no-raid" => "no-raid",
+                "no-rescue" => "no-rescue",
+                _ => "no-vendor",
+            };
+            null_interface(kind, leaked)
+        }
+        _ => return None,
+    })
+}
+
+fn build_power(name: &str) -> Option<Arc<dyn Power>> {
+    match name {
+        "fake" => Some(Arc::new(fake::FakePower)),
+        _ => None,
+    }
+}
+
+fn build_management(name: &str) -> Option<Arc<dyn Management>> {
+    match name {
+        "fake" => Some(Arc::new(fake::FakeManagement)),
+        _ => None,
+    }
+}
+
+fn build_vendor(name: &str) -> Option<Arc<dyn Vendor>> {
+    match name {
+        "fake" => Some(Arc::new(fake::FakeVendor)),
+        "no-vendor" => Some(null_interface("vendor", "no-vendor")),
+        _ => None,
+    }
+}
+
+/// Enabled hardware types and implementations, and the defaults (from configuration).
+#[derive(Debug, Clone)]
+pub struct DriverRegistry {
+    types: Vec<HardwareType>,
+    enabled_types: Vec<String>,
+    enabled: BTreeMap<String, Vec<String>>,
+    defaults: BTreeMap<String, String>,
+}
+
+/// The hardware types enabled when the configuration names none.
+pub const DEFAULT_ENABLED_TYPES: &[&str] = &["fake-hardware"];
+
+impl DriverRegistry {
+    /// A registry from configuration: enabled types, enabled implementations per kind (every
+    /// implementation a type supports when a kind is not configured), defaults per kind.
+    pub fn new(
+        enabled_types: Vec<String>,
+        enabled: BTreeMap<String, Vec<String>>,
+        defaults: BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let types = hardware_types();
+        for t in &enabled_types {
+            if !types.iter().any(|ht| ht.name == t) {
+                return Err(format!("unknown hardware type {t:?} in enabled_hardware_types"));
+            }
+        }
+        for (kind, names) in &enabled {
+            if !INTERFACE_KINDS.contains(&kind.as_str()) {
+                return Err(format!("unknown interface kind {kind:?} in enabled interfaces"));
+            }
+            for name in names {
+                let known = INTERFACE_KINDS
+                    .iter()
+                    .find(|k| **k == kind)
+                    .and_then(|k| build(k, name))
+                    .is_some();
+                if !known {
+                    return Err(format!("unknown {kind} interface {name:?}"));
+                }
+            }
+        }
+        Ok(DriverRegistry {
+            types,
+            enabled_types,
+            enabled,
+            defaults,
+        })
+    }
+
+    /// Enabled hardware type names.
+    pub fn enabled_types(&self) -> &[String] {
+        &self.enabled_types
+    }
+
+    fn hardware_type(&self, name: &str) -> Option<&HardwareType> {
+        self.types
+            .iter()
+            .find(|t| t.name == name && self.enabled_types.iter().any(|e| e == name))
+    }
+
+    fn is_enabled(&self, kind: &str, name: &str) -> bool {
+        match self.enabled.get(kind) {
+            Some(list) => list.iter().any(|n| n == name),
+            None => true,
+        }
+    }
+
+    /// Implementations of `kind` a hardware type supports that are enabled, in preference order.
+    pub fn usable(&self, driver: &str, kind: &str) -> Vec<&'static str> {
+        let Some(ht) = self.hardware_type(driver) else {
+            return Vec::new();
+        };
+        ht.supported
+            .get(kind)
+            .map(|list| list.iter().copied().filter(|n| self.is_enabled(kind, n)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The default implementation of `kind` for `driver`.
+    pub fn default_for(&self, driver: &str, kind: &str) -> Option<&'static str> {
+        let usable = self.usable(driver, kind);
+        if let Some(default) = self.defaults.get(kind)
+            && let Some(found) = usable.iter().find(|n| *n == default)
+        {
+            return Some(found);
+        }
+        usable.first().copied()
+    }
+
+    /// Resolve every interface of a node: requested names are checked, missing ones defaulted.
+    pub fn resolve(
+        &self,
+        driver: &str,
+        requested: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        if self.hardware_type(driver).is_none() {
+            return Err(format!(
+                "Could not find the following driver(s) or hardware type(s): {driver}. Enabled: {}.",
+                self.enabled_types.join(", ")
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for kind in INTERFACE_KINDS {
+            let name = match requested.get(*kind) {
+                Some(name) => {
+                    if !self.usable(driver, kind).contains(&name.as_str()) {
+                        return Err(format!(
+                            "Could not find a suitable {kind} interface \"{name}\" for hardware type {driver}: it is not supported or not enabled. Usable: {}.",
+                            self.usable(driver, kind).join(", ")
+                        ));
+                    }
+                    name.clone()
+                }
+                None => self
+                    .default_for(driver, kind)
+                    .ok_or_else(|| format!("No {kind} interface is enabled for hardware type {driver}"))?
+                    .to_owned(),
+            };
+            out.insert((*kind).to_owned(), name);
+        }
+        Ok(out)
+    }
+
+    /// Instantiate a node's driver.
+    pub fn driver(&self, node: &NodeRecord) -> Result<Driver, DriverError> {
+        let unknown = |kind: &str| {
+            DriverError::Invalid(format!(
+                "Node {} has an unknown {kind} interface {:?}",
+                node.uuid,
+                node.interface(kind)
+            ))
+        };
+        let mut interfaces = BTreeMap::new();
+        for kind in INTERFACE_KINDS {
+            interfaces.insert(*kind, build(kind, node.interface(kind)).ok_or_else(|| unknown(kind))?);
+        }
+        Ok(Driver {
+            hardware_type: node.driver.clone(),
+            power: build_power(node.interface("power")).ok_or_else(|| unknown("power"))?,
+            management: build_management(node.interface("management")).ok_or_else(|| unknown("management"))?,
+            vendor: build_vendor(node.interface("vendor")).ok_or_else(|| unknown("vendor"))?,
+            interfaces,
+        })
+    }
+
+    /// The default vendor interface of a hardware type (driver-level passthru).
+    pub fn default_vendor(&self, driver: &str) -> Option<Arc<dyn Vendor>> {
+        self.default_for(driver, "vendor").and_then(build_vendor)
+    }
+}

@@ -1,0 +1,138 @@
+//! rivet-conductor: keeps nodes in a database, serves Ironic's API, and drives nodes through
+//! the provisioning state machine with their drivers.
+//!
+//! Modules: [`config`], [`db`] (schema and queries), [`model`] (records and API documents),
+//! [`states`] (the state table), [`task`] (node locks), [`drivers`] (the driver model),
+//! [`steps`] (step ordering and validation), [`engine`] (verbs and flows), [`api`] (HTTP).
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod drivers;
+pub mod engine;
+pub mod model;
+pub mod states;
+pub mod steps;
+pub mod task;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::config::{AuthStrategy, ConductorConfig};
+use crate::db::Database;
+use crate::drivers::DriverRegistry;
+use crate::engine::Conductor;
+use crate::task::NodeLocks;
+
+/// Why the conductor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database connection or migration.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// Configuration problem.
+    #[error("{0}")]
+    Config(String),
+    /// The API port.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A started conductor.
+#[derive(Debug)]
+pub struct RunningConductor {
+    /// Where the API listens.
+    pub local_addr: SocketAddr,
+    /// The engine (tests inspect the database through it).
+    pub conductor: Arc<Conductor>,
+    server: JoinHandle<std::io::Result<()>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningConductor {
+    /// Stop accepting requests and wait for the server to end.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.send_replace(true);
+        let result = self.server.await.map_err(std::io::Error::other)?;
+        let _ = self.conductor.db.conductor_offline(self.conductor.locks.host()).await;
+        result
+    }
+
+    /// `http://addr` of the API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+}
+
+/// Connect the database, recover, and serve the API.
+pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartError> {
+    let db = Database::connect(&config.database_url).await?;
+    let drivers = DriverRegistry::new(
+        config.enabled_hardware_types.clone(),
+        config.enabled_interfaces.clone(),
+        config.default_interfaces.clone(),
+    )
+    .map_err(StartError::Config)?;
+    db.register_conductor(&config.host, drivers.enabled_types(), "").await?;
+    let users = match config.auth_strategy {
+        AuthStrategy::Noauth => None,
+        AuthStrategy::HttpBasic => {
+            let path = config
+                .htpasswd
+                .clone()
+                .ok_or_else(|| StartError::Config("http_basic needs a user file".into()))?;
+            Some(Arc::new(api::auth_users(&path).map_err(StartError::Config)?))
+        }
+    };
+    let locks = NodeLocks::new(db.clone(), config.host.clone(), config.lock_policy);
+    let conductor = Arc::new(Conductor {
+        db,
+        drivers,
+        locks,
+        config: config.clone(),
+    });
+    conductor
+        .recover_on_start()
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let addr = SocketAddr::new(config.listen_host, config.listen_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let app = api::app(api::AppState {
+        conductor: Arc::clone(&conductor),
+        users,
+    });
+    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(%local_addr, host = %config.host, database = %redact(&config.database_url), "conductor API serving");
+    Ok(RunningConductor {
+        local_addr,
+        conductor,
+        server,
+        shutdown,
+    })
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,448 @@
+//! Nodes and ports as stored, and their API documents.
+//!
+//! The API document of a node follows Ironic's field order and hides fields newer than the
+//! requested microversion, so the `baremetal` CLI and other Ironic clients see what they expect.
+//! Secrets are masked in every output.
+
+use std::collections::BTreeMap;
+
+use rivet_common::JsonObject;
+use rivet_common::version::ApiVersion;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A node as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeRecord {
+    pub uuid: String,
+    pub name: Option<String>,
+    pub driver: String,
+    /// Interface kind (`boot`, `deploy`, ...) → implementation name.
+    pub interfaces: BTreeMap<String, String>,
+    pub driver_info: JsonObject,
+    pub driver_internal_info: JsonObject,
+    pub properties: JsonObject,
+    pub instance_info: JsonObject,
+    pub extra: JsonObject,
+    /// Other API fields kept verbatim (description, owner, automated_clean, ...).
+    pub attrs: JsonObject,
+    pub provision_state: String,
+    pub target_provision_state: Option<String>,
+    pub provision_updated_at: Option<String>,
+    pub power_state: Option<String>,
+    pub target_power_state: Option<String>,
+    pub last_error: Option<String>,
+    pub maintenance: bool,
+    pub maintenance_reason: Option<String>,
+    pub fault: Option<String>,
+    pub reservation: Option<String>,
+    pub clean_step: JsonObject,
+    pub deploy_step: JsonObject,
+    pub service_step: JsonObject,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+/// A port as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PortRecord {
+    pub uuid: String,
+    pub address: String,
+    pub node_uuid: String,
+    pub pxe_enabled: bool,
+    /// Other API fields (extra, local_link_connection, physical_network, ...).
+    pub attrs: JsonObject,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEvent {
+    pub uuid: String,
+    pub created_at: String,
+    pub severity: String,
+    pub event: String,
+}
+
+/// Default values of the attribute fields (kept in `attrs`).
+pub fn attr_default(name: &str) -> Value {
+    match name {
+        "console_enabled" | "protected" | "retired" | "disable_power_off" => json!(false),
+        "conductor_group" => json!(""),
+        "raid_config" | "target_raid_config" | "network_data" => json!({}),
+        "traits" => json!([]),
+        _ => Value::Null,
+    }
+}
+
+/// Fields the API accepts in `attrs` (settable by create or patch).
+pub const ATTR_FIELDS: &[&str] = &[
+    "automated_clean",
+    "boot_mode",
+    "conductor_group",
+    "console_enabled",
+    "description",
+    "disable_power_off",
+    "health",
+    "inspection_finished_at",
+    "inspection_started_at",
+    "instance_name",
+    "instance_uuid",
+    "lessee",
+    "network_data",
+    "owner",
+    "parent_node",
+    "protected",
+    "protected_reason",
+    "raid_config",
+    "resource_class",
+    "retired",
+    "retired_reason",
+    "secure_boot",
+    "shard",
+    "target_raid_config",
+    "traits",
+    "allocation_uuid",
+    "chassis_uuid",
+];
+
+/// Interface kinds, as node fields `<kind>_interface`.
+pub const INTERFACE_KINDS: &[&str] = &[
+    "bios",
+    "boot",
+    "console",
+    "deploy",
+    "firmware",
+    "inspect",
+    "management",
+    "network",
+    "power",
+    "raid",
+    "rescue",
+    "storage",
+    "vendor",
+];
+
+/// Every node field in Ironic's order, with the microversion that introduced it.
+const NODE_FIELDS: &[(&str, u32)] = &[
+    ("uuid", 1),
+    ("created_at", 1),
+    ("updated_at", 1),
+    ("automated_clean", 47),
+    ("bios_interface", 40),
+    ("boot_interface", 31),
+    ("boot_mode", 75),
+    ("clean_step", 7),
+    ("conductor_group", 46),
+    ("console_enabled", 1),
+    ("console_interface", 31),
+    ("disable_power_off", 95),
+    ("deploy_interface", 31),
+    ("deploy_step", 44),
+    ("description", 51),
+    ("driver", 1),
+    ("driver_info", 1),
+    ("driver_internal_info", 3),
+    ("extra", 1),
+    ("fault", 42),
+    ("firmware_interface", 86),
+    ("health", 109),
+    ("inspection_finished_at", 6),
+    ("inspection_started_at", 6),
+    ("inspect_interface", 31),
+    ("instance_info", 1),
+    ("instance_name", 104),
+    ("instance_uuid", 1),
+    ("last_error", 1),
+    ("lessee", 65),
+    ("maintenance", 1),
+    ("maintenance_reason", 1),
+    ("management_interface", 31),
+    ("name", 5),
+    ("network_data", 66),
+    ("network_interface", 20),
+    ("owner", 50),
+    ("parent_node", 83),
+    ("power_interface", 31),
+    ("power_state", 1),
+    ("properties", 1),
+    ("protected", 48),
+    ("protected_reason", 48),
+    ("provision_state", 1),
+    ("provision_updated_at", 1),
+    ("raid_config", 12),
+    ("raid_interface", 31),
+    ("rescue_interface", 38),
+    ("reservation", 1),
+    ("resource_class", 21),
+    ("retired", 61),
+    ("retired_reason", 61),
+    ("secure_boot", 75),
+    ("service_step", 87),
+    ("shard", 82),
+    ("storage_interface", 33),
+    ("target_power_state", 1),
+    ("target_provision_state", 1),
+    ("target_raid_config", 12),
+    ("traits", 37),
+    ("vendor_interface", 31),
+    ("links", 1),
+    ("conductor", 49),
+    ("allocation_uuid", 52),
+    ("chassis_uuid", 1),
+    ("ports", 1),
+    ("states", 14),
+    ("portgroups", 24),
+    ("volume", 32),
+];
+
+/// Fields of the short node list.
+pub const NODE_LIST_FIELDS: &[&str] = &[
+    "uuid",
+    "instance_uuid",
+    "maintenance",
+    "power_state",
+    "provision_state",
+    "name",
+    "links",
+];
+
+/// True when `field` exists at `version`.
+pub fn node_field_known(field: &str, version: ApiVersion) -> bool {
+    NODE_FIELDS
+        .iter()
+        .any(|(f, minor)| *f == field && version.minor >= *minor)
+}
+
+/// Keys whose values are secrets (substring, case-insensitive), as oslo's mask_dict_password.
+const SECRET_MARKERS: &[&str] = &[
+    "password",
+    "passwd",
+    "pswd",
+    "token",
+    "secret",
+    "credential",
+    "private_key",
+    "encryption_key",
+    "auth_key",
+];
+
+/// The mask Ironic prints for secrets.
+pub const MASK: &str = "******";
+
+/// Replace secret-looking values (recursively).
+pub fn mask_secrets(doc: &JsonObject) -> JsonObject {
+    doc.iter()
+        .map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            let masked = if SECRET_MARKERS.iter().any(|m| lower.contains(m)) && !v.is_null() {
+                json!(MASK)
+            } else if let Value::Object(inner) = v {
+                Value::Object(mask_secrets(inner))
+            } else {
+                v.clone()
+            };
+            (k.clone(), masked)
+        })
+        .collect()
+}
+
+/// `instance_info` for output: image URL and config drive masked as Ironic does.
+pub fn mask_instance_info(doc: &JsonObject) -> JsonObject {
+    let mut out = mask_secrets(doc);
+    for key in ["configdrive", "image_url"] {
+        if out.get(key).is_some_and(|v| !v.is_null()) {
+            out.insert(key.into(), json!(MASK));
+        }
+    }
+    out
+}
+
+/// Self and bookmark links.
+pub fn links(base: &str, path: &str) -> Value {
+    json!([{"href": format!("{base}/v1/{path}"), "rel": "self"}, {"href": format!("{base}/{path}"), "rel": "bookmark"}])
+}
+
+impl NodeRecord {
+    /// Value of an attribute field, or its default.
+    pub fn attr(&self, name: &str) -> Value {
+        self.attrs.get(name).cloned().unwrap_or_else(|| attr_default(name))
+    }
+
+    /// The implementation chosen for an interface kind.
+    pub fn interface(&self, kind: &str) -> &str {
+        self.interfaces.get(kind).map(String::as_str).unwrap_or("")
+    }
+
+    /// Every field, unmasked and unfiltered (internal form used by patches).
+    pub fn raw_fields(&self) -> JsonObject {
+        let mut doc = JsonObject::new();
+        let obj = |o: &JsonObject| Value::Object(o.clone());
+        for (field, _) in NODE_FIELDS {
+            let value = match *field {
+                "uuid" => json!(self.uuid),
+                "created_at" => json!(self.created_at),
+                "updated_at" => json!(self.updated_at),
+                "clean_step" => obj(&self.clean_step),
+                "deploy_step" => obj(&self.deploy_step),
+                "service_step" => obj(&self.service_step),
+                "driver" => json!(self.driver),
+                "driver_info" => obj(&self.driver_info),
+                "driver_internal_info" => obj(&self.driver_internal_info),
+                "extra" => obj(&self.extra),
+                "fault" => json!(self.fault),
+                "instance_info" => obj(&self.instance_info),
+                "last_error" => json!(self.last_error),
+                "maintenance" => json!(self.maintenance),
+                "maintenance_reason" => json!(self.maintenance_reason),
+                "name" => json!(self.name),
+                "power_state" => json!(self.power_state),
+                "properties" => obj(&self.properties),
+                "provision_state" => json!(self.provision_state),
+                "provision_updated_at" => json!(self.provision_updated_at),
+                "reservation" => json!(self.reservation),
+                "target_power_state" => json!(self.target_power_state),
+                "target_provision_state" => json!(self.target_provision_state),
+                f if f.ends_with("_interface") => json!(self.interface(f.trim_end_matches("_interface"))),
+                "links" | "conductor" | "ports" | "states" | "portgroups" | "volume" => continue,
+                f => self.attr(f),
+            };
+            doc.insert((*field).to_owned(), value);
+        }
+        doc
+    }
+
+    /// The API document for `version`, secrets masked, optionally only some fields.
+    pub fn to_api(&self, version: ApiVersion, base: &str, conductor: &str, fields: Option<&[String]>) -> Value {
+        let raw = self.raw_fields();
+        let mut doc = JsonObject::new();
+        for (field, minor) in NODE_FIELDS {
+            if version.minor < *minor {
+                continue;
+            }
+            if let Some(wanted) = fields
+                && !wanted.iter().any(|w| w == field)
+            {
+                continue;
+            }
+            let value = match *field {
+                "driver_info" => Value::Object(mask_secrets(&self.driver_info)),
+                "driver_internal_info" => Value::Object(mask_secrets(&self.driver_internal_info)),
+                "instance_info" => Value::Object(mask_instance_info(&self.instance_info)),
+                "links" => links(base, &format!("nodes/{}", self.uuid)),
+                "conductor" => json!(conductor),
+                "ports" | "states" | "portgroups" | "volume" => links(base, &format!("nodes/{}/{field}", self.uuid)),
+                f => raw.get(f).cloned().unwrap_or(Value::Null),
+            };
+            doc.insert((*field).to_owned(), value);
+        }
+        Value::Object(doc)
+    }
+}
+
+/// Port fields in Ironic's order with their microversions.
+const PORT_FIELDS: &[(&str, u32)] = &[
+    ("uuid", 1),
+    ("created_at", 1),
+    ("updated_at", 1),
+    ("address", 1),
+    ("extra", 1),
+    ("internal_info", 18),
+    ("is_smartnic", 53),
+    ("local_link_connection", 19),
+    ("physical_network", 34),
+    ("pxe_enabled", 19),
+    ("node_uuid", 1),
+    ("name", 101),
+    ("description", 111),
+    ("vendor", 100),
+    ("category", 100),
+    ("available_for_dynamic_portgroup", 111),
+    ("links", 1),
+    ("portgroup_uuid", 24),
+];
+
+/// Port attributes kept in `attrs`, with defaults.
+pub fn port_attr_default(name: &str) -> Value {
+    match name {
+        "extra" | "internal_info" | "local_link_connection" => json!({}),
+        "is_smartnic" => json!(false),
+        "available_for_dynamic_portgroup" => json!(true),
+        _ => Value::Null,
+    }
+}
+
+/// Fields settable on a port besides address, node and pxe_enabled.
+pub const PORT_ATTR_FIELDS: &[&str] = &[
+    "extra",
+    "internal_info",
+    "is_smartnic",
+    "local_link_connection",
+    "physical_network",
+    "name",
+    "description",
+    "vendor",
+    "category",
+    "available_for_dynamic_portgroup",
+    "portgroup_uuid",
+];
+
+impl PortRecord {
+    /// A port attribute or its default.
+    pub fn attr(&self, name: &str) -> Value {
+        self.attrs.get(name).cloned().unwrap_or_else(|| port_attr_default(name))
+    }
+
+    /// The API document for `version`.
+    pub fn to_api(&self, version: ApiVersion, base: &str, fields: Option<&[String]>) -> Value {
+        let mut doc = JsonObject::new();
+        for (field, minor) in PORT_FIELDS {
+            if version.minor < *minor {
+                continue;
+            }
+            if let Some(wanted) = fields
+                && !wanted.iter().any(|w| w == field)
+            {
+                continue;
+            }
+            let value = match *field {
+                "uuid" => json!(self.uuid),
+                "created_at" => json!(self.created_at),
+                "updated_at" => json!(self.updated_at),
+                "address" => json!(self.address),
+                "node_uuid" => json!(self.node_uuid),
+                "pxe_enabled" => json!(self.pxe_enabled),
+                "links" => links(base, &format!("ports/{}", self.uuid)),
+                f => self.attr(f),
+            };
+            doc.insert((*field).to_owned(), value);
+        }
+        Value::Object(doc)
+    }
+
+    /// The port dict sent to agents in step parameters.
+    pub fn to_agent(&self) -> Value {
+        let mut doc = self.attrs.clone();
+        doc.insert("uuid".into(), json!(self.uuid));
+        doc.insert("address".into(), json!(self.address));
+        doc.insert("node_uuid".into(), json!(self.node_uuid));
+        doc.insert("pxe_enabled".into(), json!(self.pxe_enabled));
+        Value::Object(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_recursively() {
+        let doc = json!({"ipmi_password": "x", "ipmi_username": "admin", "nested": {"auth_token": "t"}, "redfish_password": null});
+        let masked = mask_secrets(doc.as_object().expect("object"));
+        assert_eq!(
+            Value::Object(masked),
+            json!({"ipmi_password": "******", "ipmi_username": "admin", "nested": {"auth_token": "******"}, "redfish_password": null})
+        );
+    }
+}
