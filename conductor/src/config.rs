@@ -41,6 +41,9 @@ pub struct Cli {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
+    /// Print the provision state table (Markdown) and exit.
+    #[arg(long)]
+    pub print_states: bool,
 }
 
 /// How API requests are authenticated.

@@ -8,6 +8,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_states {
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{}", rivet_conductor::states::markdown_table());
+        }
+        return ExitCode::SUCCESS;
+    }
     let config = match ConductorConfig::load(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -341,6 +341,16 @@ mod tests {
     }
 
     #[test]
+    fn docs_states_md_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/states.md");
+        let doc = std::fs::read_to_string(path).expect("docs/states.md exists");
+        assert!(
+            doc.contains(&markdown_table()),
+            "docs/states.md is out of date: regenerate its table with `cargo run -p rivet-conductor -- --print-states`"
+        );
+    }
+
+    #[test]
     fn every_verb_fires_a_known_event() {
         for verb in VERBS {
             assert!(TRANSITIONS.iter().any(|(_, e, _)| *e == verb.event), "{}", verb.target);

@@ -1,0 +1,601 @@
+//! The operator API over real HTTP: documents against Ironic 39's captures, microversions,
+//! bad input (always 4xx, never 5xx), illegal transitions, locks, concurrent updates, the state
+//! walk with fake hardware, ports, vendor passthru, authentication, and recovery at start.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestConductor, call, call_version, client, fault, fixture, wait_for};
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object().expect("object").keys().cloned().collect()
+}
+
+async fn create_node(c: &TestConductor, body: Value) -> Value {
+    let (status, node) = call(Method::POST, c.url("/v1/nodes"), Some(body)).await;
+    assert_eq!(status, 201, "{node}");
+    node
+}
+
+async fn provision(c: &TestConductor, node: &str, body: Value) -> (u16, Value) {
+    call(
+        Method::PUT,
+        c.url(&format!("/v1/nodes/{node}/states/provision")),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn discovery_documents_and_microversions() {
+    let c = TestConductor::start().await;
+    let resp = client().get(c.url("/")).send().await.expect("get /");
+    let headers = resp.headers().clone();
+    assert_eq!(headers["x-openstack-ironic-api-minimum-version"], "1.1");
+    assert_eq!(headers["x-openstack-ironic-api-maximum-version"], "1.115");
+    assert_eq!(
+        headers["x-openstack-ironic-api-version"], "1.1",
+        "no header means the minimum"
+    );
+    let root: Value = resp.json().await.expect("json");
+    let want = fixture("ironic/http_get_root.json");
+    assert_eq!(keys(&root), keys(&want));
+    assert_eq!(root["default_version"]["version"], want["default_version"]["version"]);
+    let (_, v1) = call(Method::GET, c.url("/v1/"), None).await;
+    for key in keys(&fixture("ironic/http_get_v1.json")) {
+        assert!(v1.get(&key).is_some(), "v1 document lacks {key}");
+    }
+    // Out-of-range and malformed versions.
+    let (status, body) = call_version(Method::GET, c.url("/v1/nodes"), None, Some("1.500")).await;
+    assert_eq!(status, 406);
+    assert!(fault(&body).contains("[1.1, 1.115]"), "{body}");
+    let (status, _) = call_version(Method::GET, c.url("/v1/nodes"), None, Some("one.two")).await;
+    assert_eq!(status, 400);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn node_documents_have_ironics_fields_per_version() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware", "name": "capture-node-0", "driver_info": {"ipmi_password": "p", "ipmi_username": "u"}})).await;
+    let uuid = node["uuid"].as_str().expect("uuid");
+    assert_eq!(node["provision_state"], "enroll");
+    assert_eq!(
+        node["driver_info"],
+        json!({"ipmi_password": "******", "ipmi_username": "u"}),
+        "secrets are masked"
+    );
+    let (_, latest) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(
+        keys(&latest),
+        keys(&fixture("ironic/http_get_node_latest.json")),
+        "field set and order of Ironic 39 at latest"
+    );
+    let (_, old) = call_version(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None, None).await;
+    assert_eq!(
+        keys(&old),
+        keys(&fixture("ironic/http_get_node_default_version.json")),
+        "field set of Ironic 39 at 1.1"
+    );
+    // Show by name, list, fields.
+    let (status, by_name) = call(Method::GET, c.url("/v1/nodes/capture-node-0?fields=uuid,name"), None).await;
+    assert_eq!(
+        (status, keys(&by_name)),
+        (200, vec!["uuid".to_owned(), "name".to_owned()])
+    );
+    let (_, list) = call(Method::GET, c.url("/v1/nodes"), None).await;
+    let mut short = keys(&list["nodes"][0]);
+    short.sort();
+    assert_eq!(
+        short,
+        [
+            "instance_uuid",
+            "links",
+            "maintenance",
+            "name",
+            "power_state",
+            "provision_state",
+            "uuid"
+        ]
+    );
+    let (_, detail) = call(Method::GET, c.url("/v1/nodes/detail"), None).await;
+    assert_eq!(keys(&detail["nodes"][0]), keys(&latest));
+    let (status, _) = call(Method::GET, c.url("/v1/nodes?fields=nonsense"), None).await;
+    assert_eq!(status, 400);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware", "name": "n1"})).await;
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    let raw = |method: Method, path: &str, body: &str| {
+        let req = client()
+            .request(method, c.url(path))
+            .header("X-OpenStack-Ironic-API-Version", "latest")
+            .body(body.to_owned());
+        async move {
+            let resp = req.send().await.expect("send");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.expect("json error body"),
+            )
+        }
+    };
+    let cases: Vec<(u16, Value, &str)> = vec![
+        {
+            let (s, b) = raw(Method::POST, "/v1/nodes", "{not json").await;
+            (s, b, "not valid JSON")
+        },
+        {
+            let (s, b) = call(Method::POST, c.url("/v1/nodes"), Some(json!({"name": "x"}))).await;
+            (s, b, "Mandatory field missing: driver")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/nodes"),
+                Some(json!({"driver": "no-such-driver"})),
+            )
+            .await;
+            (s, b, "no-such-driver")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/nodes"),
+                Some(json!({"driver": "fake-hardware", "colour": "red"})),
+            )
+            .await;
+            (s, b, "colour")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/nodes"),
+                Some(json!({"driver": "fake-hardware", "name": "bad name!"})),
+            )
+            .await;
+            (s, b, "logical name")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/nodes"),
+                Some(json!({"driver": "fake-hardware", "power_interface": "ipmitool"})),
+            )
+            .await;
+            (s, b, "power interface")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/nodes"),
+                Some(json!({"driver": "fake-hardware", "driver_info": "text"})),
+            )
+            .await;
+            (s, b, "expected an object")
+        },
+        {
+            let (s, b) = raw(Method::PATCH, &format!("/v1/nodes/{uuid}"), "{\"op\": \"add\"}").await;
+            (s, b, "JSON array")
+        },
+        {
+            let (s, b) = call(
+                Method::PATCH,
+                c.url(&format!("/v1/nodes/{uuid}")),
+                Some(json!([{"op": "replace", "path": "/provision_state", "value": "active"}])),
+            )
+            .await;
+            (s, b, "read-only")
+        },
+        {
+            let (s, b) = call(
+                Method::PATCH,
+                c.url(&format!("/v1/nodes/{uuid}")),
+                Some(json!([{"op": "remove", "path": "/extra/missing"}])),
+            )
+            .await;
+            (s, b, "Invalid patch")
+        },
+        {
+            let (s, b) = call(
+                Method::PATCH,
+                c.url(&format!("/v1/nodes/{uuid}")),
+                Some(json!([{"op": "frobnicate", "path": "/extra/a"}])),
+            )
+            .await;
+            (s, b, "Invalid patch")
+        },
+        {
+            let (s, b) = call(
+                Method::PUT,
+                c.url(&format!("/v1/nodes/{uuid}/states/provision")),
+                Some(json!({"target": "fly"})),
+            )
+            .await;
+            (s, b, "not a valid provision target")
+        },
+        {
+            let (s, b) = call(
+                Method::PUT,
+                c.url(&format!("/v1/nodes/{uuid}/states/power")),
+                Some(json!({"target": "sideways"})),
+            )
+            .await;
+            (s, b, "not supported")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/ports"),
+                Some(json!({"address": "nonsense", "node_uuid": uuid})),
+            )
+            .await;
+            (s, b, "MAC address")
+        },
+        {
+            let (s, b) = call(
+                Method::POST,
+                c.url("/v1/ports"),
+                Some(json!({"address": "52:54:00:00:00:09", "node_uuid": "no-such-node"})),
+            )
+            .await;
+            (s, b, "could not be found")
+        },
+    ];
+    for (status, body, text) in cases {
+        assert_eq!(status, 400, "{text}: {body}");
+        assert!(fault(&body).contains(text), "expected {text:?} in {}", fault(&body));
+    }
+    // Unknown things are 404; the node is unchanged by all of the above.
+    for path in [
+        "/v1/nodes/no-such-node",
+        "/v1/nodes/no-such-node/states",
+        "/v1/ports/no-such-port",
+        "/v1/nowhere",
+    ] {
+        let (status, body) = call(Method::GET, c.url(path), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        fault(&body);
+    }
+    let (_, after) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(
+        (after["provision_state"].as_str(), &after["extra"]),
+        (Some("enroll"), &json!({}))
+    );
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn illegal_transitions_name_the_state_and_the_verb() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware"})).await;
+    let uuid = node["uuid"].as_str().expect("uuid");
+    for verb in ["active", "provide", "deleted", "rescue", "unhold"] {
+        let (status, body) = provision(&c, uuid, json!({"target": verb})).await;
+        assert_eq!(status, 400, "{verb}: {body}");
+        let text = fault(&body);
+        assert!(
+            text.contains(&format!("\"{verb}\"")) && text.contains("\"enroll\""),
+            "{text}"
+        );
+    }
+    // A verb newer than the requested microversion.
+    let (status, _) = call_version(
+        Method::PUT,
+        c.url(&format!("/v1/nodes/{uuid}/states/provision")),
+        Some(json!({"target": "manage"})),
+        Some("1.3"),
+    )
+    .await;
+    assert_eq!(status, 406);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn the_state_walk_with_fake_hardware() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware", "name": "walker"})).await;
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    let step = |verb: &'static str, body: Value| {
+        let c = &c;
+        let uuid = uuid.clone();
+        async move {
+            let (status, answer) = provision(c, &uuid, body).await;
+            assert_eq!(status, 202, "{verb}: {answer}");
+        }
+    };
+    step("manage", json!({"target": "manage"})).await;
+    let doc = wait_for(&c, &uuid, "provision_state", "manageable").await;
+    assert_eq!(doc["power_state"], "power off", "verification reads the power state");
+    // Manual cleaning with a step and its arguments; bad steps are refused up front.
+    let (status, body) = provision(
+        &c,
+        &uuid,
+        json!({"target": "clean", "clean_steps": [{"interface": "bios", "step": "apply_configuration"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(fault(&body).contains("required argument \"settings\""), "{body}");
+    step("clean", json!({"target": "clean", "clean_steps": [{"interface": "bios", "step": "apply_configuration", "args": {"settings": [{"name": "a", "value": "1"}]}}]})).await;
+    let doc = wait_for(&c, &uuid, "provision_state", "manageable").await;
+    assert_eq!(
+        doc["driver_internal_info"]["fake_bios_apply_configuration"],
+        json!({"settings": [{"name": "a", "value": "1"}]})
+    );
+    step("provide", json!({"target": "provide"})).await;
+    wait_for(&c, &uuid, "provision_state", "available").await;
+    step("deploy", json!({"target": "active", "configdrive": {"meta_data": {}}})).await;
+    let doc = wait_for(&c, &uuid, "provision_state", "active").await;
+    assert_eq!(
+        (doc["power_state"].as_str(), doc["target_provision_state"].as_str()),
+        (Some("power on"), None)
+    );
+    step("rescue", json!({"target": "rescue", "rescue_password": "pw"})).await;
+    wait_for(&c, &uuid, "provision_state", "rescue").await;
+    step("unrescue", json!({"target": "unrescue"})).await;
+    wait_for(&c, &uuid, "provision_state", "active").await;
+    step(
+        "service",
+        json!({"target": "service", "service_steps": [{"interface": "bios", "step": "factory_reset"}]}),
+    )
+    .await;
+    wait_for(&c, &uuid, "provision_state", "active").await;
+    step("undeploy", json!({"target": "undeploy"})).await;
+    let doc = wait_for(&c, &uuid, "provision_state", "available").await;
+    assert_eq!(doc["power_state"], "power off");
+    let (_, history) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}/history")), None).await;
+    let events: Vec<&str> = history["history"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Deployment completed successfully")),
+        "{events:?}"
+    );
+    // Power through the API.
+    let (status, _) = call(
+        Method::PUT,
+        c.url(&format!("/v1/nodes/{uuid}/states/power")),
+        Some(json!({"target": "power on"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for(&c, &uuid, "power_state", "power on").await;
+    let (_, states) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}/states")), None).await;
+    assert_eq!(states["provision_state"], "available");
+    // Deletion: refused while available, allowed once manageable.
+    let (status, _) = call(Method::DELETE, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(status, 409);
+    step("manage", json!({"target": "manage"})).await;
+    wait_for(&c, &uuid, "provision_state", "manageable").await;
+    let (status, _) = call(Method::DELETE, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(status, 204);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn concurrent_updates_lose_nothing() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware"})).await;
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = c.url(&format!("/v1/nodes/{uuid}"));
+        tasks.push(tokio::spawn(async move {
+            call(
+                Method::PATCH,
+                url,
+                Some(json!([{"op": "add", "path": format!("/extra/k{i}"), "value": i}])),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, doc) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(
+        doc["extra"].as_object().expect("extra").len(),
+        24,
+        "every concurrent patch survived: {}",
+        doc["extra"]
+    );
+    // A node held by another conductor is locked: writers get 409 naming the holder, readers work.
+    let held = c
+        .running
+        .conductor
+        .db
+        .reserve(&uuid, "other-conductor")
+        .await
+        .expect("db");
+    assert!(held);
+    let (status, body) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{uuid}")),
+        Some(json!([{"op": "add", "path": "/extra/late", "value": 1}])),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(fault(&body).contains("locked by host other-conductor"), "{body}");
+    let (status, _) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(status, 200);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn ports_and_vendor_passthru() {
+    let c = TestConductor::start().await;
+    let node = create_node(&c, json!({"driver": "fake-hardware", "name": "vp"})).await;
+    let uuid = node["uuid"].as_str().expect("uuid");
+    let (status, port) = call(
+        Method::POST,
+        c.url("/v1/ports"),
+        Some(json!({"address": "52:54:00:AA:00:01", "node_uuid": uuid})),
+    )
+    .await;
+    assert_eq!(status, 201, "{port}");
+    assert_eq!(
+        keys(&port),
+        keys(&fixture("ironic/http_get_node_ports_latest.json")["ports"][0]),
+        "port fields as Ironic 39"
+    );
+    assert_eq!(port["address"], "52:54:00:aa:00:01");
+    let (status, body) = call(
+        Method::POST,
+        c.url("/v1/ports"),
+        Some(json!({"address": "52:54:00:aa:00:01", "node_uuid": uuid})),
+    )
+    .await;
+    assert_eq!(status, 409, "duplicate MAC: {body}");
+    let (_, list) = call(Method::GET, c.url("/v1/nodes/vp/ports"), None).await;
+    assert_eq!(list["ports"].as_array().map(Vec::len), Some(1));
+    // Vendor passthru: listing, a sync call, an async call, wrong method and unknown name.
+    let (_, methods) = call(Method::GET, c.url("/v1/nodes/vp/vendor_passthru/methods"), None).await;
+    assert_eq!(
+        methods["second_method"],
+        json!({"http_methods": ["GET", "POST"], "async": false, "description": "Echoes its arguments.", "attach": false, "require_exclusive_lock": false})
+    );
+    let (status, answer) = call(
+        Method::POST,
+        c.url("/v1/nodes/vp/vendor_passthru?method=second_method"),
+        Some(json!({"x": 1})),
+    )
+    .await;
+    assert_eq!((status, &answer["return"]["args"]), (200, &json!({"x": 1})));
+    let (status, answer) = call(
+        Method::POST,
+        c.url("/v1/nodes/vp/vendor_passthru?method=first_method"),
+        Some(json!({"y": 2})),
+    )
+    .await;
+    assert_eq!((status, answer["async"].as_bool()), (202, Some(true)));
+    let (status, _) = call(
+        Method::DELETE,
+        c.url("/v1/nodes/vp/vendor_passthru?method=first_method"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        Method::POST,
+        c.url("/v1/nodes/vp/vendor_passthru?method=nope"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (_, methods) = call(
+        Method::GET,
+        c.url("/v1/drivers/fake-hardware/vendor_passthru/methods"),
+        None,
+    )
+    .await;
+    assert!(methods.get("driver_method").is_some());
+    let (status, answer) = call(
+        Method::GET,
+        c.url("/v1/drivers/fake-hardware/vendor_passthru?method=driver_method"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["return"]["method"].as_str()),
+        (200, Some("driver_method"))
+    );
+    let (_, drivers) = call(Method::GET, c.url("/v1/drivers"), None).await;
+    assert_eq!(drivers["drivers"][0]["name"], "fake-hardware");
+    let (status, _) = call(
+        Method::DELETE,
+        c.url(&format!("/v1/ports/{}", port["uuid"].as_str().expect("uuid"))),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    c.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn http_basic_auth_guards_the_api_but_not_discovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).expect("hash");
+    std::fs::write(&file, format!("# users\nadmin:{hash}\n")).expect("write");
+    let c = TestConductor::start_with(|config| {
+        config.auth_strategy = rivet_conductor::config::AuthStrategy::HttpBasic;
+        config.htpasswd = Some(file.clone());
+    })
+    .await;
+    let (status, _) = call(Method::GET, c.url("/"), None).await;
+    assert_eq!(status, 200, "discovery stays public");
+    let resp = client().get(c.url("/v1/nodes")).send().await.expect("send");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("www-authenticate").is_some());
+    let resp = client()
+        .get(c.url("/v1/nodes"))
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    let resp = client()
+        .get(c.url("/v1/nodes"))
+        .basic_auth("admin", Some("s3cret"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    c.running.stop().await.expect("stops");
+    // And off: the same request needs nothing.
+    let open = TestConductor::start().await;
+    assert_eq!(
+        client().get(open.url("/v1/nodes")).send().await.expect("send").status(),
+        200
+    );
+    open.running.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_restarted_conductor_releases_its_locks_and_fails_abandoned_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/rivet.sqlite", dir.path().display());
+    let first = rivet_conductor::start(rivet_conductor::config::ConductorConfig::for_tests(url.clone()))
+        .await
+        .expect("starts");
+    let base = first.url();
+    let (_, node) = call(
+        Method::POST,
+        format!("{base}/v1/nodes"),
+        Some(json!({"driver": "fake-hardware"})),
+    )
+    .await;
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    // Simulate a crash in the middle of cleaning while holding the lock.
+    let db = first.conductor.db.clone();
+    let mut record = db.node(&uuid).await.expect("db").expect("node");
+    record.provision_state = "cleaning".into();
+    db.update_node(&record).await.expect("db");
+    assert!(db.reserve(&uuid, "test-conductor").await.expect("db"));
+    first.stop().await.expect("stops");
+    let second = rivet_conductor::start(rivet_conductor::config::ConductorConfig::for_tests(url))
+        .await
+        .expect("restarts");
+    let record = second.conductor.db.node(&uuid).await.expect("db").expect("node");
+    assert_eq!(record.reservation, None, "locks of this conductor are cleared at start");
+    assert_eq!(record.provision_state, "clean failed");
+    assert!(
+        record
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("can't be resumed"),
+        "{:?}",
+        record.last_error
+    );
+    second.stop().await.expect("stops");
+}
