@@ -5,6 +5,7 @@
 //! [`states`] (the state table), [`task`] (node locks), [`drivers`] (the driver model),
 //! [`steps`] (step ordering and validation), [`engine`] (verbs and flows), [`api`] (HTTP).
 
+pub mod agent_client;
 pub mod api;
 pub mod config;
 pub mod db;
