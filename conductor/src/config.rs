@@ -79,6 +79,19 @@ pub struct FileConfig {
     pub node_locked_retry_attempts: Option<u32>,
     pub node_locked_retry_interval: Option<f64>,
     pub allow_deleting_available_nodes: Option<bool>,
+    /// Seconds sent to agents as `heartbeat_timeout` (they beat every 30–60 % of it).
+    pub ramdisk_heartbeat_timeout: Option<u64>,
+    /// Refuse heartbeats whose callback URL is not https.
+    pub require_tls: Option<bool>,
+    pub clean_callback_timeout: Option<u64>,
+    pub deploy_callback_timeout: Option<u64>,
+    pub service_callback_timeout: Option<u64>,
+    pub check_provision_state_interval: Option<f64>,
+    /// Keep agents running between cleaning and deployment.
+    pub fast_track: Option<bool>,
+    pub fast_track_timeout: Option<u64>,
+    /// Per-request timeout of commands to agents.
+    pub agent_command_timeout: Option<f64>,
 }
 
 /// Resolved configuration.
@@ -98,6 +111,17 @@ pub struct ConductorConfig {
     pub lock_policy: crate::task::LockPolicy,
     pub allow_deleting_available_nodes: bool,
     pub debug: bool,
+    pub ramdisk_heartbeat_timeout: u64,
+    pub require_tls: bool,
+    pub clean_callback_timeout: Duration,
+    pub deploy_callback_timeout: Duration,
+    pub service_callback_timeout: Duration,
+    pub check_provision_state_interval: Duration,
+    pub fast_track: bool,
+    pub fast_track_timeout: Duration,
+    pub agent: crate::agent_client::AgentClientConfig,
+    /// Polls of the power state after asking the agent to power off, and their interval.
+    pub power_off_polls: (u32, Duration),
 }
 
 /// Why the configuration is unusable.
@@ -157,6 +181,21 @@ impl ConductorConfig {
             },
             allow_deleting_available_nodes: file.allow_deleting_available_nodes.unwrap_or(false),
             debug: cli.debug,
+            ramdisk_heartbeat_timeout: file.ramdisk_heartbeat_timeout.unwrap_or(300).max(1),
+            require_tls: file.require_tls.unwrap_or(true),
+            clean_callback_timeout: Duration::from_secs(file.clean_callback_timeout.unwrap_or(1800)),
+            deploy_callback_timeout: Duration::from_secs(file.deploy_callback_timeout.unwrap_or(1800)),
+            service_callback_timeout: Duration::from_secs(file.service_callback_timeout.unwrap_or(1800)),
+            check_provision_state_interval: Duration::from_secs_f64(
+                file.check_provision_state_interval.unwrap_or(60.0).clamp(0.05, 86400.0),
+            ),
+            fast_track: file.fast_track.unwrap_or(false),
+            fast_track_timeout: Duration::from_secs(file.fast_track_timeout.unwrap_or(300).min(300)),
+            agent: crate::agent_client::AgentClientConfig {
+                command_timeout: Duration::from_secs_f64(file.agent_command_timeout.unwrap_or(60.0).clamp(0.1, 3600.0)),
+                ..Default::default()
+            },
+            power_off_polls: (6, Duration::from_secs(5)),
         })
     }
 

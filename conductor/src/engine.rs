@@ -13,9 +13,11 @@ use rivet_common::steps::{Step, StepType};
 use rivet_common::version::ApiVersion;
 use serde_json::{Value, json};
 
+use crate::agent_client::AgentClient;
 use crate::config::ConductorConfig;
 use crate::db::{Database, DbError};
-use crate::drivers::{Driver, DriverError, DriverRegistry, StepOutcome};
+use crate::drivers::agent::{self as agent_driver, flow_of};
+use crate::drivers::{Driver, DriverError, DriverRegistry, DriverSettings, StepOutcome, Task};
 use crate::model::NodeRecord;
 use crate::states::{self, state};
 use crate::steps;
@@ -81,21 +83,17 @@ pub struct ProvisionRequest {
     pub runbook: Option<String>,
 }
 
-/// The conductor: database, drivers, locks and settings.
+/// The conductor: database, drivers, locks, the agent client and settings.
 #[derive(Debug)]
 pub struct Conductor {
     pub db: Database,
     pub drivers: DriverRegistry,
     pub locks: NodeLocks,
     pub config: ConductorConfig,
-}
-
-fn step_key(flow: StepType) -> &'static str {
-    match flow {
-        StepType::Clean => "clean",
-        StepType::Deploy => "deploy",
-        StepType::Service => "service",
-    }
+    pub agent: AgentClient,
+    pub settings: Arc<DriverSettings>,
+    /// Bounds the heartbeats processed at once, so a burst cannot exhaust the database pool.
+    pub heartbeat_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Move `node` along `event`, setting its target as Ironic does.
@@ -132,6 +130,19 @@ impl Conductor {
         self.drivers
             .driver(node)
             .map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+
+    /// A task over `node`: its ports, driver and the agent client.
+    pub async fn task(&self, node: NodeRecord) -> Result<Task, EngineError> {
+        let driver = self.driver(&node)?;
+        let ports = self.db.ports(Some(&node.uuid)).await?;
+        Ok(Task {
+            node,
+            ports,
+            driver,
+            agent: self.agent.clone(),
+            settings: Arc::clone(&self.settings),
+        })
     }
 
     /// Save a node (stamps `updated_at`).
@@ -201,103 +212,123 @@ impl Conductor {
         if req.configdrive.is_some() && !["active", "deploy", "rebuild"].contains(&verb.target) {
             return Err(wrong_target("configdrive", "active"));
         }
-        let node = self.node(ident).await?;
-        let event = verb.event;
-        if states::next(&node.provision_state, event).is_none() {
-            let message = format!(
+        let illegal = |node: &NodeRecord| {
+            format!(
                 "The requested action \"{}\" can not be performed on node \"{}\" while it is in state \"{}\".",
                 req.target, node.uuid, node.provision_state
-            );
+            )
+        };
+        let node = self.node(ident).await?;
+        if states::next(&node.provision_state, verb.event).is_none() {
             return Err(if node.reservation.is_some() {
-                EngineError::Conflict(message)
+                EngineError::Conflict(illegal(&node))
             } else {
-                EngineError::Invalid(message)
+                EngineError::Invalid(illegal(&node))
             });
         }
+        if verb.target == "abort" {
+            return self.abort(&node.uuid).await;
+        }
         let lock = self.locks.acquire(&node.uuid).await?;
-        // Re-read under the lock: the state may have moved while we waited.
-        let mut node = self.node(&node.uuid).await?;
-        if states::next(&node.provision_state, event).is_none() {
-            let message = format!(
-                "The requested action \"{}\" can not be performed on node \"{}\" while it is in state \"{}\".",
-                req.target, node.uuid, node.provision_state
-            );
-            lock.release().await?;
-            return Err(EngineError::Invalid(message));
+        let outcome = async {
+            // Re-read under the lock: the state may have moved while we waited.
+            let node = self.node(&node.uuid).await?;
+            if states::next(&node.provision_state, verb.event).is_none() {
+                return Err(EngineError::Invalid(illegal(&node)));
+            }
+            let mut task = self.task(node).await?;
+            self.start_verb(&mut task, verb.target, verb.event, &req).await?;
+            Ok(task)
         }
-        let driver = match self.driver(&node) {
-            Ok(d) => d,
+        .await;
+        match outcome {
+            Ok(task) => {
+                let me = Arc::clone(self);
+                let target = verb.target.to_owned();
+                tokio::spawn(async move { me.continue_verb(lock, task, target).await });
+                Ok(())
+            }
             Err(e) => {
                 lock.release().await?;
-                return Err(e);
-            }
-        };
-        match self.start_verb(&mut node, &driver, verb.target, event, &req).await {
-            Ok(()) => {}
-            Err(e) => {
-                lock.release().await?;
-                return Err(e);
+                Err(e)
             }
         }
-        let me = Arc::clone(self);
-        let target = verb.target.to_owned();
-        tokio::spawn(async move { me.continue_verb(lock, node, driver, target).await });
-        Ok(())
     }
 
     /// Checks and the first event, while the API caller waits.
     async fn start_verb(
         &self,
-        node: &mut NodeRecord,
-        driver: &Driver,
+        task: &mut Task,
         target: &str,
         event: &str,
         req: &ProvisionRequest,
     ) -> Result<(), EngineError> {
+        let agent_based = task.driver.deploy.uses_agent();
         match target {
             "active" | "deploy" | "rebuild" => {
-                if node.maintenance {
+                if task.node.maintenance {
                     return Err(EngineError::Invalid(format!(
                         "Node {} is in maintenance mode; cannot deploy.",
-                        node.uuid
+                        task.node.uuid
                     )));
                 }
-                self.validate_for_deploy(node, driver).await?;
+                for kind in ["power", "deploy", "boot"] {
+                    if let Some(iface) = task.driver.interface(kind) {
+                        let node = task.node.clone();
+                        iface
+                            .validate(&node)
+                            .await
+                            .map_err(|e| EngineError::Invalid(format!("{kind} validation failed: {e}")))?;
+                    }
+                }
                 if let Some(cd) = &req.configdrive {
-                    node.instance_info.insert("configdrive".into(), cd.clone());
+                    task.node.instance_info.insert("configdrive".into(), cd.clone());
                 }
-                if let Some(user) = &req.deploy_steps {
-                    node.driver_internal_info
-                        .insert("user_deploy_steps".into(), Value::Array(user.clone()));
+                match &req.deploy_steps {
+                    Some(user) => drop(
+                        task.node
+                            .driver_internal_info
+                            .insert("user_deploy_steps".into(), Value::Array(user.clone())),
+                    ),
+                    None => drop(task.node.driver_internal_info.remove("user_deploy_steps")),
+                }
+            }
+            "clean" | "service" => {
+                let flow = if target == "clean" {
+                    StepType::Clean
                 } else {
-                    node.driver_internal_info.remove("user_deploy_steps");
+                    StepType::Service
+                };
+                let user = if flow == StepType::Clean {
+                    &req.clean_steps
+                } else {
+                    &req.service_steps
+                };
+                let user = user.as_ref().ok_or_else(|| {
+                    EngineError::Invalid(format!("{target}_steps is required for the {target} target"))
+                })?;
+                if user.is_empty() {
+                    return Err(EngineError::Invalid(format!(
+                        "{target}_steps must name at least one step"
+                    )));
                 }
-            }
-            "clean" => {
-                let user = req
-                    .clean_steps
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Invalid("clean_steps is required for the clean target".into()))?;
-                let known = steps::collect(driver, StepType::Clean, &[], &BTreeMap::new());
-                let validated =
-                    steps::validate_user_steps(user, &known, StepType::Clean).map_err(EngineError::Invalid)?;
-                node.driver_internal_info.insert(
-                    "clean_steps".into(),
-                    serde_json::to_value(validated).unwrap_or_default(),
+                let known = steps::collect(
+                    &task.driver,
+                    flow,
+                    &agent_driver::cached_steps(&task.node, flow),
+                    &BTreeMap::new(),
                 );
-            }
-            "service" => {
-                let user = req
-                    .service_steps
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Invalid("service_steps is required for the service target".into()))?;
-                let known = steps::collect(driver, StepType::Service, &[], &BTreeMap::new());
-                let validated =
-                    steps::validate_user_steps(user, &known, StepType::Service).map_err(EngineError::Invalid)?;
-                node.driver_internal_info.insert(
-                    "service_steps".into(),
-                    serde_json::to_value(validated).unwrap_or_default(),
-                );
+                match steps::validate_user_steps(user, &known, flow) {
+                    Ok(_) => {}
+                    // In-band steps are only known once the agent has booted: validated again then.
+                    Err(e) if agent_based && !e.contains("argument") => {
+                        tracing::info!(node = %task.node.uuid, "steps validated after the agent boots: {e}")
+                    }
+                    Err(e) => return Err(EngineError::Invalid(e)),
+                }
+                task.node
+                    .driver_internal_info
+                    .insert(format!("user_{target}_steps"), Value::Array(user.clone()));
             }
             "rescue" => {
                 let password = req.rescue_password.as_deref().unwrap_or_default();
@@ -306,60 +337,89 @@ impl Conductor {
                         "A non-empty rescue_password is required to rescue a node.".into(),
                     ));
                 }
-                node.instance_info.insert("rescue_password".into(), json!(password));
+                task.node
+                    .instance_info
+                    .insert("rescue_password".into(), json!(password));
             }
-            "provide" if node.maintenance => {
+            "provide" if task.node.maintenance => {
                 return Err(EngineError::Invalid(format!(
                     "Node {} is in maintenance mode; provide it after maintenance.",
-                    node.uuid
+                    task.node.uuid
                 )));
             }
             _ => {}
         }
-        let explicit_target = match target {
-            "clean" => Some(state::MANAGEABLE),
-            _ => None,
+        let explicit_target = if target == "clean" {
+            Some(state::MANAGEABLE)
+        } else {
+            None
         };
-        fire(node, event, explicit_target).map_err(EngineError::Internal)?;
-        if target == "manage" || target == "provide" || target == "inspect" {
-            node.last_error = None;
+        fire(&mut task.node, event, explicit_target).map_err(EngineError::Internal)?;
+        if ["manage", "provide", "inspect", "active", "deploy", "clean", "service"].contains(&target) {
+            task.node.last_error = None;
         }
-        self.save(node).await?;
-        Ok(())
-    }
-
-    async fn validate_for_deploy(&self, node: &NodeRecord, driver: &Driver) -> Result<(), EngineError> {
-        for kind in ["power", "deploy", "boot"] {
-            if let Some(iface) = driver.interface(kind) {
-                iface
-                    .validate(node)
-                    .await
-                    .map_err(|e| EngineError::Invalid(format!("{kind} validation failed: {e}")))?;
-            }
-        }
+        self.save(&mut task.node).await?;
         Ok(())
     }
 
     /// The rest of a verb, in the background, holding the lock.
-    async fn continue_verb(self: Arc<Self>, lock: NodeLock, mut node: NodeRecord, driver: Driver, target: String) {
-        let outcome = self.run_flow(&mut node, &driver, &target).await;
+    async fn continue_verb(self: Arc<Self>, lock: NodeLock, mut task: Task, target: String) {
+        let outcome = self.run_flow(&mut task, &target).await;
         if let Err(message) = outcome {
-            tracing::error!(node = %node.uuid, %target, error = %message, "provisioning failed");
-            self.fail(&mut node, &message).await;
+            tracing::error!(node = %task.node.uuid, %target, error = %message, "provisioning failed");
+            self.fail(&mut task, &message).await;
         }
         if let Err(e) = lock.release().await {
-            tracing::error!(node = %node.uuid, error = %e, "could not release the node lock");
+            tracing::error!(node = %task.node.uuid, error = %e, "could not release the node lock");
         }
     }
 
-    /// Fire `fail` with `message` as last_error, if the state allows it.
-    async fn fail(&self, node: &mut NodeRecord, message: &str) {
+    /// The error handlers of upstream, in short: record, tear down, fire `fail`.
+    pub async fn fail_flow(&self, task: &mut Task, message: &str) {
+        self.fail(task, message).await;
+    }
+
+    async fn fail(&self, task: &mut Task, message: &str) {
+        let node = &mut task.node;
         node.last_error = Some(message.to_owned());
+        let state = node.provision_state.clone();
+        let running_step = match flow_of(node) {
+            Some(StepType::Clean) => !node.clean_step.is_empty(),
+            Some(StepType::Service) => !node.service_step.is_empty(),
+            _ => false,
+        };
+        if running_step {
+            // As upstream: a failed clean/service step puts the node in maintenance with a fault.
+            node.maintenance = true;
+            node.maintenance_reason = Some(message.to_owned());
+            node.fault = Some(
+                if state.starts_with("clean") {
+                    "clean failure"
+                } else {
+                    "service failure"
+                }
+                .to_owned(),
+            );
+        }
+        for key in ["clean", "deploy", "service"] {
+            node.driver_internal_info.remove(&format!("{key}_step_index"));
+            node.driver_internal_info.remove(&format!("skip_current_{key}_step"));
+        }
+        node.clean_step.clear();
+        node.deploy_step.clear();
+        node.service_step.clear();
         if states::next(&node.provision_state, "fail").is_some() {
             let _ = fire(node, "fail", None);
         }
-        let _ = self.save(node).await;
-        let _ = self.db.add_history(&node.uuid, "ERROR", message).await;
+        // The ramdisk is of no more use: power off, as upstream's error handlers do.
+        if task.driver.deploy.uses_agent()
+            && ["clean failed", "deploy failed", "service failed"].contains(&task.node.provision_state.as_str())
+            && let Err(e) = agent_driver::power_action(task, "power off").await
+        {
+            tracing::warn!(node = %task.node.uuid, error = %e, "could not power off after the failure");
+        }
+        let _ = self.save(&mut task.node).await;
+        let _ = self.db.add_history(&task.node.uuid, "ERROR", message).await;
     }
 
     async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), String> {
@@ -367,197 +427,340 @@ impl Conductor {
         self.save(node).await.map_err(|e| e.to_string())
     }
 
-    async fn run_flow(&self, node: &mut NodeRecord, driver: &Driver, target: &str) -> Result<(), String> {
-        match (target, node.provision_state.as_str()) {
+    async fn run_flow(&self, task: &mut Task, target: &str) -> Result<(), String> {
+        let state = task.node.provision_state.clone();
+        match (target, state.as_str()) {
             ("manage", state::VERIFYING) => {
-                driver
-                    .power
-                    .validate(node)
+                let power = task.driver.power.clone();
+                power
+                    .validate(&task.node)
                     .await
                     .map_err(|e| format!("Failed to validate power driver interface: {e}"))?;
-                let power = driver
-                    .power
-                    .get_power_state(node)
+                let now = power
+                    .get_power_state(&task.node)
                     .await
                     .map_err(|e| format!("Failed to get power state: {e}"))?;
-                node.power_state = Some(power);
-                self.event(node, "done").await
+                task.node.power_state = Some(now);
+                self.event(&mut task.node, "done").await
             }
-            ("manage" | "abort" | "unhold", _) => Ok(()),
-            ("provide", state::CLEANING) => self.automated_clean(node, driver).await,
-            ("clean", state::CLEANING) => self.run_steps(node, driver, StepType::Clean, "manage").await,
+            ("manage" | "unhold", _) => Ok(()),
+            ("provide", state::CLEANING) => self.start_cleaning(task, false).await,
+            ("clean", state::CLEANING) => self.start_cleaning(task, true).await,
             ("inspect", state::INSPECTING) => {
-                driver.interface("inspect").map(|_| ()).ok_or("no inspect interface")?;
                 self.db
-                    .add_history(&node.uuid, "INFO", "Inspection completed")
+                    .add_history(&task.node.uuid, "INFO", "Inspection completed")
                     .await
                     .map_err(|e| e.to_string())?;
-                self.event(node, "done").await
+                self.event(&mut task.node, "done").await
             }
-            ("active" | "deploy" | "rebuild", state::DEPLOYING) => self.deploy(node, driver).await,
+            ("active" | "deploy" | "rebuild", state::DEPLOYING) => self.start_deploy(task).await,
             ("deleted" | "undeploy", state::DELETING) => {
-                driver
-                    .power
-                    .set_power_state(node, "power off")
+                let deploy = task.driver.deploy.clone();
+                deploy
+                    .tear_down(task)
                     .await
                     .map_err(|e| format!("Failed to tear down: {e}"))?;
-                node.instance_info.clear();
-                node.attrs.insert("instance_uuid".into(), Value::Null);
-                self.event(node, "clean").await?;
-                self.automated_clean(node, driver).await
+                agent_driver::wipe_agent_session(&mut task.node);
+                task.node.instance_info.clear();
+                task.node.attrs.insert("instance_uuid".into(), Value::Null);
+                self.event(&mut task.node, "clean").await?;
+                self.start_cleaning(task, false).await
             }
-            ("adopt", state::ADOPTING) => self.event(node, "done").await,
+            ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,
             ("rescue", state::RESCUING) => {
-                node.instance_info.remove("rescue_password");
-                self.event(node, "done").await
+                task.node.instance_info.remove("rescue_password");
+                self.event(&mut task.node, "done").await
             }
-            ("unrescue", state::UNRESCUING) => self.event(node, "done").await,
-            ("service", state::SERVICING) => self.run_steps(node, driver, StepType::Service, "done").await,
+            ("unrescue", state::UNRESCUING) => self.event(&mut task.node, "done").await,
+            ("service", state::SERVICING) => {
+                let deploy = task.driver.deploy.clone();
+                match deploy
+                    .prepare_service(task)
+                    .await
+                    .map_err(|e| format!("Failed to prepare servicing: {e}"))?
+                {
+                    StepOutcome::Wait => self.event(&mut task.node, "wait").await,
+                    StepOutcome::Done => {
+                        self.build_list(task, StepType::Service)?;
+                        self.run_steps(task, StepType::Service).await
+                    }
+                }
+            }
             (t, s) => Err(format!("internal: no flow for target {t} in state {s}")),
         }
     }
 
-    async fn automated_clean(&self, node: &mut NodeRecord, driver: &Driver) -> Result<(), String> {
-        let enabled = node
-            .attr("automated_clean")
-            .as_bool()
-            .unwrap_or(self.config.automated_clean);
-        let list = if enabled {
-            steps::automated(
-                steps::collect(driver, StepType::Clean, &[], &BTreeMap::new()),
-                StepType::Clean,
-            )
-        } else {
-            Vec::new()
-        };
-        node.driver_internal_info
-            .insert("clean_steps".into(), serde_json::to_value(&list).unwrap_or_default());
-        self.run_steps(node, driver, StepType::Clean, "done").await
+    /// Cleaning starts: boot the agent if the deploy interface needs one, else run now.
+    async fn start_cleaning(&self, task: &mut Task, manual: bool) -> Result<(), String> {
+        let enabled = manual
+            || task
+                .node
+                .attr("automated_clean")
+                .as_bool()
+                .unwrap_or(self.config.automated_clean);
+        if !enabled {
+            task.node.driver_internal_info.insert("clean_steps".into(), json!([]));
+            return self.finish_flow(task, StepType::Clean, &[]).await;
+        }
+        let deploy = task.driver.deploy.clone();
+        match deploy
+            .prepare_cleaning(task)
+            .await
+            .map_err(|e| format!("Failed to prepare to clean: {e}"))?
+        {
+            StepOutcome::Wait => self.event(&mut task.node, "wait").await,
+            StepOutcome::Done => {
+                self.build_list(task, StepType::Clean)?;
+                self.run_steps(task, StepType::Clean).await
+            }
+        }
     }
 
-    async fn deploy(&self, node: &mut NodeRecord, driver: &Driver) -> Result<(), String> {
-        let known = steps::collect(driver, StepType::Deploy, &[], &BTreeMap::new());
-        let user = node
+    /// Compute `dii.<flow>_steps`: the user's list for manual cleaning and servicing, the enabled
+    /// steps for automated cleaning, the deploy list otherwise (reference §4.3–4.5).
+    pub fn build_step_list(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
+        self.build_list(task, flow)
+    }
+
+    fn build_list(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
+        let key = flow.as_str();
+        let known = steps::collect(
+            &task.driver,
+            flow,
+            &agent_driver::cached_steps(&task.node, flow),
+            &BTreeMap::new(),
+        );
+        let user = task
+            .node
             .driver_internal_info
-            .get("user_deploy_steps")
+            .get(&format!("user_{key}_steps"))
             .and_then(Value::as_array)
+            .cloned();
+        let list = match (flow, user) {
+            (StepType::Deploy, user) => {
+                let user = steps::validate_user_steps(&user.unwrap_or_default(), &known, flow)?;
+                let mut list: Vec<Step> = known
+                    .into_iter()
+                    .filter(|k| k.priority() > 0 && !user.iter().any(|u| u.same_step(k)))
+                    .collect();
+                list.extend(user.into_iter().filter(|u| u.priority() > 0));
+                steps::order(list, flow)
+            }
+            (_, Some(user))
+                if task.node.target_provision_state.as_deref() != Some(state::AVAILABLE)
+                    || flow == StepType::Service =>
+            {
+                steps::validate_user_steps(&user, &known, flow)?
+            }
+            _ => steps::automated(known, flow),
+        };
+        task.node
+            .driver_internal_info
+            .insert(format!("{key}_steps"), serde_json::to_value(&list).unwrap_or_default());
+        task.node.driver_internal_info.remove(&format!("{key}_step_index"));
+        Ok(())
+    }
+
+    async fn start_deploy(&self, task: &mut Task) -> Result<(), String> {
+        self.build_list(task, StepType::Deploy)?;
+        let list = task
+            .node
+            .driver_internal_info
+            .get("deploy_steps")
             .cloned()
             .unwrap_or_default();
-        let user = steps::validate_user_steps(&user, &known, StepType::Deploy)?;
-        let mut list: Vec<Step> = known
-            .into_iter()
-            .filter(|k| k.priority() > 0 && !user.iter().any(|u| u.same_step(k)))
-            .collect();
-        list.extend(user.into_iter().filter(|u| u.priority() > 0));
-        let list = steps::order(list, StepType::Deploy);
-        node.driver_internal_info
-            .insert("deploy_steps".into(), serde_json::to_value(&list).unwrap_or_default());
         self.db
             .add_history(
-                &node.uuid,
+                &task.node.uuid,
                 "INFO",
-                &format!(
-                    "Starting deployment with steps={}",
-                    serde_json::to_string(&list).unwrap_or_default()
-                ),
+                &format!("Starting deployment with steps={list}"),
             )
             .await
             .map_err(|e| e.to_string())?;
-        self.run_steps(node, driver, StepType::Deploy, "done").await
+        self.run_steps(task, StepType::Deploy).await
     }
 
-    /// Run `dii.<flow>_steps` from the current index; fire `final_event` when all are done.
-    pub async fn run_steps(
-        &self,
-        node: &mut NodeRecord,
-        driver: &Driver,
-        flow: StepType,
-        final_event: &str,
-    ) -> Result<(), String> {
-        let key = step_key(flow);
-        let list: Vec<Step> = node
-            .driver_internal_info
+    fn list_of(node: &NodeRecord, flow: StepType) -> Result<Vec<Step>, String> {
+        let key = flow.as_str();
+        node.driver_internal_info
             .get(&format!("{key}_steps"))
             .cloned()
+            .filter(|v| !v.is_null())
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| format!("corrupt {key}_steps: {e}"))?
-            .unwrap_or_default();
-        let start = node
-            .driver_internal_info
-            .get(&format!("{key}_step_index"))
-            .and_then(Value::as_u64)
-            .map(|i| i as usize + 1)
-            .unwrap_or(0);
+            .map_err(|e| format!("corrupt {key}_steps: {e}"))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Run `dii.<flow>_steps` from the next index. A step that waits leaves the node in the
+    /// flow's wait state; heartbeats (or fast steps) continue it here.
+    pub async fn run_steps(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
+        let key = flow.as_str();
+        let list = Self::list_of(&task.node, flow)?;
+        let dii = &mut task.node.driver_internal_info;
+        let skip_current = dii
+            .remove(&format!("skip_current_{key}_step"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        let start = match dii.get(&format!("{key}_step_index")).and_then(Value::as_u64) {
+            None => 0,
+            Some(i) if skip_current => i as usize + 1,
+            Some(i) => i as usize,
+        };
         for (index, step) in list.iter().enumerate().skip(start) {
             let doc: JsonObject = serde_json::to_value(step)
                 .ok()
                 .and_then(|v| v.as_object().cloned())
                 .unwrap_or_default();
             match flow {
-                StepType::Clean => node.clean_step = doc,
-                StepType::Deploy => node.deploy_step = doc,
-                StepType::Service => node.service_step = doc,
+                StepType::Clean => task.node.clean_step = doc,
+                StepType::Deploy => task.node.deploy_step = doc,
+                StepType::Service => task.node.service_step = doc,
             }
-            node.driver_internal_info
+            task.node
+                .driver_internal_info
                 .insert(format!("{key}_step_index"), json!(index));
-            self.save(node).await.map_err(|e| e.to_string())?;
-            let outcome = self
-                .execute_step(node, driver, step)
-                .await
-                .map_err(|e| format!("{} step {}.{} failed: {e}", capitalise(key), step.interface, step.step))?;
+            self.save(&mut task.node).await.map_err(|e| e.to_string())?;
+            tracing::info!(node = %task.node.uuid, %flow, step = %format!("{}.{}", step.interface, step.step), index, "running step");
+            let outcome = self.execute_step(task, step).await.map_err(|e| {
+                let what = match flow {
+                    StepType::Clean => "Clean",
+                    StepType::Deploy => "Deploy",
+                    StepType::Service => "Service",
+                };
+                format!(
+                    "{what} step {}.{} failed on node {}: {e}",
+                    step.interface, step.step, task.node.uuid
+                )
+            })?;
             if outcome == StepOutcome::Wait {
-                return self.event(node, "wait").await;
+                return self.event(&mut task.node, "wait").await;
             }
         }
+        self.finish_flow(task, flow, &list).await
+    }
+
+    async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), String> {
+        let key = flow.as_str();
+        let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
         match flow {
-            StepType::Clean => node.clean_step.clear(),
-            StepType::Deploy => node.deploy_step.clear(),
-            StepType::Service => node.service_step.clear(),
+            StepType::Clean => task.node.clean_step.clear(),
+            StepType::Deploy => task.node.deploy_step.clear(),
+            StepType::Service => task.node.service_step.clear(),
         }
-        node.driver_internal_info.remove(&format!("{key}_step_index"));
-        node.driver_internal_info.insert(format!("{key}_steps"), Value::Null);
+        for suffix in ["_step_index", "_reboot", "_steps"] {
+            task.node.driver_internal_info.remove(&format!("{key}{suffix}"));
+        }
+        task.node.driver_internal_info.remove(&format!("user_{key}_steps"));
+        task.node.driver_internal_info.remove("deployment_reboot");
+        task.node.driver_internal_info.remove("cleaning_reboot");
+        task.node
+            .driver_internal_info
+            .insert(format!("{key}_steps"), Value::Null);
+        let deploy = task.driver.deploy.clone();
+        match flow {
+            StepType::Clean => deploy
+                .tear_down_cleaning(task)
+                .await
+                .map_err(|e| format!("Failed to tear down cleaning: {e}"))?,
+            StepType::Service => deploy
+                .tear_down_service(task)
+                .await
+                .map_err(|e| format!("Failed to tear down servicing: {e}"))?,
+            StepType::Deploy => {
+                if !agent_driver::agent_is_alive(task) {
+                    agent_driver::wipe_agent_session(&mut task.node);
+                }
+            }
+        }
         let names: Vec<String> = list.iter().map(|s| format!("{}.{}", s.interface, s.step)).collect();
-        let what = match flow {
-            StepType::Clean if final_event == "done" => "Automated Cleaning",
-            StepType::Clean => "Manual Cleaning",
-            StepType::Deploy => "Deployment",
-            StepType::Service => "Servicing",
+        let (what, event) = match flow {
+            StepType::Clean if manual => ("Manual Cleaning", "manage"),
+            StepType::Clean => ("Automated Cleaning", "done"),
+            StepType::Deploy => ("Deployment", "done"),
+            StepType::Service => ("Servicing", "done"),
         };
         self.db
             .add_history(
-                &node.uuid,
+                &task.node.uuid,
                 "INFO",
                 &format!("{what} completed successfully with steps={names:?}"),
             )
             .await
             .map_err(|e| e.to_string())?;
-        self.event(node, final_event).await
+        tracing::info!(node = %task.node.uuid, flow = what, "completed");
+        self.event(&mut task.node, event).await
     }
 
-    async fn execute_step(
-        &self,
-        node: &mut NodeRecord,
-        driver: &Driver,
-        step: &Step,
-    ) -> Result<StepOutcome, DriverError> {
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
         match step.step.as_str() {
-            "power_on" | "power_off" | "reboot" if steps::RESERVED.contains(&step.step.as_str()) => {
+            "power_on" | "power_off" | "reboot" => {
                 let target = match step.step.as_str() {
                     "power_on" => "power on",
                     "power_off" => "power off",
                     _ => "rebooting",
                 };
-                driver.power.set_power_state(node, target).await?;
+                agent_driver::power_action(task, target).await?;
                 Ok(StepOutcome::Done)
             }
             _ => {
-                let iface = driver
+                let iface = task
+                    .driver
                     .interface(&step.interface)
+                    .cloned()
                     .ok_or_else(|| DriverError::Invalid(format!("unknown interface {}", step.interface)))?;
-                iface.execute_step(node, step).await
+                iface.execute_step(task, step).await
             }
         }
+    }
+
+    /// `abort` (reference §4.8): wait states fail at once unless the running step is not
+    /// abortable, in which case the flow stops after it.
+    async fn abort(self: &Arc<Self>, node_uuid: &str) -> Result<(), EngineError> {
+        let lock = self.locks.acquire(node_uuid).await?;
+        let result = async {
+            let node = self.node(node_uuid).await?;
+            let mut task = self.task(node).await?;
+            let flow = flow_of(&task.node);
+            let step = match flow {
+                Some(StepType::Clean) => task.node.clean_step.clone(),
+                Some(StepType::Deploy) => task.node.deploy_step.clone(),
+                Some(StepType::Service) => task.node.service_step.clone(),
+                None => JsonObject::new(),
+            };
+            if !step.is_empty() && step.get("abortable").and_then(Value::as_bool) != Some(true) {
+                let mut step = step;
+                step.insert("abort_after".into(), json!(true));
+                match flow {
+                    Some(StepType::Clean) => task.node.clean_step = step,
+                    Some(StepType::Deploy) => task.node.deploy_step = step,
+                    _ => task.node.service_step = step,
+                }
+                self.save(&mut task.node).await?;
+                return Ok(());
+            }
+            let message = format!(
+                "By request, the {} operation was aborted during or after the completion of step \"{}\"",
+                flow.map(|f| f.as_str()).unwrap_or("provision"),
+                step.get("step").and_then(Value::as_str).unwrap_or("-")
+            );
+            fire(&mut task.node, "abort", None).map_err(EngineError::Internal)?;
+            task.node.last_error = Some(message.clone());
+            task.node.clean_step.clear();
+            task.node.deploy_step.clear();
+            task.node.service_step.clear();
+            if task.driver.deploy.uses_agent() {
+                agent_driver::power_action(&mut task, "power off")
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+            }
+            self.save(&mut task.node).await?;
+            self.db.add_history(node_uuid, "ERROR", &message).await?;
+            Ok(())
+        }
+        .await;
+        lock.release().await?;
+        result
     }
 
     /// `PUT .../states/power`.
@@ -573,38 +776,47 @@ impl Conductor {
             )));
         }
         let lock = self.locks.acquire(&node.uuid).await?;
-        let mut node = self.node(&node.uuid).await?;
-        node.target_power_state = Some(match target {
+        let node = match self.node(&node.uuid).await {
+            Ok(n) => n,
+            Err(e) => {
+                lock.release().await?;
+                return Err(e);
+            }
+        };
+        let mut task = match self.task(node).await {
+            Ok(t) => t,
+            Err(e) => {
+                lock.release().await?;
+                return Err(e);
+            }
+        };
+        task.node.target_power_state = Some(match target {
             "rebooting" | "soft rebooting" => "power on".to_owned(),
             "soft power off" => "power off".to_owned(),
             t => t.to_owned(),
         });
-        if let Err(e) = self.save(&mut node).await {
+        if let Err(e) = self.save(&mut task.node).await {
             lock.release().await?;
             return Err(e);
         }
         let me = Arc::clone(self);
         let target = target.to_owned();
         tokio::spawn(async move {
-            let outcome = driver.power.set_power_state(&mut node, &target).await;
-            node.target_power_state = None;
+            let outcome = agent_driver::power_action(&mut task, &target).await;
+            task.node.target_power_state = None;
             match outcome {
-                Ok(()) => {
-                    node.last_error = None;
-                    node.driver_internal_info
-                        .insert("last_power_state_change".into(), json!(crate::time::now_naive()));
-                }
+                Ok(()) => task.node.last_error = None,
                 Err(e) => {
                     let message = format!("Failed to change power state to \"{target}\": {e}");
-                    tracing::error!(node = %node.uuid, error = %message, "power action failed");
-                    node.last_error = Some(message);
+                    tracing::error!(node = %task.node.uuid, error = %message, "power action failed");
+                    task.node.last_error = Some(message);
                 }
             }
-            if let Err(e) = me.save(&mut node).await {
-                tracing::error!(node = %node.uuid, error = %e, "could not save the power state");
+            if let Err(e) = me.save(&mut task.node).await {
+                tracing::error!(node = %task.node.uuid, error = %e, "could not save the power state");
             }
             if let Err(e) = lock.release().await {
-                tracing::error!(node = %node.uuid, error = %e, "could not release the node lock");
+                tracing::error!(node = %task.node.uuid, error = %e, "could not release the node lock");
             }
         });
         Ok(())
@@ -624,11 +836,4 @@ impl Conductor {
         }
         Ok(Value::Object(out))
     }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
 }

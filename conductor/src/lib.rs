@@ -12,6 +12,8 @@ pub mod db;
 pub mod drivers;
 pub mod engine;
 pub mod model;
+pub mod periodic;
+pub mod ramdisk;
 pub mod states;
 pub mod steps;
 pub mod task;
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AuthStrategy, ConductorConfig};
 use crate::db::Database;
-use crate::drivers::DriverRegistry;
+use crate::drivers::{DriverExtensions, DriverRegistry, DriverSettings};
 use crate::engine::Conductor;
 use crate::task::NodeLocks;
 
@@ -70,11 +72,17 @@ impl RunningConductor {
 
 /// Connect the database, recover, and serve the API.
 pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartError> {
+    start_with(config, DriverExtensions::default()).await
+}
+
+/// Like [`start`], with extra driver implementations (other BMCs, a simulated lab in tests).
+pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -> Result<RunningConductor, StartError> {
     let db = Database::connect(&config.database_url).await?;
     let drivers = DriverRegistry::new(
         config.enabled_hardware_types.clone(),
         config.enabled_interfaces.clone(),
         config.default_interfaces.clone(),
+        extensions,
     )
     .map_err(StartError::Config)?;
     db.register_conductor(&config.host, drivers.enabled_types(), "").await?;
@@ -88,17 +96,6 @@ pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartErr
             Some(Arc::new(api::auth_users(&path).map_err(StartError::Config)?))
         }
     };
-    let locks = NodeLocks::new(db.clone(), config.host.clone(), config.lock_policy);
-    let conductor = Arc::new(Conductor {
-        db,
-        drivers,
-        locks,
-        config: config.clone(),
-    });
-    conductor
-        .recover_on_start()
-        .await
-        .map_err(|e| StartError::Config(e.to_string()))?;
     let addr = SocketAddr::new(config.listen_host, config.listen_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -106,11 +103,47 @@ pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartErr
     let local_addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    let api_url = match &config.public_endpoint {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if local_addr.ip().is_unspecified() => {
+            tracing::warn!(
+                "no public_endpoint configured: telling agents to use loopback; set public_endpoint for real machines"
+            );
+            format!("http://127.0.0.1:{}", local_addr.port())
+        }
+        None => format!("http://{local_addr}"),
+    };
+    let settings = Arc::new(DriverSettings {
+        api_url,
+        power_off_polls: config.power_off_polls,
+        fast_track: config.fast_track,
+        fast_track_timeout: config.fast_track_timeout,
+    });
+    let locks = NodeLocks::new(db.clone(), config.host.clone(), config.lock_policy);
+    let conductor = Arc::new(Conductor {
+        db,
+        drivers,
+        locks,
+        agent: agent_client::AgentClient::new(config.agent),
+        settings,
+        heartbeat_slots: Arc::new(tokio::sync::Semaphore::new(64)),
+        config: config.clone(),
+    });
+    conductor
+        .recover_on_start()
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let app = api::app(api::AppState {
         conductor: Arc::clone(&conductor),
         users,
-    });
+    })
+    .into_make_service_with_connect_info::<SocketAddr>();
     let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    periodic::spawn(
+        Arc::clone(&conductor),
+        config.check_provision_state_interval,
+        stop.clone(),
+    );
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -10,6 +10,7 @@ mod drivers;
 mod error;
 mod nodes;
 mod ports;
+mod ramdisk;
 mod root;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use serde_json::Value;
 use crate::engine::Conductor;
 
 pub use error::ApiError;
+pub use ports::normalise_mac;
 
 /// Load an htpasswd file for http_basic.
 pub fn auth_users(path: &std::path::Path) -> Result<auth::Users, String> {
@@ -108,7 +110,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/drivers/{driver}/vendor_passthru",
             axum::routing::any(drivers::vendor_call),
         )
-        .route("/v1/conductors", get(drivers::conductors));
+        .route("/v1/conductors", get(drivers::conductors))
+        .route("/v1/lookup", get(ramdisk::lookup))
+        .route("/v1/lookup/", get(ramdisk::lookup))
+        .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat));
     Router::new()
         .route("/", get(root::root))
         .route("/v1", get(root::v1))

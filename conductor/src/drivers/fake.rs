@@ -5,7 +5,7 @@ use rivet_common::field::Field;
 use rivet_common::steps::{ArgSpec, Step, StepType};
 use serde_json::{Value, json};
 
-use super::{DriverError, Interface, Management, Power, StepOutcome, Vendor, VendorMethod};
+use super::{Boot, Deploy, DriverError, Interface, Management, Power, StepOutcome, Task, Vendor, VendorMethod};
 use crate::model::NodeRecord;
 
 /// A `no-*` implementation: validation says the interface is unsupported.
@@ -46,6 +46,9 @@ impl Interface for FakeInterface {
         self.name
     }
 }
+
+#[async_trait]
+impl Boot for FakeInterface {}
 
 /// Stores the requested power state.
 #[derive(Debug)]
@@ -150,16 +153,19 @@ impl Interface for FakeDeploy {
             _ => Vec::new(),
         }
     }
-    async fn execute_step(&self, node: &mut NodeRecord, step: &Step) -> Result<StepOutcome, DriverError> {
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
         match step.step.as_str() {
             "deploy" => {
-                node.power_state = Some("power on".into());
+                task.node.power_state = Some("power on".into());
                 Ok(StepOutcome::Done)
             }
             other => Err(DriverError::Unsupported(format!("fake deploy has no step {other}"))),
         }
     }
 }
+
+#[async_trait]
+impl Deploy for FakeDeploy {}
 
 /// BIOS steps that only record what they were asked.
 #[derive(Debug)]
@@ -189,9 +195,10 @@ impl Interface for FakeBios {
             )],
         }
     }
-    async fn execute_step(&self, node: &mut NodeRecord, step: &Step) -> Result<StepOutcome, DriverError> {
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
         let args = step.args.clone().unwrap_or_default();
-        node.driver_internal_info
+        task.node
+            .driver_internal_info
             .insert(format!("fake_bios_{}", step.step), Value::Object(args));
         Ok(StepOutcome::Done)
     }
@@ -215,8 +222,8 @@ impl Interface for FakeRaid {
             _ => Vec::new(),
         }
     }
-    async fn execute_step(&self, node: &mut NodeRecord, step: &Step) -> Result<StepOutcome, DriverError> {
-        node.attrs.insert(
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
+        task.node.attrs.insert(
             "raid_config".into(),
             if step.step == "delete_configuration" {
                 json!({})

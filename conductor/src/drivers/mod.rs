@@ -7,6 +7,7 @@
 //! To add an implementation: write a type implementing [`Interface`] (and the kind's trait,
 //! e.g. [`Power`]), add it to [`build`], and list it under the hardware types that support it.
 
+pub mod agent;
 pub mod fake;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ use async_trait::async_trait;
 use rivet_common::steps::{Step, StepType};
 use serde_json::Value;
 
-use crate::model::{INTERFACE_KINDS, NodeRecord};
+use crate::agent_client::AgentClient;
+use crate::model::{INTERFACE_KINDS, NodeRecord, PortRecord};
 
 /// A driver operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,35 @@ pub enum StepOutcome {
     Wait,
 }
 
+/// What a driver operation works on: the locked node, its ports, its driver, and the means to
+/// reach its agent.
+#[derive(Debug)]
+pub struct Task {
+    /// The node, held under its exclusive lock; changes are saved by the engine.
+    pub node: NodeRecord,
+    /// The node's ports.
+    pub ports: Vec<PortRecord>,
+    /// The node's driver.
+    pub driver: Driver,
+    /// Client of the node's agent.
+    pub agent: AgentClient,
+    /// Settings drivers need (API URL for the ramdisk, timeouts).
+    pub settings: Arc<DriverSettings>,
+}
+
+/// Conductor settings drivers read.
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// URL agents use to reach this API (`ipa-api-url`).
+    pub api_url: String,
+    /// Polls of the power state after a soft power off, and their interval.
+    pub power_off_polls: (u32, std::time::Duration),
+    /// Fast track: keep the agent running between cleaning and deployment.
+    pub fast_track: bool,
+    /// How recent the last heartbeat must be for fast track.
+    pub fast_track_timeout: std::time::Duration,
+}
+
 /// Behaviour every interface shares.
 #[async_trait]
 pub trait Interface: Send + Sync + std::fmt::Debug {
@@ -58,12 +89,59 @@ pub trait Interface: Send + Sync + std::fmt::Debug {
     }
 
     /// Run one of the declared steps.
-    async fn execute_step(&self, _node: &mut NodeRecord, step: &Step) -> Result<StepOutcome, DriverError> {
+    async fn execute_step(&self, _task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
         Err(DriverError::Unsupported(format!(
             "{} has no step {}",
             self.name(),
             step.step
         )))
+    }
+}
+
+/// Booting: what the machine boots next (ramdisk or instance).
+#[async_trait]
+pub trait Boot: Interface {
+    /// Make the next boot load the agent ramdisk with these kernel parameters.
+    async fn prepare_ramdisk(&self, _task: &mut Task, _params: &BTreeMap<String, String>) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Undo [`Boot::prepare_ramdisk`].
+    async fn clean_up_ramdisk(&self, _task: &mut Task) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Make the next boot load the deployed instance.
+    async fn prepare_instance(&self, _task: &mut Task) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+/// Deploying, and the agent session around cleaning and servicing.
+#[async_trait]
+pub trait Deploy: Interface {
+    /// True when steps run in an agent (in-band) and heartbeats drive the flows.
+    fn uses_agent(&self) -> bool {
+        false
+    }
+    /// Before cleaning: boot the agent if needed. `Wait` means "wait for its heartbeat".
+    async fn prepare_cleaning(&self, _task: &mut Task) -> Result<StepOutcome, DriverError> {
+        Ok(StepOutcome::Done)
+    }
+    /// After cleaning.
+    async fn tear_down_cleaning(&self, _task: &mut Task) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Before servicing.
+    async fn prepare_service(&self, _task: &mut Task) -> Result<StepOutcome, DriverError> {
+        Ok(StepOutcome::Done)
+    }
+    /// After servicing.
+    async fn tear_down_service(&self, _task: &mut Task) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Undeploy: power off and clean up the instance.
+    async fn tear_down(&self, task: &mut Task) -> Result<(), DriverError> {
+        let power = task.driver.power.clone();
+        power.set_power_state(&mut task.node, "power off").await
     }
 }
 
@@ -157,6 +235,10 @@ pub struct Driver {
     pub management: Arc<dyn Management>,
     /// Vendor interface.
     pub vendor: Arc<dyn Vendor>,
+    /// Boot interface.
+    pub boot: Arc<dyn Boot>,
+    /// Deploy interface.
+    pub deploy: Arc<dyn Deploy>,
     /// Every interface by kind (including the three above).
     pub interfaces: BTreeMap<&'static str, Arc<dyn Interface>>,
 }
@@ -183,7 +265,7 @@ pub fn hardware_types() -> Vec<HardwareType> {
         ("bios", vec!["fake", "no-bios"]),
         ("boot", vec!["fake"]),
         ("console", vec!["fake", "no-console"]),
-        ("deploy", vec!["fake"]),
+        ("deploy", vec!["fake", "direct"]),
         ("firmware", vec!["fake", "no-firmware"]),
         ("inspect", vec!["fake", "no-inspect"]),
         ("management", vec!["fake"]),
@@ -213,6 +295,7 @@ pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
         ("management", "fake") => Arc::new(fake::FakeManagement),
         ("vendor", "fake") => Arc::new(fake::FakeVendor),
         ("deploy", "fake") => Arc::new(fake::FakeDeploy),
+        ("deploy", "direct") => Arc::new(agent::AgentDeploy),
         ("bios", "fake") => Arc::new(fake::FakeBios),
         ("raid", "fake") => Arc::new(fake::FakeRaid),
         ("boot" | "console" | "firmware" | "inspect" | "rescue", "fake") => {
@@ -235,16 +318,17 @@ pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
     })
 }
 
-fn build_power(name: &str) -> Option<Arc<dyn Power>> {
+fn build_boot(name: &str) -> Option<Arc<dyn Boot>> {
     match name {
-        "fake" => Some(Arc::new(fake::FakePower)),
+        "fake" => Some(Arc::new(fake::FakeInterface { name: "fake" })),
         _ => None,
     }
 }
 
-fn build_management(name: &str) -> Option<Arc<dyn Management>> {
+fn build_deploy(name: &str) -> Option<Arc<dyn Deploy>> {
     match name {
-        "fake" => Some(Arc::new(fake::FakeManagement)),
+        "fake" => Some(Arc::new(fake::FakeDeploy)),
+        "direct" => Some(Arc::new(agent::AgentDeploy)),
         _ => None,
     }
 }
@@ -257,6 +341,17 @@ fn build_vendor(name: &str) -> Option<Arc<dyn Vendor>> {
     }
 }
 
+/// Implementations added by an embedder (another BMC driver, a simulated lab in tests).
+#[derive(Debug, Clone, Default)]
+pub struct DriverExtensions {
+    /// Extra hardware types.
+    pub hardware_types: Vec<HardwareType>,
+    /// Extra power implementations by name.
+    pub power: BTreeMap<&'static str, Arc<dyn Power>>,
+    /// Extra management implementations by name.
+    pub management: BTreeMap<&'static str, Arc<dyn Management>>,
+}
+
 /// Enabled hardware types and implementations, and the defaults (from configuration).
 #[derive(Debug, Clone)]
 pub struct DriverRegistry {
@@ -264,6 +359,7 @@ pub struct DriverRegistry {
     enabled_types: Vec<String>,
     enabled: BTreeMap<String, Vec<String>>,
     defaults: BTreeMap<String, String>,
+    extensions: DriverExtensions,
 }
 
 /// The hardware types enabled when the configuration names none.
@@ -276,8 +372,10 @@ impl DriverRegistry {
         enabled_types: Vec<String>,
         enabled: BTreeMap<String, Vec<String>>,
         defaults: BTreeMap<String, String>,
+        extensions: DriverExtensions,
     ) -> Result<Self, String> {
-        let types = hardware_types();
+        let mut types = hardware_types();
+        types.extend(extensions.hardware_types.iter().cloned());
         for t in &enabled_types {
             if !types.iter().any(|ht| ht.name == t) {
                 return Err(format!("unknown hardware type {t:?} in enabled_hardware_types"));
@@ -292,7 +390,9 @@ impl DriverRegistry {
                     .iter()
                     .find(|k| **k == kind)
                     .and_then(|k| build(k, name))
-                    .is_some();
+                    .is_some()
+                    || (kind == "power" && extensions.power.contains_key(name.as_str()))
+                    || (kind == "management" && extensions.management.contains_key(name.as_str()));
                 if !known {
                     return Err(format!("unknown {kind} interface {name:?}"));
                 }
@@ -303,6 +403,7 @@ impl DriverRegistry {
             enabled_types,
             enabled,
             defaults,
+            extensions,
         })
     }
 
@@ -380,6 +481,20 @@ impl DriverRegistry {
         Ok(out)
     }
 
+    fn power(&self, name: &str) -> Option<Arc<dyn Power>> {
+        match name {
+            "fake" => Some(Arc::new(fake::FakePower)),
+            other => self.extensions.power.get(other).cloned(),
+        }
+    }
+
+    fn management(&self, name: &str) -> Option<Arc<dyn Management>> {
+        match name {
+            "fake" => Some(Arc::new(fake::FakeManagement)),
+            other => self.extensions.management.get(other).cloned(),
+        }
+    }
+
     /// Instantiate a node's driver.
     pub fn driver(&self, node: &NodeRecord) -> Result<Driver, DriverError> {
         let unknown = |kind: &str| {
@@ -389,15 +504,26 @@ impl DriverRegistry {
                 node.interface(kind)
             ))
         };
-        let mut interfaces = BTreeMap::new();
+        let power = self.power(node.interface("power")).ok_or_else(|| unknown("power"))?;
+        let management = self
+            .management(node.interface("management"))
+            .ok_or_else(|| unknown("management"))?;
+        let mut interfaces: BTreeMap<&'static str, Arc<dyn Interface>> = BTreeMap::new();
         for kind in INTERFACE_KINDS {
-            interfaces.insert(*kind, build(kind, node.interface(kind)).ok_or_else(|| unknown(kind))?);
+            let iface: Arc<dyn Interface> = match *kind {
+                "power" => power.clone(),
+                "management" => management.clone(),
+                _ => build(kind, node.interface(kind)).ok_or_else(|| unknown(kind))?,
+            };
+            interfaces.insert(*kind, iface);
         }
         Ok(Driver {
             hardware_type: node.driver.clone(),
-            power: build_power(node.interface("power")).ok_or_else(|| unknown("power"))?,
-            management: build_management(node.interface("management")).ok_or_else(|| unknown("management"))?,
+            power,
+            management,
             vendor: build_vendor(node.interface("vendor")).ok_or_else(|| unknown("vendor"))?,
+            boot: build_boot(node.interface("boot")).ok_or_else(|| unknown("boot"))?,
+            deploy: build_deploy(node.interface("deploy")).ok_or_else(|| unknown("deploy"))?,
             interfaces,
         })
     }

@@ -1,0 +1,543 @@
+//! The `direct` deploy interface: an agent in a ramdisk does the in-band work (reference §3–4).
+//!
+//! Core deploy steps, as upstream (priority): `deploy` (100) boots the agent and waits for it;
+//! `write_image` (80) has the agent write the image; `prepare_instance_boot` (60) reads the
+//! partition UUIDs, installs a bootloader where needed and sets the boot device to disk;
+//! `tear_down_agent` (40) powers the ramdisk off (soft through the agent, then hard);
+//! `switch_to_tenant_network` (30); `boot_instance` (20) powers the instance on. Every other
+//! step of this interface runs in the agent (`<flow>.execute_<flow>_step`) and finishes when a
+//! heartbeat shows its result.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use rivet_common::JsonObject;
+use rivet_common::command::CommandStatus;
+use rivet_common::field::Field;
+use rivet_common::steps::{Step, StepType, StepsResult};
+use serde_json::{Value, json};
+
+use super::{Deploy, DriverError, Interface, StepOutcome, Task};
+use crate::agent_client::{AgentClientError, command_error_text};
+use crate::model::{NodeRecord, mask_instance_info, mask_secrets};
+use crate::time::now_naive;
+
+/// The agent deploy interface.
+#[derive(Debug)]
+pub struct AgentDeploy;
+
+/// Out-of-band deploy steps of this interface.
+pub const CORE_DEPLOY_STEPS: &[(&str, i64)] = &[
+    ("deploy", 100),
+    ("write_image", 80),
+    ("prepare_instance_boot", 60),
+    ("tear_down_agent", 40),
+    ("switch_to_tenant_network", 30),
+    ("boot_instance", 20),
+];
+
+/// Keys of the agent session in `driver_internal_info`, dropped whenever the ramdisk goes away.
+const SESSION_KEYS: &[&str] = &[
+    "agent_url",
+    "agent_verify_ca",
+    "agent_cached_clean_steps",
+    "agent_cached_deploy_steps",
+    "agent_cached_service_steps",
+    "agent_secret_token",
+    "agent_token_lookup",
+    "agent_token_claimed",
+];
+
+/// The flow a node's provision state belongs to.
+pub fn flow_of(node: &NodeRecord) -> Option<StepType> {
+    match node.provision_state.as_str() {
+        "cleaning" | "clean wait" => Some(StepType::Clean),
+        "deploying" | "wait call-back" => Some(StepType::Deploy),
+        "servicing" | "service wait" => Some(StepType::Service),
+        _ => None,
+    }
+}
+
+/// Forget the agent session (the ramdisk was powered off or rebooted).
+pub fn wipe_agent_session(node: &mut NodeRecord) {
+    let pregenerated = node
+        .driver_internal_info
+        .get("agent_secret_token_pregenerated")
+        .and_then(Value::as_bool)
+        == Some(true);
+    for key in SESSION_KEYS {
+        if *key == "agent_secret_token" && pregenerated {
+            continue;
+        }
+        node.driver_internal_info.remove(*key);
+    }
+}
+
+/// The node as agents receive it: Ironic's `as_dict(secure=True)`.
+pub fn node_for_agent(node: &NodeRecord, keep_configdrive: bool) -> Value {
+    let mut doc = node.raw_fields();
+    doc.insert("driver_info".into(), Value::Object(mask_secrets(&node.driver_info)));
+    doc.insert(
+        "driver_internal_info".into(),
+        Value::Object(mask_secrets(&node.driver_internal_info)),
+    );
+    let mut ii = mask_instance_info(&node.instance_info);
+    if keep_configdrive && let Some(cd) = node.instance_info.get("configdrive") {
+        ii.insert("configdrive".into(), cd.clone());
+    }
+    if let Some(url) = node.instance_info.get("image_url") {
+        ii.insert("image_url".into(), url.clone());
+    }
+    doc.insert("instance_info".into(), Value::Object(ii));
+    Value::Object(doc)
+}
+
+fn ports_for_agent(task: &Task) -> Value {
+    Value::Array(task.ports.iter().map(|p| p.to_agent()).collect())
+}
+
+fn failed(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Failed(e.to_string())
+}
+
+/// Is fast track on and is the agent alive (recent heartbeat, powered on)?
+pub fn agent_is_alive(task: &Task) -> bool {
+    let enabled = task
+        .node
+        .driver_info
+        .get("fast_track")
+        .and_then(Value::as_bool)
+        .unwrap_or(task.settings.fast_track);
+    if !enabled
+        || task.node.power_state.as_deref() != Some("power on")
+        || !task.node.driver_internal_info.contains_key("agent_url")
+    {
+        return false;
+    }
+    let last = task
+        .node
+        .driver_internal_info
+        .get("agent_last_heartbeat")
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse);
+    last.is_some_and(|t| {
+        let age = time::OffsetDateTime::now_utc() - t;
+        age.whole_milliseconds() >= 0 && age.unsigned_abs() <= task.settings.fast_track_timeout
+    })
+}
+
+/// Boot the agent: ramdisk parameters, boot device, reboot. The session is wiped.
+pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
+    let params: BTreeMap<String, String> = [("ipa-api-url".to_owned(), task.settings.api_url.clone())].into();
+    let boot = task.driver.boot.clone();
+    boot.prepare_ramdisk(task, &params).await?;
+    let management = task.driver.management.clone();
+    management.set_boot_device(&mut task.node, "pxe", false).await?;
+    task.node
+        .driver_internal_info
+        .insert("agent_start_attempted".into(), json!(true));
+    power_action(task, "rebooting").await
+}
+
+/// A power action through the power interface; powering off or rebooting ends the agent session.
+pub async fn power_action(task: &mut Task, target: &str) -> Result<(), DriverError> {
+    let power = task.driver.power.clone();
+    power.set_power_state(&mut task.node, target).await?;
+    task.node
+        .driver_internal_info
+        .insert("last_power_state_change".into(), json!(now_naive()));
+    if target != "power on" {
+        wipe_agent_session(&mut task.node);
+    }
+    Ok(())
+}
+
+/// Ask the agent for its steps of `flow` and cache them (reference §3.4).
+pub async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), DriverError> {
+    let name = format!("{flow}.get_{flow}_steps");
+    let params = json!({"node": node_for_agent(&task.node, false), "ports": ports_for_agent(task)});
+    let result = match task.agent.command(&task.node, &name, params, true).await {
+        Ok(r) => r,
+        Err(AgentClientError::Api { status: _, message }) if flow == StepType::Service => {
+            tracing::warn!(node = %task.node.uuid, %message, "agent has no service steps");
+            return Ok(());
+        }
+        Err(e) => return Err(failed(format!("Failed to get the {flow} steps from the agent: {e}"))),
+    };
+    if result.command_status != CommandStatus::Succeeded {
+        return Err(failed(format!(
+            "Agent failed to list {flow} steps: {}",
+            command_error_text(&result)
+        )));
+    }
+    let answer = result.command_result.unwrap_or(Value::Null);
+    let steps = StepsResult::from_value(flow, &answer).map_err(failed)?;
+    let mut by_interface: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+    for (_, list) in steps.steps {
+        for mut step in list {
+            if flow == StepType::Clean {
+                step.requires_ramdisk = Some(true);
+            }
+            by_interface.entry(step.interface.clone()).or_default().push(step);
+        }
+    }
+    let dii = &mut task.node.driver_internal_info;
+    dii.insert(
+        "hardware_manager_version".into(),
+        answer.get("hardware_manager_version").cloned().unwrap_or(Value::Null),
+    );
+    dii.insert(
+        format!("agent_cached_{flow}_steps"),
+        serde_json::to_value(by_interface).unwrap_or_default(),
+    );
+    dii.insert(format!("agent_cached_{flow}_steps_refreshed"), json!(now_naive()));
+    Ok(())
+}
+
+/// The cached in-band steps of `flow` this interface exposes.
+pub fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
+    let Some(Value::Object(groups)) = node.driver_internal_info.get(&format!("agent_cached_{flow}_steps")) else {
+        return Vec::new();
+    };
+    groups
+        .iter()
+        .filter(|(interface, _)| flow == StepType::Service || interface.as_str() == "deploy")
+        .flat_map(|(_, list)| serde_json::from_value::<Vec<Step>>(list.clone()).unwrap_or_default())
+        .collect()
+}
+
+/// Send an in-band step to the agent; the heartbeat that shows its result continues the flow.
+async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result<StepOutcome, DriverError> {
+    let mut params = JsonObject::new();
+    params.insert("step".into(), serde_json::to_value(step).unwrap_or_default());
+    params.insert("node".into(), node_for_agent(&task.node, flow == StepType::Deploy));
+    params.insert("ports".into(), ports_for_agent(task));
+    params.insert(
+        format!("{flow}_version"),
+        task.node
+            .driver_internal_info
+            .get("hardware_manager_version")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    let name = format!("{flow}.execute_{flow}_step");
+    match task
+        .agent
+        .command(&task.node, &name, Value::Object(params), false)
+        .await
+    {
+        Ok(result) if result.command_status == CommandStatus::Failed => Err(failed(format!(
+            "Agent returned error for {flow} step {step}: {}",
+            command_error_text(&result),
+            step = step.step
+        ))),
+        Ok(_) => Ok(StepOutcome::Wait),
+        Err(e) if e.is_transient() => {
+            // Busy or rebooting: run this same step again on the next heartbeat.
+            tracing::info!(node = %task.node.uuid, step = %step.step, error = %e, "agent not ready; retrying the step on the next heartbeat");
+            task.node
+                .driver_internal_info
+                .insert(format!("skip_current_{flow}_step"), json!(false));
+            Ok(StepOutcome::Wait)
+        }
+        Err(e) => Err(failed(format!(
+            "Failed to run {flow} step {} in the agent: {e}",
+            step.step
+        ))),
+    }
+}
+
+/// `image_info` for the agent from `instance_info` (reference §4.9).
+pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
+    let ii = &node.instance_info;
+    let text = |k: &str| ii.get(k).and_then(Value::as_str).map(str::to_owned);
+    let source = text("image_source").ok_or_else(|| {
+        DriverError::Invalid(format!(
+            "Node {} failed to validate deploy image info. Some parameters were missing. Missing are: ['instance_info.image_source']",
+            node.uuid
+        ))
+    })?;
+    if !(source.starts_with("http://") || source.starts_with("https://")) {
+        return Err(DriverError::Invalid(format!(
+            "instance_info.image_source must be an http(s) URL, got {source:?}"
+        )));
+    }
+    let (algo, value, checksum) = (
+        text("image_os_hash_algo"),
+        text("image_os_hash_value"),
+        text("image_checksum"),
+    );
+    if checksum.is_none() && (algo.is_none() || value.is_none()) {
+        return Err(DriverError::Invalid(format!(
+            "Node {} needs instance_info.image_checksum, or image_os_hash_algo and image_os_hash_value, to verify the image",
+            node.uuid
+        )));
+    }
+    let id = source
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("image")
+        .to_owned();
+    let mut info = json!({
+        "id": id,
+        "urls": [text("image_url").unwrap_or(source)],
+        "disk_format": text("image_disk_format"),
+        "container_format": text("image_container_format"),
+        "stream_raw_images": true,
+        "node_uuid": node.uuid,
+    });
+    if let Some(c) = checksum {
+        info["checksum"] = json!(c);
+    }
+    if let (Some(a), Some(v)) = (algo, value) {
+        info["os_hash_algo"] = json!(a);
+        info["os_hash_value"] = json!(v);
+    }
+    let image_type = text("image_type").unwrap_or_else(|| "whole-disk".into());
+    if image_type == "partition" {
+        let mb = |k: &str, gb: Option<&str>| {
+            ii.get(k).and_then(Value::as_u64).or_else(|| {
+                gb.and_then(|g| ii.get(g))
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                    .map(|g| g * 1024)
+            })
+        };
+        info["image_type"] = json!("partition");
+        info["root_mb"] = json!(mb("root_mb", Some("root_gb")).unwrap_or(0));
+        info["swap_mb"] = json!(mb("swap_mb", None).unwrap_or(0));
+        info["ephemeral_mb"] = json!(mb("ephemeral_mb", Some("ephemeral_gb")).unwrap_or(0));
+        info["ephemeral_format"] = json!(text("ephemeral_format"));
+        info["preserve_ephemeral"] = json!(ii.get("preserve_ephemeral").and_then(Value::as_bool).unwrap_or(false));
+        info["deploy_boot_mode"] = json!(text("deploy_boot_mode").unwrap_or_else(|| "bios".into()));
+    } else {
+        info["image_type"] = json!("whole-disk");
+    }
+    Ok(info)
+}
+
+fn boot_mode(node: &NodeRecord) -> &str {
+    node.instance_info
+        .get("deploy_boot_mode")
+        .and_then(Value::as_str)
+        .or_else(|| node.attrs.get("boot_mode").and_then(Value::as_str))
+        .unwrap_or("bios")
+}
+
+impl AgentDeploy {
+    async fn deploy(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        if agent_is_alive(task) {
+            tracing::info!(node = %task.node.uuid, "fast track: the agent is already running");
+            refresh_steps(task, StepType::Deploy).await?;
+            return Ok(StepOutcome::Done);
+        }
+        boot_agent(task).await?;
+        task.node
+            .driver_internal_info
+            .insert("deployment_reboot".into(), json!(true));
+        Ok(StepOutcome::Wait)
+    }
+
+    async fn write_image(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        let info = image_info(&task.node)?;
+        let configdrive = task
+            .node
+            .instance_info
+            .get("configdrive")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let step = Step {
+            step: "write_image".into(),
+            interface: "deploy".into(),
+            args: Some(
+                [("image_info".to_owned(), info), ("configdrive".to_owned(), configdrive)]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        execute_in_band(task, StepType::Deploy, &step).await
+    }
+
+    async fn prepare_instance_boot(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        let uuids = task
+            .agent
+            .command(&task.node, "standby.get_partition_uuids", json!({}), true)
+            .await
+            .map_err(failed)?;
+        let uuids = uuids.command_result.unwrap_or(Value::Null);
+        let root = uuids.get("root uuid").and_then(Value::as_str).map(str::to_owned);
+        if let Some(root) = &root {
+            task.node
+                .driver_internal_info
+                .insert("root_uuid_or_disk_id".into(), json!(root));
+        }
+        let partition = task.node.instance_info.get("image_type").and_then(Value::as_str) == Some("partition");
+        if (partition && root.is_some()) || boot_mode(&task.node) == "uefi" {
+            let params = json!({
+                "root_uuid": root,
+                "efi_system_part_uuid": uuids.get("efi system partition uuid"),
+                "prep_boot_part_uuid": uuids.get("PReP Boot partition uuid"),
+                "target_boot_mode": boot_mode(&task.node),
+            });
+            let result = task
+                .agent
+                .command_polled(&task.node, "image.install_bootloader", params)
+                .await
+                .map_err(failed)?;
+            if result.command_status == CommandStatus::Failed {
+                return Err(failed(format!(
+                    "Failed to install a bootloader when deploying node {}: {}",
+                    task.node.uuid,
+                    command_error_text(&result)
+                )));
+            }
+        }
+        let management = task.driver.management.clone();
+        management.set_boot_device(&mut task.node, "disk", true).await?;
+        let boot = task.driver.boot.clone();
+        boot.prepare_instance(task).await?;
+        Ok(StepOutcome::Done)
+    }
+
+    async fn tear_down_agent(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        // Soft power off through the agent (it flushes the disks), then check with the BMC and
+        // power off hard if the machine is still up.
+        let asked = task
+            .agent
+            .command(&task.node, "standby.power_off", json!({}), false)
+            .await;
+        let mut off = false;
+        match &asked {
+            Ok(r) if r.command_status != CommandStatus::Failed => {
+                let (polls, interval) = task.settings.power_off_polls;
+                for _ in 0..polls {
+                    tokio::time::sleep(interval).await;
+                    if task.driver.power.get_power_state(&task.node).await.ok().as_deref() == Some("power off") {
+                        off = true;
+                        break;
+                    }
+                }
+            }
+            Ok(r) => {
+                tracing::warn!(node = %task.node.uuid, error = %command_error_text(r), "agent could not power off; powering off through the BMC")
+            }
+            Err(e) => {
+                tracing::warn!(node = %task.node.uuid, error = %e, "agent power off failed; powering off through the BMC")
+            }
+        }
+        if !off {
+            power_action(task, "power off").await?;
+        } else {
+            wipe_agent_session(&mut task.node);
+        }
+        Ok(StepOutcome::Done)
+    }
+}
+
+fn core_step(name: &str, priority: i64) -> Step {
+    Step {
+        step: name.into(),
+        priority: Some(priority),
+        interface: "deploy".into(),
+        abortable: Some(true),
+        argsinfo: Field::Null,
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Interface for AgentDeploy {
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
+    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
+        if ["available", "deploying", "wait call-back", "active"].contains(&node.provision_state.as_str())
+            || node.instance_info.contains_key("image_source")
+        {
+            image_info(node)?;
+        }
+        Ok(())
+    }
+
+    fn steps(&self, flow: StepType) -> Vec<Step> {
+        match flow {
+            StepType::Deploy => CORE_DEPLOY_STEPS.iter().map(|(n, p)| core_step(n, *p)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
+        let flow = flow_of(&task.node).ok_or_else(|| {
+            DriverError::Invalid(format!("node is {}, not in a step flow", task.node.provision_state))
+        })?;
+        if flow == StepType::Deploy
+            && CORE_DEPLOY_STEPS.iter().any(|(n, _)| *n == step.step)
+            && step.args.as_ref().is_none_or(|a| !a.contains_key("image_info"))
+        {
+            return match step.step.as_str() {
+                "deploy" => self.deploy(task).await,
+                "write_image" => self.write_image(task).await,
+                "prepare_instance_boot" => self.prepare_instance_boot(task).await,
+                "tear_down_agent" => self.tear_down_agent(task).await,
+                "switch_to_tenant_network" => Ok(StepOutcome::Done),
+                _ => {
+                    power_action(task, "power on").await?;
+                    Ok(StepOutcome::Done)
+                }
+            };
+        }
+        execute_in_band(task, flow, step).await
+    }
+}
+
+#[async_trait]
+impl Deploy for AgentDeploy {
+    fn uses_agent(&self) -> bool {
+        true
+    }
+
+    async fn prepare_cleaning(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        let dii = &mut task.node.driver_internal_info;
+        for (key, value) in [
+            ("agent_erase_devices_iterations", json!(1)),
+            ("agent_erase_devices_zeroize", json!(true)),
+            ("agent_continue_if_secure_erase_failed", json!(false)),
+            ("agent_continue_if_ata_erase_failed", json!(false)),
+            ("agent_enable_nvme_secure_erase", json!(true)),
+            ("agent_enable_ata_secure_erase", json!(true)),
+            ("disk_erasure_concurrency", json!(4)),
+            ("agent_erase_skip_read_only", json!(false)),
+        ] {
+            dii.insert(key.into(), value);
+        }
+        if agent_is_alive(task) {
+            refresh_steps(task, StepType::Clean).await?;
+            return Ok(StepOutcome::Done);
+        }
+        boot_agent(task).await?;
+        Ok(StepOutcome::Wait)
+    }
+
+    async fn tear_down_cleaning(&self, task: &mut Task) -> Result<(), DriverError> {
+        if agent_is_alive(task) {
+            return Ok(());
+        }
+        power_action(task, "power off").await?;
+        let boot = task.driver.boot.clone();
+        boot.clean_up_ramdisk(task).await
+    }
+
+    async fn prepare_service(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
+        boot_agent(task).await?;
+        Ok(StepOutcome::Wait)
+    }
+
+    async fn tear_down_service(&self, task: &mut Task) -> Result<(), DriverError> {
+        power_action(task, "power off").await?;
+        let management = task.driver.management.clone();
+        management.set_boot_device(&mut task.node, "disk", true).await?;
+        power_action(task, "power on").await
+    }
+}

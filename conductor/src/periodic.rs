@@ -1,0 +1,96 @@
+//! Periodic work: callback timeouts (reference §3.7). A node waiting for its agent longer than
+//! the timeout fails with a last_error that says what the conductor was waiting for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivet_common::steps::StepType;
+use serde_json::Value;
+
+use crate::drivers::agent::flow_of;
+use crate::engine::Conductor;
+use crate::model::NodeRecord;
+
+/// What a waiting node waits for, in words.
+pub fn waiting_for(node: &NodeRecord) -> String {
+    let step = match flow_of(node) {
+        Some(StepType::Clean) => &node.clean_step,
+        Some(StepType::Deploy) => &node.deploy_step,
+        Some(StepType::Service) => &node.service_step,
+        None => return "the agent".into(),
+    };
+    if !node.driver_internal_info.contains_key("agent_url") {
+        return "the agent's first heartbeat (the ramdisk did not boot, look up or reach the conductor)".into();
+    }
+    match (
+        step.get("interface").and_then(Value::as_str),
+        step.get("step").and_then(Value::as_str),
+    ) {
+        (Some(i), Some(s)) => format!("the agent to finish step {i}.{s}"),
+        _ => "the agent to report its steps".into(),
+    }
+}
+
+/// Fail every node waiting longer than its timeout.
+pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
+    let waits = [
+        ("clean wait", conductor.config.clean_callback_timeout),
+        ("wait call-back", conductor.config.deploy_callback_timeout),
+        ("service wait", conductor.config.service_callback_timeout),
+    ];
+    for (state, timeout) in waits {
+        if timeout.is_zero() {
+            continue;
+        }
+        let Ok(nodes) = conductor.db.nodes_in_states(&[state]).await else {
+            continue;
+        };
+        for node in nodes {
+            if node.reservation.is_some() || node.maintenance {
+                continue;
+            }
+            let updated = node.provision_updated_at.as_deref().and_then(crate::time::parse);
+            let expired = updated.is_some_and(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs() > timeout);
+            if !expired {
+                continue;
+            }
+            let Ok(lock) = conductor.locks.try_acquire(&node.uuid).await else {
+                continue;
+            };
+            if let Ok(fresh) = conductor.node(&node.uuid).await
+                && fresh.provision_state == state
+                && let Ok(mut task) = conductor.task(fresh).await
+            {
+                let message = format!(
+                    "Timeout reached while waiting for callback for node {} after {}s: waiting for {}",
+                    task.node.uuid,
+                    timeout.as_secs(),
+                    waiting_for(&task.node)
+                );
+                tracing::error!(node = %task.node.uuid, %message, "callback timeout");
+                conductor.fail_flow(&mut task, &message).await;
+            }
+            let _ = lock.release().await;
+        }
+    }
+}
+
+/// Run the periodic checks every `interval` until the conductor stops.
+pub fn spawn(
+    conductor: Arc<Conductor>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(interval) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                return;
+            }
+            check_callback_timeouts(&conductor).await;
+        }
+    })
+}
