@@ -648,15 +648,18 @@ impl Conductor {
             StepType::Deploy => task.node.deploy_step.clear(),
             StepType::Service => task.node.service_step.clear(),
         }
-        for suffix in ["_step_index", "_reboot", "_steps"] {
-            task.node.driver_internal_info.remove(&format!("{key}{suffix}"));
-        }
+        task.node.driver_internal_info.remove(&format!("{key}_reboot"));
         task.node.driver_internal_info.remove(&format!("user_{key}_steps"));
         task.node.driver_internal_info.remove("deployment_reboot");
         task.node.driver_internal_info.remove("cleaning_reboot");
-        task.node
-            .driver_internal_info
-            .insert(format!("{key}_steps"), Value::Null);
+        if flow != StepType::Deploy {
+            // Deploy keeps its list and final index, in the shape operators know from the
+            // deploy-steps documentation; cleaning and servicing drop theirs as upstream.
+            task.node.driver_internal_info.remove(&format!("{key}_step_index"));
+            task.node
+                .driver_internal_info
+                .insert(format!("{key}_steps"), Value::Null);
+        }
         let deploy = task.driver.deploy.clone();
         match flow {
             StepType::Clean => deploy
@@ -669,7 +672,14 @@ impl Conductor {
                 .map_err(|e| format!("Failed to tear down servicing: {e}"))?,
             StepType::Deploy => {
                 if !agent_driver::agent_is_alive(task) {
+                    // The session ends; the steps the agent offered stay for operators to see.
+                    let cached = task.node.driver_internal_info.get("agent_cached_deploy_steps").cloned();
                     agent_driver::wipe_agent_session(&mut task.node);
+                    if let Some(cached) = cached {
+                        task.node
+                            .driver_internal_info
+                            .insert("agent_cached_deploy_steps".into(), cached);
+                    }
                 }
             }
         }

@@ -426,10 +426,18 @@ impl AgentDeploy {
                 tracing::warn!(node = %task.node.uuid, error = %e, "agent power off failed; powering off through the BMC")
             }
         }
+        // The deployed node keeps the steps its agent offered (operators inspect them); the rest
+        // of the session ends with the ramdisk.
+        let cached = task.node.driver_internal_info.get("agent_cached_deploy_steps").cloned();
         if !off {
             power_action(task, "power off").await?;
         } else {
             wipe_agent_session(&mut task.node);
+        }
+        if let Some(cached) = cached {
+            task.node
+                .driver_internal_info
+                .insert("agent_cached_deploy_steps".into(), cached);
         }
         Ok(StepOutcome::Done)
     }

@@ -1,0 +1,334 @@
+//! System test: one rivet-conductor and several real rivet-agent instances in one process over
+//! loopback HTTP (TLS pinned to each agent's own certificate), with a simulated BMC that boots
+//! an agent whenever a node powers on from PXE. The agents' hardware manager touches no disk.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest::Method;
+use rivet_conductor::config::ConductorConfig;
+use rivet_tests::lab::Lab;
+use serde_json::{Value, json};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct System {
+    conductor: rivet_conductor::RunningConductor,
+    lab: Lab,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &tempfile::TempDir) -> ConductorConfig {
+    let mut config = ConductorConfig::for_tests(format!("sqlite://{}/rivet.sqlite", dir.path().display()));
+    config.enabled_hardware_types = vec!["sim-hardware".into(), "fake-hardware".into()];
+    config.ramdisk_heartbeat_timeout = 2;
+    config.power_off_polls = (2, Duration::from_millis(50));
+    config.check_provision_state_interval = Duration::from_millis(200);
+    config
+}
+
+impl System {
+    async fn start(tweak: impl FnOnce(&mut ConductorConfig)) -> System {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = Lab::default();
+        let mut config = config(&dir);
+        tweak(&mut config);
+        let conductor = rivet_conductor::start_with(config, lab.extensions())
+            .await
+            .expect("conductor starts");
+        *lab.api_url.lock().expect("lock") = conductor.url();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        System {
+            conductor,
+            lab,
+            http,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.conductor.url()))
+            .header("X-OpenStack-Ironic-API-Version", "latest");
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A node with one port, a simulated machine behind it, and an image to deploy.
+    async fn node(&self, index: u8) -> (String, std::sync::Arc<rivet_tests::lab::MachineControl>) {
+        let mac = format!("52:54:00:00:00:{index:02x}");
+        let (status, node) = self
+            .call(
+                Method::POST,
+                "/v1/nodes",
+                Some(json!({
+                    "driver": "sim-hardware",
+                    "name": format!("sim-{index}"),
+                    "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw", "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{node}");
+        let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+        let control = self.lab.add_machine(&uuid, &mac);
+        let (status, port) = self
+            .call(
+                Method::POST,
+                "/v1/ports",
+                Some(json!({"address": mac, "node_uuid": uuid})),
+            )
+            .await;
+        assert_eq!(status, 201, "{port}");
+        (uuid, control)
+    }
+
+    async fn provision(&self, uuid: &str, body: Value) {
+        let (status, answer) = self
+            .call(
+                Method::PUT,
+                &format!("/v1/nodes/{uuid}/states/provision"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}: {answer}");
+    }
+
+    /// Wait (bounded) for a provision state; fail early on a failure state.
+    async fn wait_state(&self, uuid: &str, want: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, node) = self.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
+            let state = node["provision_state"].as_str().unwrap_or_default().to_owned();
+            if state == want {
+                return node;
+            }
+            if state.ends_with("failed") && !want.ends_with("failed") {
+                panic!(
+                    "node {uuid} failed while waiting for {want}: {}\njournal: {:?}",
+                    node["last_error"],
+                    self.lab.journal_of(uuid)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {uuid} stuck in {state} waiting for {want}; journal: {:?}",
+                self.lab.journal_of(uuid)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn position(journal: &[String], entry: &str) -> usize {
+    journal
+        .iter()
+        .position(|e| e == entry)
+        .unwrap_or_else(|| panic!("{entry:?} missing from {journal:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_go_from_enroll_to_active_and_back_with_real_agents() {
+    let system = System::start(|_| {}).await;
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        nodes.push(system.node(i).await);
+    }
+    for (uuid, _) in &nodes {
+        system.provision(uuid, json!({"target": "manage"})).await;
+    }
+    for (uuid, _) in &nodes {
+        system.wait_state(uuid, "manageable").await;
+        system.provision(uuid, json!({"target": "provide"})).await;
+    }
+    for (uuid, _) in &nodes {
+        let node = system.wait_state(uuid, "available").await;
+        assert_eq!(
+            node["power_state"], "power off",
+            "cleaning ends with the ramdisk powered off"
+        );
+        // In-band and out-of-band steps in priority order: 99 (agent), 50 (BMC), 10 (agent).
+        let journal = system.lab.journal_of(uuid);
+        let meta = position(&journal, "agent erase_devices_metadata");
+        let bmc = position(&journal, "bmc clear_job_queue");
+        let erase = position(&journal, "agent erase_devices");
+        assert!(meta < bmc && bmc < erase, "{journal:?}");
+        assert!(
+            !journal.iter().any(|e| e == "agent sim_configure"),
+            "priority 0 steps are not automated"
+        );
+    }
+    for (uuid, _) in &nodes {
+        system
+            .provision(
+                uuid,
+                json!({"target": "active", "configdrive": {"meta_data": {"hostname": "sim"}}}),
+            )
+            .await;
+    }
+    for (uuid, control) in &nodes {
+        let node = system.wait_state(uuid, "active").await;
+        assert_eq!(node["power_state"], "power on");
+        assert_eq!(
+            control.instance_boots.load(Ordering::SeqCst),
+            1,
+            "the instance booted from disk once"
+        );
+        let journal = system.lab.journal_of(uuid);
+        assert!(journal.iter().any(|e| e == "agent write_image"), "{journal:?}");
+        let dii = &node["driver_internal_info"];
+        // The shape of the deploy-steps documentation: the list and the final index.
+        let steps: Vec<&str> = dii["deploy_steps"]
+            .as_array()
+            .expect("deploy_steps kept")
+            .iter()
+            .map(|s| s["step"].as_str().expect("step"))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "deploy",
+                "write_image",
+                "prepare_instance_boot",
+                "tear_down_agent",
+                "switch_to_tenant_network",
+                "boot_instance"
+            ]
+        );
+        assert_eq!(dii["deploy_step_index"], 5);
+        for step in dii["deploy_steps"].as_array().expect("list") {
+            for key in ["priority", "interface", "step", "argsinfo"] {
+                assert!(step.get(key).is_some(), "deploy step lacks {key}: {step}");
+            }
+        }
+        assert_eq!(
+            dii["agent_cached_deploy_steps"]["deploy"][0]["step"], "write_image",
+            "cached in-band steps: {dii}"
+        );
+        assert_eq!(
+            dii["hardware_manager_version"],
+            json!({"sim_hardware": "1.1", "generic_hardware_manager": "1.2"})
+        );
+        assert!(
+            dii.get("agent_secret_token").is_none() && dii.get("agent_url").is_none(),
+            "the agent session ended: {dii}"
+        );
+    }
+    for (uuid, _) in &nodes {
+        system.provision(uuid, json!({"target": "undeploy"})).await;
+    }
+    for (uuid, _) in &nodes {
+        system.wait_state(uuid, "available").await;
+    }
+    system.conductor.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_versions_tokens_timeouts_and_manual_cleaning() {
+    let system = System::start(|config| config.clean_callback_timeout = Duration::from_secs(2)).await;
+    let (upgraded, upgrade) = system.node(1).await;
+    let (failing, fail) = system.node(2).await;
+    let (silent, dead) = system.node(3).await;
+    let (manual, _) = system.node(4).await;
+    *upgrade.bump_version_after.lock().expect("lock") = Some("erase_devices_metadata".into());
+    *fail.fail_step.lock().expect("lock") = Some("erase_devices".into());
+    dead.never_boots.store(true, Ordering::SeqCst);
+    for uuid in [&upgraded, &failing, &silent, &manual] {
+        system.provision(uuid, json!({"target": "manage"})).await;
+        system.wait_state(uuid, "manageable").await;
+    }
+    for uuid in [&upgraded, &failing, &silent] {
+        system.provision(uuid, json!({"target": "provide"})).await;
+    }
+    system.provision(&manual, json!({"target": "clean", "clean_steps": [{"interface": "deploy", "step": "sim_configure", "args": {"level": "high"}}]})).await;
+
+    // A hardware-manager upgrade mid-cleaning restarts automated cleaning from the first step.
+    system.wait_state(&upgraded, "available").await;
+    let journal = system.lab.journal_of(&upgraded);
+    let runs = journal.iter().filter(|e| *e == "agent erase_devices_metadata").count();
+    assert_eq!(
+        runs, 2,
+        "metadata erased, versions changed, cleaning restarted: {journal:?}"
+    );
+    let (_, history) = system
+        .call(Method::GET, &format!("/v1/nodes/{upgraded}/history"), None)
+        .await;
+    assert!(
+        history.to_string().contains("automated cleaning restarted"),
+        "{history}"
+    );
+
+    // A failing in-band step: clean failed, with the agent's message.
+    let node = system.wait_state(&failing, "clean failed").await;
+    let error = node["last_error"].as_str().expect("last_error");
+    assert!(
+        error.contains("simulated failure: /dev/sda reported a medium error"),
+        "{error}"
+    );
+    assert!(error.contains("erase_devices"), "{error}");
+    assert_eq!(
+        node["maintenance"], true,
+        "a failed clean step puts the node in maintenance, as upstream"
+    );
+    assert_eq!(node["fault"], "clean failure");
+
+    // A silent agent: the callback timeout fails the node and says what was awaited.
+    let node = system.wait_state(&silent, "clean failed").await;
+    let error = node["last_error"].as_str().expect("last_error");
+    assert!(
+        error.contains("Timeout reached while waiting for callback") && error.contains("first heartbeat"),
+        "{error}"
+    );
+
+    // Manual cleaning with a step and its arguments returns to manageable.
+    system.wait_state(&manual, "manageable").await;
+    assert!(
+        system
+            .lab
+            .journal_of(&manual)
+            .iter()
+            .any(|e| e == "agent sim_configure")
+    );
+
+    // A heartbeat with a wrong token is refused.
+    let (status, body) = system
+        .call(
+            Method::POST,
+            &format!("/v1/heartbeat/{upgraded}"),
+            Some(json!({"callback_url": "https://127.0.0.1:1", "agent_token": "stolen", "agent_version": "x"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("Invalid or missing agent token"), "{body}");
+    system.conductor.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_lookup_answer_does_not_strand_the_node() {
+    let system = System::start(|_| {}).await;
+    let (uuid, control) = system.node(1).await;
+    let (proxy, lookups, _server) = rivet_tests::proxy::lossy_lookup_proxy(system.conductor.url()).await;
+    *control.api_url.lock().expect("lock") = Some(proxy);
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+    system.provision(&uuid, json!({"target": "provide"})).await;
+    system.wait_state(&uuid, "available").await;
+    assert!(
+        lookups.load(Ordering::SeqCst) >= 2,
+        "the first answer was lost and the agent looked up again"
+    );
+    // Another host asking for the same node gets the mask, never the token.
+    system.provision(&uuid, json!({"target": "active"})).await;
+    system.wait_state(&uuid, "active").await;
+    system.conductor.stop().await.expect("stops");
+}
