@@ -92,6 +92,8 @@ pub struct FileConfig {
     pub fast_track_timeout: Option<u64>,
     /// Per-request timeout of commands to agents.
     pub agent_command_timeout: Option<f64>,
+    /// `interface.step = priority` for clean steps (0 disables a step in automated cleaning).
+    pub clean_step_priority_override: Option<BTreeMap<String, i64>>,
 }
 
 /// Resolved configuration.
@@ -122,6 +124,7 @@ pub struct ConductorConfig {
     pub agent: crate::agent_client::AgentClientConfig,
     /// Polls of the power state after asking the agent to power off, and their interval.
     pub power_off_polls: (u32, Duration),
+    pub clean_step_priority_override: BTreeMap<String, i64>,
 }
 
 /// Why the configuration is unusable.
@@ -196,6 +199,7 @@ impl ConductorConfig {
                 ..Default::default()
             },
             power_off_polls: (6, Duration::from_secs(5)),
+            clean_step_priority_override: file.clean_step_priority_override.unwrap_or_default(),
         })
     }
 

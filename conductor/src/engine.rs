@@ -524,11 +524,16 @@ impl Conductor {
 
     fn build_list(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
         let key = flow.as_str();
+        let overrides = if flow == StepType::Clean {
+            self.config.clean_step_priority_override.clone()
+        } else {
+            BTreeMap::new()
+        };
         let known = steps::collect(
             &task.driver,
             flow,
             &agent_driver::cached_steps(&task.node, flow),
-            &BTreeMap::new(),
+            &overrides,
         );
         let user = task
             .node

@@ -347,6 +347,18 @@ pub struct SimHardwareManager {
     journal: Journal,
 }
 
+impl SimHardwareManager {
+    /// The manager of a machine with NIC `mac`, for node `node`.
+    pub fn new(node: &str, mac: &str, control: Arc<MachineControl>, journal: Journal) -> Self {
+        SimHardwareManager {
+            node: node.to_owned(),
+            mac: mac.to_owned(),
+            control,
+            journal,
+        }
+    }
+}
+
 fn step(name: &str, priority: i64, step_type: StepType) -> Step {
     Step {
         step: name.into(),

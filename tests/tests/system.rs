@@ -332,3 +332,30 @@ async fn a_lost_lookup_answer_does_not_strand_the_node() {
     system.wait_state(&uuid, "active").await;
     system.conductor.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_overrides_reorder_and_disable_clean_steps() {
+    let system = System::start(|config| {
+        config.clean_step_priority_override = [
+            ("deploy.erase_devices".to_owned(), 0),
+            ("management.clear_job_queue".to_owned(), 100),
+        ]
+        .into();
+    })
+    .await;
+    let (uuid, _) = system.node(1).await;
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+    system.provision(&uuid, json!({"target": "provide"})).await;
+    system.wait_state(&uuid, "available").await;
+    let journal = system.lab.journal_of(&uuid);
+    assert!(
+        position(&journal, "bmc clear_job_queue") < position(&journal, "agent erase_devices_metadata"),
+        "{journal:?}"
+    );
+    assert!(
+        !journal.iter().any(|e| e == "agent erase_devices"),
+        "a step overridden to 0 is not automated: {journal:?}"
+    );
+    system.conductor.stop().await.expect("stops");
+}

@@ -417,6 +417,18 @@ impl AgentDeploy {
                         off = true;
                         break;
                     }
+                    // An agent that reports its power off failed will not go down by itself:
+                    // stop waiting and power off through the BMC now.
+                    let commands = task.agent.commands(&task.node).await.unwrap_or_default();
+                    if let Some(done) = commands
+                        .iter()
+                        .rev()
+                        .find(|c| c.id == r.id)
+                        .filter(|c| c.command_status == CommandStatus::Failed)
+                    {
+                        tracing::warn!(node = %task.node.uuid, error = %command_error_text(done), "agent could not power off; powering off through the BMC");
+                        break;
+                    }
                 }
             }
             Ok(r) => {
