@@ -43,6 +43,8 @@ pub struct Probe {
     pub uuid: Option<String>,
     /// File system label.
     pub label: Option<String>,
+    /// Partition type (GPT GUID or MBR code) when the device is a partition.
+    pub part_type: Option<String>,
 }
 
 /// The devices this agent may use, and the rules for touching them.
@@ -241,6 +243,34 @@ pub fn probe(path: &Path) -> Result<Probe, String> {
         fstype: get("TYPE"),
         uuid: get("UUID"),
         label: get("LABEL"),
+        part_type: get("PART_ENTRY_TYPE"),
+    })
+}
+
+/// Probe `size` bytes at `offset` of an open device (a partition, addressed through its disk,
+/// so no partition device node is needed).
+pub fn probe_range(file: &std::fs::File, offset: u64, size: u64) -> Result<Probe, String> {
+    use std::os::fd::AsRawFd;
+    let mut prober = blkid::prober::Prober::new().map_err(|e| e.to_string())?;
+    prober
+        .set_device(file.as_raw_fd(), offset as i64, Some(size as i64))
+        .map_err(|e| e.to_string())?;
+    prober.enable_superblocks(true).map_err(|e| e.to_string())?;
+    prober
+        .set_superblocks_flags(
+            blkid::SuperblocksFlags::TYPE | blkid::SuperblocksFlags::UUID | blkid::SuperblocksFlags::LABEL,
+        )
+        .map_err(|e| e.to_string())?;
+    prober.do_safe_probe().map_err(|e| e.to_string())?;
+    let values = prober.get_values_map().unwrap_or_default();
+    let get = |k: &str| values.get(k).cloned();
+    Ok(Probe {
+        pttype: get("PTTYPE"),
+        ptuuid: get("PTUUID"),
+        fstype: get("TYPE"),
+        uuid: get("UUID"),
+        label: get("LABEL"),
+        part_type: None,
     })
 }
 

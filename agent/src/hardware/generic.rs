@@ -74,16 +74,26 @@ fn nvram_step(step_type: StepType) -> Step {
     s
 }
 
-/// The steps this manager implements, per flow.
+/// The steps this manager implements, per flow (upstream's definitions and order).
 pub fn generic_steps(step_type: StepType) -> Vec<Step> {
+    let with_priority = |mut s: Step, priority: i64| {
+        s.priority = Some(priority);
+        s
+    };
     match step_type {
         StepType::Clean => vec![
+            with_priority(step("erase_devices", "deploy", step_type), 10),
+            with_priority(step("erase_devices_metadata", "deploy", step_type), 99),
+            step("erase_devices_express", "deploy", step_type),
             step("erase_pstore", "deploy", step_type),
             nvram_step(step_type),
             step("burnin_cpu", "deploy", step_type),
             step("burnin_memory", "deploy", step_type),
         ],
-        StepType::Deploy => vec![nvram_step(step_type)],
+        StepType::Deploy => vec![
+            step("erase_devices_metadata", "deploy", step_type),
+            nvram_step(step_type),
+        ],
         StepType::Service => vec![
             step("burnin_cpu", "deploy", step_type),
             step("burnin_memory", "deploy", step_type),
@@ -268,6 +278,107 @@ impl GenericHardwareManager {
     }
 }
 
+/// The disks a cleaning step may erase: the device view's disks minus the node's skip list.
+fn erasable(ctx: &StepContext) -> Result<Vec<super::devices::BlockDevice>, ManagerError> {
+    let mut disks = ctx.devices.list_disks();
+    if let Some(skips) = ctx.node.property("skip_block_devices").and_then(Value::as_array) {
+        for skip in skips
+            .iter()
+            .filter_map(Value::as_object)
+            .filter(|s| !s.contains_key("volume_name"))
+        {
+            let hints = super::hints::parse(skip)?;
+            disks.retain(|d| !super::hints::matches(d, &hints));
+        }
+    }
+    let skip_read_only = ctx
+        .node
+        .internal_info_value("agent_erase_skip_read_only")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut out = Vec::new();
+    for disk in disks {
+        let ro = std::fs::read_to_string(format!("/sys/block/{}/ro", disk.kname)).is_ok_and(|v| v.trim() == "1");
+        match (ro, skip_read_only) {
+            (false, _) => out.push(disk),
+            (true, true) => tracing::warn!(device = %disk.disk.name, "read-only device skipped"),
+            (true, false) => {
+                return Err(failed(
+                    ErrorKind::BlockDeviceErase,
+                    format!(
+                        "{} is read-only and agent_erase_skip_read_only is not set",
+                        disk.disk.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Erase every erasable disk, `disk_erasure_concurrency` at a time; errors are collected.
+async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError> {
+    let disks = erasable(ctx)?;
+    let concurrency = ctx
+        .node
+        .internal_info_value("disk_erasure_concurrency")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 64) as usize;
+    let passes = ctx
+        .node
+        .internal_info_value("agent_erase_devices_iterations")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as u32;
+    let zeroize = ctx
+        .node
+        .internal_info_value("agent_erase_devices_zeroize")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut jobs = Vec::new();
+    for disk in disks {
+        let (devices, progress, slots) = (ctx.devices.clone(), ctx.progress.clone(), std::sync::Arc::clone(&slots));
+        jobs.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let name = disk.disk.name.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                if full {
+                    super::erase::overwrite(&disk, &devices, passes, zeroize, &progress)
+                } else {
+                    super::erase::erase_metadata(&disk, &devices)
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(AgentError::new(
+                    ErrorKind::BlockDeviceErase,
+                    format!("erase of {name} crashed: {e}"),
+                ))
+            });
+            (name, outcome)
+        }));
+    }
+    let mut result = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for job in jobs {
+        let (name, outcome) = job
+            .await
+            .map_err(|e| failed(ErrorKind::BlockDeviceErase, e.to_string()))?;
+        match outcome {
+            Ok(()) => drop(result.insert(name, Value::Null)),
+            Err(e) if e.kind == ErrorKind::ProtectedDevice => return Err(ManagerError::Failed(e)),
+            Err(e) => errors.push(e.details),
+        }
+    }
+    ctx.progress.clear();
+    if errors.is_empty() {
+        Ok(if full { Value::Object(result) } else { Value::Null })
+    } else {
+        Err(failed(ErrorKind::BlockDeviceErase, errors.join("; ")))
+    }
+}
+
 /// BMC addresses through `ipmitool` when an IPMI device exists (upstream: channels 1–11).
 async fn detect_bmc() -> Bmc {
     let has_device = ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"]
@@ -334,6 +445,10 @@ impl HardwareManager for GenericHardwareManager {
             "clean_uefi_nvram" => self.clean_uefi_nvram(&ctx).await,
             "burnin_cpu" => self.burnin(&ctx, "cpu").await,
             "burnin_memory" => self.burnin(&ctx, "memory").await,
+            // Secure erase (NVMe format, ATA security erase) is not implemented yet: the
+            // express variant erases metadata, the full one overwrites.
+            "erase_devices_metadata" | "erase_devices_express" => erase_all(&ctx, false).await,
+            "erase_devices" => erase_all(&ctx, true).await,
             _ => Err(ManagerError::NotImplemented),
         }
     }

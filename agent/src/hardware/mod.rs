@@ -16,6 +16,7 @@
 //! [`crate::start_with`], or drop an executable into the managers directory ([`executable`]).
 
 pub mod devices;
+pub mod erase;
 pub mod ethtool;
 pub mod executable;
 pub mod generic;

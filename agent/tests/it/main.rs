@@ -3,5 +3,6 @@
 
 mod api;
 mod conductor;
+mod disks;
 mod hardware;
 mod support;

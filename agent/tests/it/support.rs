@@ -301,10 +301,23 @@ pub struct LoopDevice {
 impl LoopDevice {
     /// A new loop device of `size` bytes. Needs root (CI runs as root); fails loudly otherwise.
     pub fn new(size: u64) -> Self {
+        Self::with_content(size, None, false)
+    }
+
+    /// A loop device whose kernel partitions appear as `/dev/loopNpM`, over `content` (or a
+    /// sparse file).
+    pub fn with_content(size: u64, fill: Option<u8>, partscan: bool) -> Self {
         let file = tempfile::NamedTempFile::new().expect("backing file");
-        file.as_file().set_len(size).expect("sparse size");
+        match fill {
+            Some(byte) => std::fs::write(file.path(), vec![byte; size as usize]).expect("fill"),
+            None => file.as_file().set_len(size).expect("sparse size"),
+        }
+        let mut args = vec!["--find", "--show"];
+        if partscan {
+            args.push("--partscan");
+        }
         let out = std::process::Command::new("losetup")
-            .args(["--find", "--show"])
+            .args(&args)
             .arg(file.path())
             .output()
             .expect("losetup runs (util-linux)");

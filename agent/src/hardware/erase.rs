@@ -1,0 +1,336 @@
+//! Disk erasure for cleaning (reference §6.5): metadata erasure, full overwrite, and the
+//! express variant. Every device passes [`DeviceView::check_destructive`] first.
+//!
+//! Metadata erasure zeroes the first and last MiB of every partition and of the disk: that
+//! covers partition tables (MBR, primary and backup GPT), file-system superblocks (ext*, XFS,
+//! btrfs, vfat), swap and LVM labels, and software-RAID superblocks (md 0.90/1.0 at the end,
+//! 1.1/1.2 at the start), then makes the kernel forget the old partitions. A full erase
+//! overwrites the whole disk (random passes, then zeros), reporting progress.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::RngCore;
+
+use super::Progress;
+use super::devices::{BlockDevice, DeviceView};
+use crate::error::{AgentError, ErrorKind};
+
+/// Bytes zeroed at each end of a device by metadata erasure.
+const EDGE: u64 = 1 << 20;
+/// Write size of overwrite passes; large writes keep throughput near the device's.
+const CHUNK: usize = 4 << 20;
+
+mod ioctl {
+    // linux/fs.h: BLKRRPART = _IO(0x12, 95), BLKFLSBUF = _IO(0x12, 97), BLKGETSIZE64 = _IOR(0x12, 114, size_t).
+    nix::ioctl_none!(blkrrpart, 0x12, 95);
+    nix::ioctl_none!(blkflsbuf, 0x12, 97);
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+
+    /// `struct blkpg_partition` (linux/blkpg.h).
+    #[repr(C)]
+    pub struct BlkpgPartition {
+        pub start: i64,
+        pub length: i64,
+        pub pno: i32,
+        pub devname: [u8; 64],
+        pub volname: [u8; 64],
+    }
+
+    /// `struct blkpg_ioctl_arg` (linux/blkpg.h).
+    #[repr(C)]
+    pub struct BlkpgIoctlArg {
+        pub op: i32,
+        pub flags: i32,
+        pub datalen: i32,
+        pub data: *mut BlkpgPartition,
+    }
+
+    /// `BLKPG_DEL_PARTITION`.
+    pub const BLKPG_DEL_PARTITION: i32 = 2;
+
+    // BLKPG = _IO(0x12, 105), but it passes a pointer: a "bad" ioctl in nix's terms.
+    nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+}
+
+fn failed(device: &str, what: &str, e: impl std::fmt::Display) -> AgentError {
+    AgentError::new(ErrorKind::BlockDeviceErase, format!("{what} {device}: {e}"))
+}
+
+fn is_block_device(file: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    file.metadata()
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false)
+}
+
+/// Size in bytes of an open block device.
+pub fn device_size(file: &File) -> std::io::Result<u64> {
+    if !is_block_device(file) {
+        return file.metadata().map(|m| m.len());
+    }
+    let mut size = 0u64;
+    // SAFETY: BLKGETSIZE64 writes one u64 into `size`, which lives across the call; the fd is an
+    // open block device (checked above).
+    unsafe { ioctl::blkgetsize64(file.as_raw_fd(), &mut size) }.map_err(std::io::Error::from)?;
+    Ok(size)
+}
+
+/// Ask the kernel to re-read the partition table; EBUSY means a partition is in use.
+pub fn reread_partitions(file: &File) -> Result<(), String> {
+    if !is_block_device(file) {
+        return Ok(());
+    }
+    // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
+    match unsafe { ioctl::blkrrpart(file.as_raw_fd()) } {
+        Ok(_) => Ok(()),
+        // Devices without partition support (some loop setups) answer EINVAL: nothing to re-read.
+        Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => Err("a partition of the device is in use (mounted or held)".into()),
+        Err(e) => Err(e.desc().to_owned()),
+    }
+}
+
+/// Make the kernel forget partition `number` of an open disk (what `partx -d` does). Needed
+/// where the kernel does not rescan (some containers), and harmless where it did.
+pub fn forget_partition(file: &File, number: i32) -> Result<(), String> {
+    if !is_block_device(file) {
+        return Ok(());
+    }
+    let mut part = ioctl::BlkpgPartition {
+        start: 0,
+        length: 0,
+        pno: number,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = ioctl::BlkpgIoctlArg {
+        op: ioctl::BLKPG_DEL_PARTITION,
+        flags: 0,
+        datalen: size_of::<ioctl::BlkpgPartition>() as i32,
+        data: &mut part,
+    };
+    // SAFETY: `arg` points at `part`, both live across the call and laid out as the kernel's
+    // blkpg structures; the fd is an open block device.
+    match unsafe { ioctl::blkpg(file.as_raw_fd(), &arg) } {
+        Ok(_) | Err(nix::errno::Errno::ENXIO) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => Err(format!("partition {number} is in use (mounted or held)")),
+        Err(e) => Err(e.desc().to_owned()),
+    }
+}
+
+/// Flush the device's buffer cache so later reads see the device, not stale pages.
+pub fn flush_buffers(file: &File) {
+    if is_block_device(file) {
+        // SAFETY: BLKFLSBUF takes no argument; the fd is an open block device.
+        let _ = unsafe { ioctl::blkflsbuf(file.as_raw_fd()) };
+    }
+}
+
+/// A partition as the kernel sees it: name and byte range on its disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Kernel name (`sda1`, `loop0p1`).
+    pub name: String,
+    /// Partition number.
+    pub number: i32,
+    /// Byte offset on the disk.
+    pub start: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// Partitions of a disk from sysfs. They are addressed through the disk at these offsets, so
+/// erasure works whether or not udev created partition device nodes.
+pub fn partitions(kname: &str) -> Vec<Partition> {
+    let dir = Path::new("/sys/block").join(kname);
+    let sectors = |p: &Path| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s * 512)
+    };
+    let mut out: Vec<Partition> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("partition").exists())
+                .filter_map(|e| {
+                    Some(Partition {
+                        name: e.file_name().to_string_lossy().into_owned(),
+                        number: std::fs::read_to_string(e.path().join("partition"))
+                            .ok()?
+                            .trim()
+                            .parse()
+                            .ok()?,
+                        start: sectors(&e.path().join("start"))?,
+                        size: sectors(&e.path().join("size"))?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|p| p.start);
+    out
+}
+
+fn zero_range(file: &mut File, offset: u64, len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
+    file.seek(SeekFrom::Start(offset))?;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn open_rw(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Zero the first and last MiB of the byte range `[start, start + size)` of an open disk.
+fn zero_edges(file: &mut File, name: &str, start: u64, size: u64) -> Result<(), AgentError> {
+    let edge = EDGE.min(size);
+    zero_range(file, start, edge).map_err(|e| failed(name, "zeroing the start of", e))?;
+    zero_range(file, start + size - edge, edge).map_err(|e| failed(name, "zeroing the end of", e))?;
+    Ok(())
+}
+
+/// Devices on which another system keeps shared data: never wiped (upstream's guard).
+const PROTECTED_PARTITION_TYPES: &[(&str, &str)] = &[
+    ("37affc90-ef7d-4e96-91c3-2d7ae055b174", "IBM GPFS"),
+    ("aa31e02a-400f-11db-9590-000c2911d1b8", "VMware VMFS"),
+    ("0xfb", "VMware VMFS"),
+];
+
+fn guard(path: &Path) -> Result<(), AgentError> {
+    let Ok(found) = super::devices::probe(path) else {
+        return Ok(());
+    };
+    guard_probe(path, &found)
+}
+
+fn guard_probe(path: &Path, found: &super::devices::Probe) -> Result<(), AgentError> {
+    if found.fstype.as_deref() == Some("gfs2") {
+        return Err(AgentError::new(
+            ErrorKind::ProtectedDevice,
+            format!(
+                "{} holds a GFS2 shared file system; refusing to erase it",
+                path.display()
+            ),
+        ));
+    }
+    if let Some(kind) = found.part_type.as_deref().map(str::to_ascii_lowercase)
+        && let Some((_, name)) = PROTECTED_PARTITION_TYPES.iter().find(|(t, _)| *t == kind)
+    {
+        return Err(AgentError::new(
+            ErrorKind::ProtectedDevice,
+            format!("{} is a {name} partition; refusing to erase it", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// True when the device is a member of a software RAID (left for RAID cleaning).
+fn is_raid_member(path: &Path) -> bool {
+    super::devices::probe(path).ok().and_then(|p| p.fstype).as_deref() == Some("linux_raid_member")
+}
+
+/// Erase the metadata of a disk and its partitions.
+pub fn erase_metadata(disk: &BlockDevice, devices: &DeviceView) -> Result<(), AgentError> {
+    let name = disk.disk.name.clone();
+    let path = PathBuf::from(&name);
+    devices.check_destructive(&name)?;
+    guard(&path)?;
+    if is_raid_member(&path) {
+        tracing::warn!(device = %name, "software RAID member: left for RAID cleaning");
+        return Ok(());
+    }
+    let mut file = open_rw(&path).map_err(|e| failed(&name, "opening", e))?;
+    let size = device_size(&file).map_err(|e| failed(&name, "reading the size of", e))?;
+    let parts = partitions(&disk.kname);
+    for part in &parts {
+        if let Ok(found) = super::devices::probe_range(&file, part.start, part.size) {
+            guard_probe(Path::new(&format!("/dev/{}", part.name)), &found)?;
+        }
+    }
+    // Partitions before their disk, as upstream, so nothing points into wiped space.
+    for part in parts.iter().rev() {
+        zero_edges(&mut file, &format!("/dev/{}", part.name), part.start, part.size)?;
+    }
+    zero_edges(&mut file, &name, 0, size)?;
+    file.sync_all().map_err(|e| failed(&name, "flushing", e))?;
+    flush_buffers(&file);
+    reread_partitions(&file).map_err(|e| {
+        AgentError::new(
+            ErrorKind::BlockDeviceErase,
+            format!("re-reading the partition table of {name}: {e}"),
+        )
+    })?;
+    for part in partitions(&disk.kname) {
+        forget_partition(&file, part.number).map_err(|e| {
+            AgentError::new(
+                ErrorKind::BlockDeviceErase,
+                format!("removing partition {} of {name}: {e}", part.name),
+            )
+        })?;
+    }
+    tracing::info!(device = %name, partitions = parts.len(), "metadata erased");
+    Ok(())
+}
+
+/// Overwrite a whole disk: `passes` random passes, then zeros when `zeroize`.
+pub fn overwrite(
+    disk: &BlockDevice,
+    devices: &DeviceView,
+    passes: u32,
+    zeroize: bool,
+    progress: &Progress,
+) -> Result<(), AgentError> {
+    devices.check_destructive(&disk.disk.name)?;
+    guard(Path::new(&disk.disk.name))?;
+    let name = disk.disk.name.clone();
+    let mut file = open_rw(Path::new(&name)).map_err(|e| failed(&name, "opening", e))?;
+    let size = device_size(&file).map_err(|e| failed(&name, "reading the size of", e))?;
+    let total_passes = passes + u32::from(zeroize);
+    let mut buffer = vec![0u8; CHUNK];
+    let mut rng = rand::rng();
+    for pass in 0..total_passes {
+        let random = pass < passes;
+        file.seek(SeekFrom::Start(0)).map_err(|e| failed(&name, "seeking", e))?;
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        let mut written = 0u64;
+        if !random {
+            buffer.fill(0);
+        }
+        while written < size {
+            let n = (size - written).min(CHUNK as u64) as usize;
+            if random {
+                rng.fill_bytes(&mut buffer[..n]);
+            }
+            file.write_all(&buffer[..n]).map_err(|e| failed(&name, "writing", e))?;
+            written += n as u64;
+            if last_report.elapsed().as_secs() >= 2 || written == size {
+                last_report = Instant::now();
+                let rate = written as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
+                progress.report(format!(
+                    "erasing {name}: pass {}/{total_passes} ({}), {} of {} MiB ({:.0}%), {rate:.0} MiB/s",
+                    pass + 1,
+                    if random { "random" } else { "zeros" },
+                    written >> 20,
+                    size >> 20,
+                    written as f64 * 100.0 / size.max(1) as f64
+                ));
+            }
+        }
+        file.sync_all().map_err(|e| failed(&name, "flushing", e))?;
+    }
+    flush_buffers(&file);
+    let _ = reread_partitions(&file);
+    Ok(())
+}

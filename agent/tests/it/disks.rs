@@ -1,0 +1,192 @@
+//! Cleaning on real block devices: loop devices over files made by the test, reached only
+//! through the agent's device allowlist. Each erase step is checked by reading the device back.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{LoopDevice, TOKEN, base_settings, http, resolve};
+
+async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
+    let mut settings = base_settings();
+    settings.standalone = Some(true);
+    settings.agent_token = Some(TOKEN.into());
+    settings.disk_allow = Some(format!("{}*", device.path).parse().expect("pattern"));
+    settings.hardware_managers_dir = Some("/nonexistent".into());
+    rivet_agent::start(resolve(settings)).await.expect("agent starts")
+}
+
+async fn clean_step(agent: &rivet_agent::RunningAgent, step: &str, dii: Value) -> Value {
+    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
+    let body = json!({"name": "clean.execute_clean_step", "params": {
+        "step": {"step": step, "priority": 0, "interface": "deploy"},
+        "node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "properties": {}, "instance_info": {}, "driver_internal_info": dii},
+        "ports": []}});
+    http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
+    let mut file = std::fs::File::open(path).expect("open device");
+    file.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut buf = vec![0u8; len];
+    file.read_exact(&mut buf).expect("read");
+    buf
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.stdin(Stdio::piped()).output().expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn erase_devices_metadata_removes_tables_and_file_systems() {
+    let size = 64u64 << 20;
+    let device = LoopDevice::with_content(size, None, true);
+    // A GPT with one Linux partition holding an ext4 file system, made by the test.
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet", &device.path])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    std::io::Write::write_all(sfdisk.stdin.as_mut().expect("stdin"), b"label: gpt\n,,L\n").expect("write table");
+    assert!(sfdisk.wait().expect("sfdisk").success());
+    // Some kernels in containers do not rescan loop devices: let partx add what is missing.
+    run(Command::new("partx").args(["--update", &device.path]));
+    // No udevd here, so no /dev/loopNp1: make the file system at the partition's offset.
+    let kname = device.path.trim_start_matches("/dev/").to_owned();
+    let parts = rivet_agent::hardware::erase::partitions(&kname);
+    assert_eq!(parts.len(), 1, "the kernel sees the new partition");
+    let (start, len) = (parts[0].start, parts[0].size);
+    run(Command::new("mkfs.ext4").args([
+        "-q",
+        "-F",
+        "-E",
+        &format!("offset={start}"),
+        &device.path,
+        &format!("{}k", len / 1024),
+    ]));
+    let disk = std::fs::File::open(&device.path).expect("open");
+    assert_eq!(
+        rivet_agent::hardware::devices::probe_range(&disk, start, len)
+            .expect("probe")
+            .fstype
+            .as_deref(),
+        Some("ext4")
+    );
+    drop(disk);
+    assert_eq!(
+        rivet_agent::hardware::devices::probe(std::path::Path::new(&device.path))
+            .expect("probe")
+            .pttype
+            .as_deref(),
+        Some("gpt")
+    );
+
+    let agent = agent_for(&device).await;
+    let r = clean_step(&agent, "erase_devices_metadata", json!({})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    // Read back: both ends zero, no partition table or file system found any more.
+    assert!(
+        read_at(&device.path, 0, 1 << 20).iter().all(|b| *b == 0),
+        "the start of the disk is zeroed"
+    );
+    assert!(
+        read_at(&device.path, size - (1 << 20), 1 << 20).iter().all(|b| *b == 0),
+        "the backup GPT is zeroed"
+    );
+    let after = rivet_agent::hardware::devices::probe(std::path::Path::new(&device.path)).expect("probe");
+    assert_eq!((after.pttype, after.fstype), (None, None), "no signature left");
+    assert!(
+        !std::path::Path::new(&format!("/sys/block/{kname}/{kname}p1")).exists(),
+        "the kernel forgot the partition"
+    );
+    let disk = std::fs::File::open(&device.path).expect("open");
+    assert_eq!(
+        rivet_agent::hardware::devices::probe_range(&disk, start, len)
+            .expect("probe")
+            .fstype,
+        None,
+        "the file system is gone"
+    );
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn erase_devices_overwrites_every_byte() {
+    let size = 24u64 << 20;
+    let device = LoopDevice::with_content(size, Some(0xab), false);
+    assert_eq!(read_at(&device.path, 12 << 20, 16), vec![0xab; 16]);
+    let agent = agent_for(&device).await;
+    let dii = json!({"agent_erase_devices_iterations": 1, "agent_erase_devices_zeroize": true, "disk_erasure_concurrency": 2});
+    let r = clean_step(&agent, "erase_devices", dii).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["command_result"]["clean_result"],
+        json!({ device.path.clone(): null }),
+        "upstream's per-device result"
+    );
+    let mut file = std::fs::File::open(&device.path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    loop {
+        let n = file.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n].iter().all(|b| *b == 0),
+            "byte {} not erased",
+            seen + buf[..n].iter().position(|b| *b != 0).unwrap_or(0) as u64
+        );
+        seen += n as u64;
+    }
+    assert_eq!(seen, size);
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn erase_steps_are_listed_as_ipa_lists_them() {
+    let device = LoopDevice::new(8 << 20);
+    let agent = agent_for(&device).await;
+    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
+    let r: Value = http()
+        .post(url)
+        .json(&json!({"name": "clean.get_clean_steps", "params": {"node": {"uuid": "u"}, "ports": []}}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let steps = &r["command_result"]["clean_steps"]["GenericHardwareManager"];
+    let prio = |name: &str| {
+        steps
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|s| s["step"] == name)
+            .map(|s| s["priority"].clone())
+    };
+    assert_eq!(
+        (
+            prio("erase_devices_metadata"),
+            prio("erase_devices"),
+            prio("erase_devices_express")
+        ),
+        (Some(json!(99)), Some(json!(10)), Some(json!(0)))
+    );
+    agent.shutdown();
+}
