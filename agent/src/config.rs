@@ -291,6 +291,15 @@ settings! {
     /// Longest a vendor executable step may run unless the step sets its own timeout [default: 3600].
     #[arg(long, value_name = "SECONDS")]
     hardware_manager_step_timeout: Seconds,
+    /// Longest wait for an image server to connect or send more data [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    image_download_connection_timeout: Seconds,
+    /// Retries of an interrupted image download [default: 9].
+    #[arg(long, value_name = "N")]
+    image_download_connection_retries: u32,
+    /// Pause between image download attempts [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    image_download_connection_retry_interval: Seconds,
     /// Log at debug level (kernel: ipa-debug).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     debug: bool,
@@ -451,6 +460,8 @@ pub struct AgentConfig {
     pub hardware_managers_dir: PathBuf,
     /// Time limits of executable managers.
     pub manager_timeouts: crate::hardware::executable::Timeouts,
+    /// Image download retries and timeouts.
+    pub image_download: crate::image::DownloadPolicy,
 }
 
 impl AgentConfig {
@@ -549,6 +560,17 @@ impl AgentConfig {
             hardware_managers_dir: s
                 .hardware_managers_dir
                 .unwrap_or_else(|| PathBuf::from("/etc/rivet/managers.d")),
+            image_download: crate::image::DownloadPolicy {
+                stall_timeout: s
+                    .image_download_connection_timeout
+                    .map(Seconds::duration)
+                    .unwrap_or(Duration::from_secs(60)),
+                retries: s.image_download_connection_retries.unwrap_or(9),
+                interval: s
+                    .image_download_connection_retry_interval
+                    .map(Seconds::duration)
+                    .unwrap_or(Duration::from_secs(10)),
+            },
             manager_timeouts: crate::hardware::executable::Timeouts {
                 step: s
                     .hardware_manager_step_timeout

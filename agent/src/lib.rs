@@ -16,6 +16,7 @@ pub mod error;
 mod extensions;
 pub mod hardware;
 pub mod heartbeat;
+pub mod image;
 pub mod inventory;
 pub mod ironic;
 pub mod netutil;

@@ -18,6 +18,33 @@ pub(super) fn register(registry: &mut Registry) {
     registry.register("standby", "get_partition_uuids", Command::sync(get_partition_uuids));
     registry.register("standby", "power_off", Command::asynchronous(power_off));
     registry.register("standby", "run_image", Command::asynchronous(run_image));
+    registry.register(
+        "standby",
+        "prepare_image",
+        Command::asynchronous(prepare_image)
+            .with_validator(|args: &PrepareImage| crate::image::validate(&args.image_info, true)),
+    );
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrepareImage {
+    image_info: rivet_common::image::ImageInfo,
+    #[serde(default)]
+    configdrive: Option<Value>,
+}
+
+/// Write an image to the root device (reference §7); the answer text is upstream's.
+async fn prepare_image(state: Arc<AgentState>, args: PrepareImage) -> CommandOutcome {
+    let progress = crate::hardware::Progress::to_agent(Arc::clone(&state));
+    let configdrive = args.configdrive.or_else(|| {
+        args.image_info
+            .configdrive
+            .as_option()
+            .map(|c| Value::String(c.clone()))
+    });
+    let message = crate::image::prepare_for_agent(&state, args.image_info, configdrive.as_ref(), progress).await?;
+    Ok(Value::String(message))
 }
 
 /// Flush file system buffers so nothing written is lost at power off.

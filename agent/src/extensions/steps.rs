@@ -95,6 +95,7 @@ async fn execute_step(state: Arc<AgentState>, step_type: StepType, mut args: Exe
         devices: state.devices.clone(),
         progress: Progress::to_agent(Arc::clone(&state)),
         step_type: Some(step_type),
+        agent: Some(Arc::clone(&state)),
     };
     let outcome = state.managers.dispatch(&name, |manager| {
         let ctx = ctx.clone();

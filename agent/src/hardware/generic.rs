@@ -379,6 +379,24 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
     }
 }
 
+/// The `write_image` deploy step: `standby.prepare_image` run directly, answering its result.
+async fn write_image(ctx: &StepContext) -> Result<Value, ManagerError> {
+    let agent = ctx
+        .agent
+        .clone()
+        .ok_or_else(|| failed(ErrorKind::CommandExecution, "write_image needs the agent's state"))?;
+    let info = ctx
+        .args
+        .get("image_info")
+        .cloned()
+        .ok_or_else(|| failed(ErrorKind::InvalidCommandParams, "write_image needs image_info"))?;
+    let info: rivet_common::image::ImageInfo = serde_json::from_value(info)
+        .map_err(|e| failed(ErrorKind::InvalidCommandParams, format!("image_info: {e}")))?;
+    let message =
+        crate::image::prepare_for_agent(&agent, info, ctx.args.get("configdrive"), ctx.progress.clone()).await?;
+    Ok(serde_json::json!({ "result": format!("prepare_image: {message}") }))
+}
+
 /// BMC addresses through `ipmitool` when an IPMI device exists (upstream: channels 1–11).
 async fn detect_bmc() -> Bmc {
     let has_device = ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"]
@@ -449,6 +467,7 @@ impl HardwareManager for GenericHardwareManager {
             // express variant erases metadata, the full one overwrites.
             "erase_devices_metadata" | "erase_devices_express" => erase_all(&ctx, false).await,
             "erase_devices" => erase_all(&ctx, true).await,
+            "write_image" => write_image(&ctx).await,
             _ => Err(ManagerError::NotImplemented),
         }
     }

@@ -159,6 +159,8 @@ pub struct StepContext {
     pub progress: Progress,
     /// The flow the step belongs to, when run as a step.
     pub step_type: Option<StepType>,
+    /// The agent (node cache, configuration), for built-in steps that need it.
+    pub agent: Option<Arc<AgentState>>,
 }
 
 /// A hardware manager. Every method has a "not supported" default.

@@ -408,6 +408,7 @@ async fn executable_progress_lines_reach_the_caller() {
         devices: rivet_agent::hardware::devices::DeviceView::new(Some(Vec::new()), false),
         progress,
         step_type: Some(StepType::Clean),
+        agent: None,
     };
     let out = manager.execute("script_step", ctx).await.expect("runs");
     assert_eq!(out, json!({"ran": "script_step"}));

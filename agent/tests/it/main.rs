@@ -5,4 +5,5 @@ mod api;
 mod conductor;
 mod disks;
 mod hardware;
+mod images;
 mod support;

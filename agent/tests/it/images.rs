@@ -1,0 +1,322 @@
+//! Image writing on real block devices: a test image server on loopback (plain HTTP/1.1 over a
+//! TCP listener, so it can also cut a response in the middle), a loop device over a file holding
+//! "old" contents, and the agent reached through its device allowlist.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{LoopDevice, TOKEN, base_settings, http, resolve};
+
+const IMAGE_LEN: usize = 6 << 20;
+const DISK_LEN: u64 = 16 << 20;
+const OLD: u8 = 0x55;
+
+/// A raw "disk image": pseudo-random bytes with an MBR disk signature 0x12345678.
+fn image() -> Vec<u8> {
+    let mut data = Vec::with_capacity(IMAGE_LEN);
+    let mut x: u32 = 0x1234_5678;
+    while data.len() < IMAGE_LEN {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data[440..444].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+    data[510] = 0x55;
+    data[511] = 0xaa;
+    data
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct ImageServer {
+    url: String,
+    hits: Arc<AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ImageServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn respond(
+    mut sock: tokio::net::TcpStream,
+    image: Arc<Vec<u8>>,
+    flaky_failed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
+        }
+    }
+    let request = String::from_utf8_lossy(&buf[..len]).to_string();
+    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let range = request
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("range: bytes=")
+                .map(|r| r.trim().trim_end_matches('-').to_owned())
+        })
+        .and_then(|r| r.parse::<usize>().ok());
+    let send = |status: &str, extra: String, body: Vec<u8>, declared: usize| {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {declared}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n{extra}\r\n"
+        );
+        (head, body)
+    };
+    let (head, body) = match (path.as_str(), range) {
+        ("/disk.raw" | "/bad.raw", _) => send("200 OK", String::new(), image.to_vec(), image.len()),
+        ("/disk.raw.sha256", _) => {
+            let text = format!("{}  disk.raw\n", sha256(&image)).into_bytes();
+            let n = text.len();
+            send("200 OK", String::new(), text, n)
+        }
+        ("/flaky.raw", _) if !flaky_failed.swap(true, Ordering::SeqCst) => {
+            send("503 Service Unavailable", String::new(), Vec::new(), 0)
+        }
+        ("/flaky.raw", _) => send("200 OK", String::new(), image.to_vec(), image.len()),
+        ("/qcow.raw", _) => {
+            let body = b"QFI\xfb\x00\x00\x00\x03 pretending to be raw".to_vec();
+            let n = body.len();
+            send("200 OK", String::new(), body, n)
+        }
+        ("/truncated.raw", Some(from)) => {
+            let rest = image[from..].to_vec();
+            let n = rest.len();
+            send(
+                "206 Partial Content",
+                format!("Content-Range: bytes {from}-{}/{}\r\n", image.len() - 1, image.len()),
+                rest,
+                n,
+            )
+        }
+        // Promise the whole image, send half, then close the connection.
+        ("/truncated.raw", None) => send("200 OK", String::new(), image[..IMAGE_LEN / 2].to_vec(), image.len()),
+        _ => send("404 Not Found", String::new(), Vec::new(), 0),
+    };
+    let _ = sock.write_all(head.as_bytes()).await;
+    let _ = sock.write_all(&body).await;
+    let _ = sock.shutdown().await;
+}
+
+async fn image_server(image: Arc<Vec<u8>>) -> ImageServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&hits);
+    let flaky_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(respond(sock, Arc::clone(&image), Arc::clone(&flaky_failed)));
+        }
+    });
+    ImageServer { url, hits, task }
+}
+
+async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
+    let mut settings = base_settings();
+    settings.standalone = Some(true);
+    settings.agent_token = Some(TOKEN.into());
+    settings.disk_allow = Some(device.path.parse().expect("pattern"));
+    settings.hardware_managers_dir = Some("/nonexistent".into());
+    settings.image_download_connection_timeout = Some("2".parse().expect("seconds"));
+    settings.image_download_connection_retries = Some(3);
+    settings.image_download_connection_retry_interval = Some("0.05".parse().expect("seconds"));
+    rivet_agent::start(resolve(settings)).await.expect("agent starts")
+}
+
+/// Run the `write_image` deploy step for `url`, as a conductor does.
+async fn write_image(agent: &rivet_agent::RunningAgent, device: &LoopDevice, url: &str, checksum: &str) -> Value {
+    let info = json!({"id": url.rsplit('/').next(), "urls": [url], "disk_format": "raw", "container_format": null,
+        "stream_raw_images": true, "os_hash_algo": "sha256", "os_hash_value": checksum, "node_uuid": "n"});
+    let body = json!({"name": "deploy.execute_deploy_step", "params": {
+        "step": {"interface": "deploy", "step": "write_image", "args": {"image_info": info, "configdrive": null}},
+        "node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}, "instance_info": {}},
+        "ports": []}});
+    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
+    http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn disk(device: &LoopDevice) -> Vec<u8> {
+    let mut data = Vec::new();
+    std::fs::File::open(&device.path)
+        .expect("open")
+        .read_to_end(&mut data)
+        .expect("read");
+    data
+}
+
+fn assert_written(device: &LoopDevice, image: &[u8]) {
+    let data = disk(device);
+    assert_eq!(data.len() as u64, DISK_LEN);
+    assert!(data[..image.len()] == *image, "the image is on the disk byte for byte");
+    assert!(
+        data[image.len()..].iter().all(|b| *b == OLD),
+        "nothing beyond the image was touched"
+    );
+}
+
+fn assert_unbootable(device: &LoopDevice) {
+    let data = disk(device);
+    assert!(
+        data[..1 << 20].iter().all(|b| *b == 0),
+        "the first MiB is zeroed so the disk cannot boot"
+    );
+}
+
+#[tokio::test]
+async fn a_raw_image_is_streamed_to_disk_byte_for_byte() {
+    let image = Arc::new(image());
+    let server = image_server(Arc::clone(&image)).await;
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let r = write_image(&agent, &device, &format!("{}/disk.raw", server.url), &sha256(&image)).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["command_result"]["deploy_result"],
+        json!({"result": format!("prepare_image: image (disk.raw) written to device {} root_uuid=0x12345678", device.path)})
+    );
+    assert_written(&device, &image);
+    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
+    let uuids: Value = http()
+        .post(url)
+        .json(&json!({"name": "standby.get_partition_uuids", "params": {}}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        uuids["command_result"],
+        json!({"root uuid": "0x12345678"}),
+        "the shape upstream reports for whole-disk images"
+    );
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn checksum_files_503_and_interrupted_downloads_recover() {
+    let image = Arc::new(image());
+    let server = image_server(Arc::clone(&image)).await;
+    // A checksum file URL (legacy `checksum`), through standby.prepare_image.
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let url = format!("http://{}/v1/commands/?agent_token={TOKEN}", agent.local_addr);
+    let set_node = json!({"name": "poll.set_node_info", "params": {"node_info": {"node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}}, "config": {"heartbeat_timeout": 300}}}});
+    http()
+        .post(format!("{url}&wait=true"))
+        .json(&set_node)
+        .send()
+        .await
+        .expect("post");
+    let info = json!({"id": "disk.raw", "urls": [format!("{}/disk.raw", server.url)], "disk_format": "raw", "checksum": format!("{}/disk.raw.sha256", server.url)});
+    let r: Value = http()
+        .post(format!("{url}&wait=true"))
+        .json(&json!({"name": "standby.prepare_image", "params": {"image_info": info}}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert!(
+        r["command_result"]["result"]
+            .as_str()
+            .expect("result")
+            .starts_with("prepare_image: image (disk.raw) written"),
+        "{r}"
+    );
+    assert_written(&device, &image);
+    agent.shutdown();
+    // 503 once, then the image.
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let before = server.hits.load(Ordering::SeqCst);
+    let r = write_image(&agent, &device, &format!("{}/flaky.raw", server.url), &sha256(&image)).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(server.hits.load(Ordering::SeqCst) - before, 2, "retried after the 503");
+    assert_written(&device, &image);
+    agent.shutdown();
+    // Cut in the middle, resumed with a Range request.
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let r = write_image(
+        &agent,
+        &device,
+        &format!("{}/truncated.raw", server.url),
+        &sha256(&image),
+    )
+    .await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_written(&device, &image);
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn failures_leave_the_disk_unbootable_with_a_clear_error() {
+    let image = Arc::new(image());
+    let server = image_server(Arc::clone(&image)).await;
+    let cases = [
+        ("bad.raw", "0".repeat(64), "ImageChecksumError", "expected 0000"),
+        (
+            "missing.raw",
+            sha256(&image),
+            "ImageDownloadError",
+            "HTTP 404 Not Found; not retried",
+        ),
+        ("qcow.raw", sha256(&image), "InvalidImage", "qcow2"),
+    ];
+    for (name, checksum, kind, text) in cases {
+        let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+        let agent = agent_for(&device).await;
+        let r = write_image(&agent, &device, &format!("{}/{name}", server.url), &checksum).await;
+        assert_eq!(r["command_status"], "FAILED", "{name}: {r}");
+        assert_eq!(r["command_error"]["type"], kind, "{name}: {r}");
+        let details = r["command_error"]["details"].as_str().expect("details");
+        assert!(
+            details.contains(text) && details.contains("left unbootable"),
+            "{name}: {details}"
+        );
+        assert_unbootable(&device);
+        agent.shutdown();
+    }
+    // A disk smaller than the image: the write fails in the middle.
+    let device = LoopDevice::with_content(4 << 20, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let r = write_image(&agent, &device, &format!("{}/disk.raw", server.url), &sha256(&image)).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(r["command_error"]["type"], "ImageWriteError", "{r}");
+    assert!(
+        r["command_error"]["details"]
+            .as_str()
+            .expect("details")
+            .contains("left unbootable"),
+        "{r}"
+    );
+    assert_unbootable(&device);
+    agent.shutdown();
+}
