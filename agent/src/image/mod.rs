@@ -266,7 +266,8 @@ async fn attempt(
         tracing::debug!(url, "server does not advertise range requests");
     }
     let started = Instant::now();
-    let mut last_report = Instant::now();
+    // None until the first chunk: operators see the write start at once, then every 2 s.
+    let mut last_report: Option<Instant> = None;
     loop {
         let chunk = match tokio::time::timeout(job.policy.stall_timeout, resp.chunk()).await {
             Err(_) => {
@@ -306,8 +307,8 @@ async fn attempt(
                 })?;
             stream.written += data.len() as u64;
         }
-        if last_report.elapsed() >= Duration::from_secs(2) {
-            last_report = Instant::now();
+        if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
+            last_report = Some(Instant::now());
             let rate = stream.written as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
             let of = total
                 .map(|t| {
@@ -377,6 +378,11 @@ async fn stream_to_disk(job: &ImageJob, device: &str) -> Result<Written, AgentEr
             format!("image {} has {algo} {actual}, expected {expected}", job.info.id),
         ));
     }
+    job.progress.report(format!(
+        "image {} downloaded and verified ({} MiB, {algo}); writing the first MiB of {device}",
+        job.info.id,
+        stream.written >> 20
+    ));
     // Only now the partition table and boot code: the disk becomes bootable last.
     let file = &mut stream.file;
     file.seek(SeekFrom::Start(0))

@@ -320,3 +320,47 @@ async fn failures_leave_the_disk_unbootable_with_a_clear_error() {
     assert_unbootable(&device);
     agent.shutdown();
 }
+
+#[tokio::test]
+async fn progress_is_reported_from_first_byte_to_verification() {
+    let image = Arc::new(image());
+    let server = image_server(Arc::clone(&image)).await;
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let (progress, seen) = rivet_agent::hardware::Progress::recording();
+    let config = resolve(base_settings());
+    let info = json!({"id": "disk.raw", "urls": [format!("{}/disk.raw", server.url)], "disk_format": "raw",
+        "os_hash_algo": "sha256", "os_hash_value": sha256(&image)});
+    let node = json!({"uuid": "n", "properties": {"root_device": {"name": device.path}}});
+    let job = rivet_agent::image::ImageJob {
+        info: serde_json::from_value(info).expect("image_info"),
+        node: Some(serde_json::from_value(node).expect("node")),
+        devices: rivet_agent::hardware::devices::DeviceView::new(
+            Some(vec![device.path.parse().expect("pattern")]),
+            false,
+        ),
+        progress,
+        http: rivet_agent::image::image_client(
+            &config.client_tls,
+            config.tls_min_version,
+            config.image_download.stall_timeout,
+        )
+        .expect("client"),
+        policy: config.image_download,
+        md5_allowed: false,
+    };
+    rivet_agent::image::prepare_image(job).await.expect("written");
+    assert_written(&device, &image);
+    let seen = seen.lock().expect("lock").clone();
+    let first = seen.first().expect("a progress report");
+    assert!(
+        first.starts_with(&format!("writing image disk.raw to {}: ", device.path)) && first.contains(" of 6 MiB ("),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().expect("a final report"),
+        &format!(
+            "image disk.raw downloaded and verified (6 MiB, sha256); writing the first MiB of {}",
+            device.path
+        )
+    );
+}
