@@ -43,6 +43,41 @@ fn json_text(doc: &JsonObject) -> String {
     serde_json::Value::Object(doc.clone()).to_string()
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, <sqlx::Any as sqlx::Database>::Arguments>;
+
+/// Bind `$1..$22` of a node write: the uuid and every field both INSERT and UPDATE store, in the
+/// order the two statements list them (the reservation and timestamps follow).
+fn bind_node_fields<'q>(query: AnyQuery<'q>, node: &NodeRecord) -> AnyQuery<'q> {
+    let interfaces: JsonObject = node
+        .interfaces
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    query
+        .bind(&node.uuid)
+        .bind(&node.name)
+        .bind(&node.driver)
+        .bind(json_text(&interfaces))
+        .bind(json_text(&node.driver_info))
+        .bind(json_text(&node.driver_internal_info))
+        .bind(json_text(&node.properties))
+        .bind(json_text(&node.instance_info))
+        .bind(json_text(&node.extra))
+        .bind(json_text(&node.attrs))
+        .bind(&node.provision_state)
+        .bind(&node.target_provision_state)
+        .bind(&node.provision_updated_at)
+        .bind(&node.power_state)
+        .bind(&node.target_power_state)
+        .bind(&node.last_error)
+        .bind(i64::from(node.maintenance))
+        .bind(&node.maintenance_reason)
+        .bind(&node.fault)
+        .bind(json_text(&node.clean_step))
+        .bind(json_text(&node.deploy_step))
+        .bind(json_text(&node.service_step))
+}
+
 fn json_doc(row: &AnyRow, column: &str) -> Result<JsonObject, DbError> {
     let text: String = row.try_get(column)?;
     serde_json::from_str(&text).map_err(|e| DbError::Corrupt {
@@ -182,41 +217,17 @@ impl Database {
 
     /// Store a new node.
     pub async fn insert_node(&self, node: &NodeRecord) -> Result<(), DbError> {
-        let interfaces: JsonObject = node
-            .interfaces
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        sqlx::query(
-            "INSERT INTO nodes (uuid, name, driver, interfaces, driver_info, driver_internal_info, properties, \
-             instance_info, extra, attrs, provision_state, target_provision_state, provision_updated_at, power_state, \
-             target_power_state, last_error, maintenance, maintenance_reason, fault, reservation, clean_step, deploy_step, \
-             service_step, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        bind_node_fields(
+            sqlx::query(
+                "INSERT INTO nodes (uuid, name, driver, interfaces, driver_info, driver_internal_info, properties, \
+                 instance_info, extra, attrs, provision_state, target_provision_state, provision_updated_at, \
+                 power_state, target_power_state, last_error, maintenance, maintenance_reason, fault, clean_step, \
+                 deploy_step, service_step, reservation, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+            ),
+            node,
         )
-        .bind(&node.uuid)
-        .bind(&node.name)
-        .bind(&node.driver)
-        .bind(json_text(&interfaces))
-        .bind(json_text(&node.driver_info))
-        .bind(json_text(&node.driver_internal_info))
-        .bind(json_text(&node.properties))
-        .bind(json_text(&node.instance_info))
-        .bind(json_text(&node.extra))
-        .bind(json_text(&node.attrs))
-        .bind(&node.provision_state)
-        .bind(&node.target_provision_state)
-        .bind(&node.provision_updated_at)
-        .bind(&node.power_state)
-        .bind(&node.target_power_state)
-        .bind(&node.last_error)
-        .bind(i64::from(node.maintenance))
-        .bind(&node.maintenance_reason)
-        .bind(&node.fault)
         .bind(&node.reservation)
-        .bind(json_text(&node.clean_step))
-        .bind(json_text(&node.deploy_step))
-        .bind(json_text(&node.service_step))
         .bind(&node.created_at)
         .bind(&node.updated_at)
         .execute(&self.pool)
@@ -237,40 +248,16 @@ impl Database {
 
     /// Write every field of `node` except the reservation (owned by [`Database::reserve`]).
     pub async fn update_node(&self, node: &NodeRecord) -> Result<(), DbError> {
-        let interfaces: JsonObject = node
-            .interfaces
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        sqlx::query(
-            "UPDATE nodes SET name = $2, driver = $3, interfaces = $4, driver_info = $5, driver_internal_info = $6, \
-             properties = $7, instance_info = $8, extra = $9, attrs = $10, provision_state = $11, \
-             target_provision_state = $12, provision_updated_at = $13, power_state = $14, target_power_state = $15, \
-             last_error = $16, maintenance = $17, maintenance_reason = $18, fault = $19, clean_step = $20, \
-             deploy_step = $21, service_step = $22, updated_at = $23 WHERE uuid = $1",
+        bind_node_fields(
+            sqlx::query(
+                "UPDATE nodes SET name = $2, driver = $3, interfaces = $4, driver_info = $5, driver_internal_info = $6, \
+                 properties = $7, instance_info = $8, extra = $9, attrs = $10, provision_state = $11, \
+                 target_provision_state = $12, provision_updated_at = $13, power_state = $14, target_power_state = $15, \
+                 last_error = $16, maintenance = $17, maintenance_reason = $18, fault = $19, clean_step = $20, \
+                 deploy_step = $21, service_step = $22, updated_at = $23 WHERE uuid = $1",
+            ),
+            node,
         )
-        .bind(&node.uuid)
-        .bind(&node.name)
-        .bind(&node.driver)
-        .bind(json_text(&interfaces))
-        .bind(json_text(&node.driver_info))
-        .bind(json_text(&node.driver_internal_info))
-        .bind(json_text(&node.properties))
-        .bind(json_text(&node.instance_info))
-        .bind(json_text(&node.extra))
-        .bind(json_text(&node.attrs))
-        .bind(&node.provision_state)
-        .bind(&node.target_provision_state)
-        .bind(&node.provision_updated_at)
-        .bind(&node.power_state)
-        .bind(&node.target_power_state)
-        .bind(&node.last_error)
-        .bind(i64::from(node.maintenance))
-        .bind(&node.maintenance_reason)
-        .bind(&node.fault)
-        .bind(json_text(&node.clean_step))
-        .bind(json_text(&node.deploy_step))
-        .bind(json_text(&node.service_step))
         .bind(&node.updated_at)
         .execute(&self.pool)
         .await
