@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{LoopDevice, TOKEN, base_settings, http, resolve};
+use crate::support::{LoopDevice, TOKEN, base_settings, command, resolve};
 
 async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
     let mut settings = base_settings();
@@ -18,20 +18,10 @@ async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
 }
 
 async fn clean_step(agent: &rivet_agent::RunningAgent, step: &str, dii: Value) -> Value {
-    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
-    let body = json!({"name": "clean.execute_clean_step", "params": {
-        "step": {"step": step, "priority": 0, "interface": "deploy"},
+    let params = json!({"step": {"step": step, "priority": 0, "interface": "deploy"},
         "node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "properties": {}, "instance_info": {}, "driver_internal_info": dii},
-        "ports": []}});
-    http()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json")
+        "ports": []});
+    command(agent, "clean.execute_clean_step", params).await
 }
 
 fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
@@ -161,16 +151,12 @@ async fn erase_devices_overwrites_every_byte() {
 async fn erase_steps_are_listed_as_ipa_lists_them() {
     let device = LoopDevice::new(8 << 20);
     let agent = agent_for(&device).await;
-    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
-    let r: Value = http()
-        .post(url)
-        .json(&json!({"name": "clean.get_clean_steps", "params": {"node": {"uuid": "u"}, "ports": []}}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let r = command(
+        &agent,
+        "clean.get_clean_steps",
+        json!({"node": {"uuid": "u"}, "ports": []}),
+    )
+    .await;
     let steps = &r["command_result"]["clean_steps"]["GenericHardwareManager"];
     let prio = |name: &str| {
         steps

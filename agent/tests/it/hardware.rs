@@ -14,7 +14,7 @@ use rivet_common::node::{Node, Port};
 use rivet_common::steps::{Step, StepType};
 use serde_json::{Value, json};
 
-use crate::support::{LoopDevice, PATIENCE, TOKEN, base_settings, http, resolve};
+use crate::support::{LoopDevice, PATIENCE, TOKEN, base_settings, command, resolve};
 
 /// A scripted manager: its steps and how it answers each.
 #[derive(Debug)]
@@ -188,18 +188,6 @@ async fn agent_with_managers(disk_allow: Option<String>) -> Agent {
         .await
         .expect("starts");
     Agent { agent, _dir: dir }
-}
-
-async fn command(agent: &rivet_agent::RunningAgent, name: &str, params: Value) -> Value {
-    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
-    let resp = http()
-        .post(url)
-        .json(&json!({"name": name, "params": params}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), 200, "{name}");
-    resp.json().await.expect("json")
 }
 
 fn node() -> Value {

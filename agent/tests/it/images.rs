@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{LoopDevice, TOKEN, base_settings, http, resolve};
+use crate::support::{LoopDevice, TOKEN, base_settings, command, http, resolve};
 
 const IMAGE_LEN: usize = 6 << 20;
 const DISK_LEN: u64 = 16 << 20;
@@ -143,20 +143,10 @@ async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
 async fn write_image(agent: &rivet_agent::RunningAgent, device: &LoopDevice, url: &str, checksum: &str) -> Value {
     let info = json!({"id": url.rsplit('/').next(), "urls": [url], "disk_format": "raw", "container_format": null,
         "stream_raw_images": true, "os_hash_algo": "sha256", "os_hash_value": checksum, "node_uuid": "n"});
-    let body = json!({"name": "deploy.execute_deploy_step", "params": {
-        "step": {"interface": "deploy", "step": "write_image", "args": {"image_info": info, "configdrive": null}},
+    let params = json!({"step": {"interface": "deploy", "step": "write_image", "args": {"image_info": info, "configdrive": null}},
         "node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}, "instance_info": {}},
-        "ports": []}});
-    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
-    http()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json")
+        "ports": []});
+    command(agent, "deploy.execute_deploy_step", params).await
 }
 
 fn disk(device: &LoopDevice) -> Vec<u8> {
@@ -199,16 +189,7 @@ async fn a_raw_image_is_streamed_to_disk_byte_for_byte() {
         json!({"result": format!("prepare_image: image (disk.raw) written to device {} root_uuid=0x12345678", device.path)})
     );
     assert_written(&device, &image);
-    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
-    let uuids: Value = http()
-        .post(url)
-        .json(&json!({"name": "standby.get_partition_uuids", "params": {}}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let uuids = command(&agent, "standby.get_partition_uuids", json!({})).await;
     assert_eq!(
         uuids["command_result"],
         json!({"root uuid": "0x12345678"}),

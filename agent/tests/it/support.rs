@@ -115,6 +115,19 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// Run agent command `name` with `params`, waiting for its result, as a conductor does.
+pub async fn command(agent: &RunningAgent, name: &str, params: Value) -> Value {
+    let url = format!("http://{}/v1/commands/?wait=true&agent_token={TOKEN}", agent.local_addr);
+    let resp = http()
+        .post(url)
+        .json(&json!({"name": name, "params": params}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200, "{name}");
+    resp.json().await.expect("json")
+}
+
 pub fn base(agent: &RunningAgent) -> String {
     format!("http://{}", agent.local_addr)
 }
