@@ -63,6 +63,29 @@ async fn call(
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Ask every node in `uuids` for provision `target`, then wait (up to 30 min) until all of them
+/// reach `want`.
+async fn move_all<'a>(
+    http: &reqwest::Client,
+    base: &str,
+    uuids: impl ExactSizeIterator<Item = &'a String>,
+    target: &str,
+    want: &str,
+) -> anyhow::Result<()> {
+    let count = uuids.len();
+    for uuid in uuids {
+        call(
+            http,
+            base,
+            reqwest::Method::PUT,
+            &format!("/v1/nodes/{uuid}/states/provision"),
+            Some(json!({ "target": target })),
+        )
+        .await?;
+    }
+    wait_all(http, base, want, count, Instant::now() + Duration::from_secs(1800)).await
+}
+
 async fn wait_all(
     http: &reqwest::Client,
     base: &str,
@@ -234,43 +257,9 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
     eprintln_progress("provide + deploy");
     let started = Instant::now();
-    for (uuid, _) in &macs {
-        call(
-            &http,
-            &base,
-            reqwest::Method::PUT,
-            &format!("/v1/nodes/{uuid}/states/provision"),
-            Some(json!({"target": "provide"})),
-        )
-        .await?;
-    }
-    wait_all(
-        &http,
-        &base,
-        "available",
-        nodes,
-        Instant::now() + Duration::from_secs(1800),
-    )
-    .await?;
+    move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "provide", "available").await?;
     let cleaned = started.elapsed();
-    for (uuid, _) in &macs {
-        call(
-            &http,
-            &base,
-            reqwest::Method::PUT,
-            &format!("/v1/nodes/{uuid}/states/provision"),
-            Some(json!({"target": "active"})),
-        )
-        .await?;
-    }
-    wait_all(
-        &http,
-        &base,
-        "active",
-        nodes,
-        Instant::now() + Duration::from_secs(1800),
-    )
-    .await?;
+    move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "active", "active").await?;
     let wall = started.elapsed();
     let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     let hwm = proc_field(pid, "VmHWM:").unwrap_or(0);
