@@ -245,6 +245,21 @@ pub async fn boot_agent(
 #[derive(Debug, Clone)]
 pub struct SimBmc(Lab);
 
+impl SimBmc {
+    /// Run `f` on the machine behind `node_uuid`, under the lab's lock.
+    fn with_machine<R>(&self, node_uuid: &str, f: impl FnOnce(&mut Machine) -> R) -> Result<R, DriverError> {
+        let mut machines = self
+            .0
+            .machines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let machine = machines
+            .get_mut(node_uuid)
+            .ok_or_else(|| DriverError::Failed(format!("no machine for node {node_uuid}")))?;
+        Ok(f(machine))
+    }
+}
+
 #[async_trait]
 impl Interface for SimBmc {
     fn name(&self) -> &'static str {
@@ -276,40 +291,29 @@ impl Interface for SimBmc {
 #[async_trait]
 impl Power for SimBmc {
     async fn get_power_state(&self, node: &NodeRecord) -> Result<String, DriverError> {
-        let machines = self
-            .0
-            .machines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let machine = machines
-            .get(&node.uuid)
-            .ok_or_else(|| DriverError::Failed(format!("no machine for node {}", node.uuid)))?;
-        Ok(if machine.powered { "power on" } else { "power off" }.into())
+        self.with_machine(&node.uuid, |machine| {
+            if machine.powered { "power on" } else { "power off" }.into()
+        })
     }
 
     async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError> {
-        let mut machines = self
-            .0
-            .machines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let machine = machines
-            .get_mut(&node.uuid)
-            .ok_or_else(|| DriverError::Failed(format!("no machine for node {}", node.uuid)))?;
-        log(&self.0.journal, format!("{}: power {target}", node.uuid));
-        match target {
-            "power off" | "soft power off" => {
-                Lab::stop_agent(machine);
-                machine.powered = false;
+        let powered = self.with_machine(&node.uuid, |machine| {
+            log(&self.0.journal, format!("{}: power {target}", node.uuid));
+            match target {
+                "power off" | "soft power off" => {
+                    Lab::stop_agent(machine);
+                    machine.powered = false;
+                }
+                "power on" if machine.powered => {}
+                "power on" => self.0.power_on(machine),
+                _ => {
+                    Lab::stop_agent(machine);
+                    self.0.power_on(machine);
+                }
             }
-            "power on" if machine.powered => {}
-            "power on" => self.0.power_on(machine),
-            _ => {
-                Lab::stop_agent(machine);
-                self.0.power_on(machine);
-            }
-        }
-        node.power_state = Some(if machine.powered { "power on" } else { "power off" }.into());
+            machine.powered
+        })?;
+        node.power_state = Some(if powered { "power on" } else { "power off" }.into());
         Ok(())
     }
 
@@ -321,16 +325,7 @@ impl Power for SimBmc {
 #[async_trait]
 impl Management for SimBmc {
     async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, _persistent: bool) -> Result<(), DriverError> {
-        let mut machines = self
-            .0
-            .machines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let machine = machines
-            .get_mut(&node.uuid)
-            .ok_or_else(|| DriverError::Failed(format!("no machine for node {}", node.uuid)))?;
-        machine.boot_device = device.to_owned();
-        Ok(())
+        self.with_machine(&node.uuid, |machine| machine.boot_device = device.to_owned())
     }
 
     fn supported_boot_devices(&self) -> Vec<&'static str> {
