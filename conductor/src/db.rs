@@ -97,6 +97,16 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     }
 }
 
+/// A broken uniqueness rule becomes [`DbError::Duplicate`] with the API's wording; anything else
+/// stays a database error.
+fn duplicate_or_sql(err: sqlx::Error, message: impl FnOnce() -> String) -> DbError {
+    if is_unique_violation(&err) {
+        DbError::Duplicate(message())
+    } else {
+        err.into()
+    }
+}
+
 impl Database {
     /// Connect (creating the SQLite file if needed) and bring the schema up to date.
     pub async fn connect(url: &str) -> Result<Database, DbError> {
@@ -233,15 +243,13 @@ impl Database {
         .execute(&self.pool)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
-                DbError::Duplicate(format!(
+            duplicate_or_sql(e, || {
+                format!(
                     "A node with UUID {} or name {} already exists.",
                     node.uuid,
                     node.name.as_deref().unwrap_or("-")
-                ))
-            } else {
-                e.into()
-            }
+                )
+            })
         })?;
         Ok(())
     }
@@ -261,16 +269,10 @@ impl Database {
         .bind(&node.updated_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                DbError::Duplicate(format!(
+        .map_err(|e| duplicate_or_sql(e, || format!(
                     "A node with name {} already exists.",
                     node.name.as_deref().unwrap_or("-")
-                ))
-            } else {
-                e.into()
-            }
-        })?;
+                )))?;
         Ok(())
     }
 
@@ -400,11 +402,9 @@ impl Database {
         .execute(&self.pool)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
-                DbError::Duplicate(format!("A port with MAC address {} already exists.", port.address))
-            } else {
-                e.into()
-            }
+            duplicate_or_sql(e, || {
+                format!("A port with MAC address {} already exists.", port.address)
+            })
         })?;
         Ok(())
     }
@@ -420,13 +420,7 @@ impl Database {
             .bind(&port.updated_at)
             .execute(&self.pool)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    DbError::Duplicate(format!("A port with MAC address {} already exists.", port.address))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| duplicate_or_sql(e, || format!("A port with MAC address {} already exists.", port.address)))?;
         Ok(())
     }
 
