@@ -44,7 +44,8 @@ fn link_basename(path: &Path) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
-fn sorted_entries(dir: &Path) -> Vec<String> {
+/// The names in `dir`, sorted (empty if it cannot be read).
+pub(crate) fn sorted_entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

@@ -92,15 +92,7 @@ impl DeviceView {
         let by_path = by_path_links(&self.root);
         let mut out = Vec::new();
         let block = self.root.0.join("sys/block");
-        let mut names: Vec<String> = std::fs::read_dir(&block)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        for kname in names {
+        for kname in inventory::sorted_entries(&block) {
             let path = format!("/dev/{kname}");
             let listed = match &self.allow {
                 Some(_) => self.is_visible(&path),
@@ -235,16 +227,21 @@ pub fn probe(path: &Path) -> Result<Probe, String> {
     prober
         .do_safe_probe()
         .map_err(|e| format!("probing {}: {e}", path.display()))?;
+    Ok(probe_values(&prober))
+}
+
+/// What a finished probe found (a value the probe was not asked for is absent, so `None`).
+fn probe_values(prober: &blkid::prober::Prober) -> Probe {
     let values = prober.get_values_map().unwrap_or_default();
     let get = |k: &str| values.get(k).cloned();
-    Ok(Probe {
+    Probe {
         pttype: get("PTTYPE"),
         ptuuid: get("PTUUID"),
         fstype: get("TYPE"),
         uuid: get("UUID"),
         label: get("LABEL"),
         part_type: get("PART_ENTRY_TYPE"),
-    })
+    }
 }
 
 /// Probe `size` bytes at `offset` of an open device (a partition, addressed through its disk,
@@ -262,16 +259,8 @@ pub fn probe_range(file: &std::fs::File, offset: u64, size: u64) -> Result<Probe
         )
         .map_err(|e| e.to_string())?;
     prober.do_safe_probe().map_err(|e| e.to_string())?;
-    let values = prober.get_values_map().unwrap_or_default();
-    let get = |k: &str| values.get(k).cloned();
-    Ok(Probe {
-        pttype: get("PTTYPE"),
-        ptuuid: get("PTUUID"),
-        fstype: get("TYPE"),
-        uuid: get("UUID"),
-        label: get("LABEL"),
-        part_type: None,
-    })
+    // Partition probing is off here, so the part_type stays None.
+    Ok(probe_values(&prober))
 }
 
 /// Parse `--disk-allow` patterns.
