@@ -215,6 +215,12 @@ pub fn node_field_known(field: &str, version: ApiVersion) -> bool {
         .any(|(f, minor)| *f == field && version.minor >= *minor)
 }
 
+/// True when a field added at `minor` exists at `version` and is among the requested `fields`
+/// (all fields when none were requested).
+fn is_shown(field: &str, minor: u32, version: ApiVersion, fields: Option<&[String]>) -> bool {
+    version.minor >= minor && fields.is_none_or(|wanted| wanted.iter().any(|w| w == field))
+}
+
 /// Keys whose values are secrets (substring, case-insensitive), as oslo's mask_dict_password.
 const SECRET_MARKERS: &[&str] = &[
     "password",
@@ -318,12 +324,7 @@ impl NodeRecord {
         let raw = self.raw_fields();
         let mut doc = JsonObject::new();
         for (field, minor) in NODE_FIELDS {
-            if version.minor < *minor {
-                continue;
-            }
-            if let Some(wanted) = fields
-                && !wanted.iter().any(|w| w == field)
-            {
+            if !is_shown(field, *minor, version, fields) {
                 continue;
             }
             let value = match *field {
@@ -398,12 +399,7 @@ impl PortRecord {
     pub fn to_api(&self, version: ApiVersion, base: &str, fields: Option<&[String]>) -> Value {
         let mut doc = JsonObject::new();
         for (field, minor) in PORT_FIELDS {
-            if version.minor < *minor {
-                continue;
-            }
-            if let Some(wanted) = fields
-                && !wanted.iter().any(|w| w == field)
-            {
+            if !is_shown(field, *minor, version, fields) {
                 continue;
             }
             let value = match *field {
