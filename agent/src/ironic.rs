@@ -225,7 +225,7 @@ impl IronicClient {
                     tracing::warn!(url, error = %e, "Ironic API not reachable");
                     last = Some(IronicError::Connection {
                         url,
-                        reason: error_chain(&e),
+                        reason: rivet_common::error::error_chain(&e),
                     });
                 }
             }
@@ -404,18 +404,6 @@ fn parse_lookup(body: &str) -> Result<LookupResponse, String> {
         obj.insert("config".into(), serde_json::json!({ "heartbeat_timeout": timeout }));
     }
     serde_json::from_value(value).map_err(|e| format!("lookup answer is malformed: {e}"))
-}
-
-/// The whole cause chain of a transport error ("error sending request: connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

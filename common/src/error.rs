@@ -7,6 +7,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The whole cause chain of an error in one line ("error sending request: connection refused"),
+/// for the messages either side puts in its answers, logs and `last_error`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `faultcode` value for client errors (status < 500).
 pub const FAULT_CLIENT: &str = "Client";
 /// `faultcode` value for server errors (status >= 500).

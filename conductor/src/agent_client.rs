@@ -211,7 +211,7 @@ impl AgentClient {
                 }
                 return Err(AgentClientError::Connection {
                     url,
-                    reason: error_chain(&e),
+                    reason: rivet_common::error::error_chain(&e),
                 });
             }
         };
@@ -292,7 +292,7 @@ impl AgentClient {
             .await
             .map_err(|e| AgentClientError::Connection {
                 url: url.clone(),
-                reason: error_chain(&e),
+                reason: rivet_common::error::error_chain(&e),
             })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| AgentClientError::Connection {
@@ -318,17 +318,6 @@ impl AgentClient {
         }
         Err(last.unwrap_or_else(|| AgentClientError::NoAgent(node.uuid.clone())))
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The message to show for a failed command: `details`, else `message`.
