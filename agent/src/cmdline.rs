@@ -85,6 +85,7 @@ pub fn parse_kernel_settings(cmdline: &str) -> Result<KernelSettings, ConfigErro
             "ipa-insecure" => s.insecure = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?),
             "ipa-tls-min-version" => s.tls_min_version = Some(typed(k, v)?),
             "ipa-debug" => s.debug = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?),
+            "ipa-image-spool-dir" => s.image_spool_dir = Some(v.into()),
             "ipa-image-download-connection-timeout" => s.image_download_connection_timeout = Some(typed(k, v)?),
             "ipa-image-download-connection-retries" => s.image_download_connection_retries = Some(typed(k, v)?),
             "ipa-image-download-connection-retry-interval" => {

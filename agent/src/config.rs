@@ -300,6 +300,10 @@ settings! {
     /// Pause between image download attempts [default: 10].
     #[arg(long, value_name = "SECONDS")]
     image_download_connection_retry_interval: Seconds,
+    /// Disk-backed directory for the parts of an image that cannot be streamed (a qcow2 file
+    /// whose tables come after its data); never a tmpfs. Without it such images are refused.
+    #[arg(long, value_name = "PATH")]
+    image_spool_dir: PathBuf,
     /// Log at debug level (kernel: ipa-debug).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     debug: bool,
@@ -462,6 +466,8 @@ pub struct AgentConfig {
     pub manager_timeouts: crate::hardware::executable::Timeouts,
     /// Image download retries and timeouts.
     pub image_download: crate::image::DownloadPolicy,
+    /// Disk-backed spool directory for images that cannot be streamed.
+    pub image_spool_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -571,6 +577,7 @@ impl AgentConfig {
                     .map(Seconds::duration)
                     .unwrap_or(Duration::from_secs(10)),
             },
+            image_spool_dir: s.image_spool_dir,
             manager_timeouts: crate::hardware::executable::Timeouts {
                 step: s
                     .hardware_manager_step_timeout

@@ -1,21 +1,26 @@
 //! Writing OS images (reference §7): `standby.prepare_image` and the `write_image` deploy step.
 //!
-//! A raw whole-disk image is streamed from HTTP straight onto the root device while it is
-//! hashed; memory stays bounded (the first MiB plus a few chunks in flight) whatever the image
-//! size. The first MiB — partition table and boot code — is held back and written only after
-//! the checksum matched, so a half-written or corrupt image never boots. On any failure the
-//! first MiB is zeroed and the error says what failed. Downloads retry connection errors,
+//! An image is streamed from HTTP straight onto the root device: the download half (async,
+//! [`download`]) feeds the writing half ([`stream`], on a blocking thread) through a bounded
+//! channel, which hashes every byte, recognises the format from the first bytes and writes raw
+//! images as they come or converts qcow2 on the fly ([`qcow2`]). Memory stays bounded whatever
+//! the image size. The first MiB — partition table and boot code — is held back and written only
+//! after the checksum matched, so a half-written or corrupt image never boots. On any failure
+//! the first MiB is zeroed and the error says what failed. Downloads retry connection errors,
 //! timeouts and 5xx (resuming with `Range` where the server allows), and stop at once on 4xx.
 //!
-//! Not yet: qcow2 and other formats (refused with a clear error, never written), partition
-//! images, config drives, bootloader installation.
+//! Not yet: partition images, config drives, bootloader installation.
 
 pub mod checksum;
+pub mod disk;
+pub mod format;
+pub mod qcow2;
+pub mod spool;
+pub mod stream;
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
-
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -23,16 +28,15 @@ use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, RANGE};
 use rivet_common::image::ImageInfo;
 use rivet_common::node::Node;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::error::{AgentError, ErrorKind};
 use crate::hardware::Progress;
 use crate::hardware::devices::DeviceView;
-use checksum::Hasher;
+use stream::Msg;
 
-/// Bytes held back and written last.
-const HEAD: usize = 1 << 20;
-/// qcow2 images start with these bytes.
-const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+/// Chunks in flight between the download and the writing half.
+const IN_FLIGHT: usize = 32;
 
 /// Download retry policy (upstream `image_download_connection_*`).
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +76,8 @@ pub struct ImageJob {
     pub policy: DownloadPolicy,
     /// Whether MD5 checksums are accepted.
     pub md5_allowed: bool,
+    /// Disk-backed directory for images that cannot be streamed.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// The outcome: the upstream result text and the partition UUIDs to report.
@@ -186,215 +192,179 @@ pub async fn expected_checksum(job: &ImageJob) -> Result<(&'static str, String),
     Ok((checksum::algorithm_for(&digest, job.md5_allowed)?, digest))
 }
 
-fn open_device(path: &str) -> Result<File, AgentError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("opening {path}: {e}")))
-}
-
-/// Zero the first MiB: whatever happened, the disk must not boot a partial image.
-fn make_unbootable(path: &str) {
-    let outcome = open_device(path).and_then(|mut f| {
-        f.seek(SeekFrom::Start(0))
-            .and_then(|_| f.write_all(&vec![0u8; HEAD]))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| AgentError::new(ErrorKind::ImageWrite, e.to_string()))
-    });
-    match outcome {
-        Ok(()) => tracing::warn!(
-            device = path,
-            "first MiB zeroed: the disk will not boot a partial image"
-        ),
-        Err(e) => tracing::error!(device = path, error = %e, "could not make the disk unbootable"),
-    }
-}
-
-/// Where a download stands; survives retries so they can resume.
-struct Stream {
-    hasher: Hasher,
-    head: Vec<u8>,
-    written: u64,
-    file: File,
-}
-
 enum Attempt {
     Done,
     Retry(String),
 }
 
-async fn attempt(
-    job: &ImageJob,
-    url: &str,
-    stream: &mut Stream,
-    algo: &str,
-    device: &str,
-) -> Result<Attempt, AgentError> {
-    let mut request = job.http.get(url);
-    if stream.written > 0 {
-        request = request.header(RANGE, format!("bytes={}-", stream.written));
+/// The download half: where it stands survives retries so they can resume.
+struct Download<'a> {
+    job: &'a ImageJob,
+    tx: mpsc::Sender<Msg>,
+    sent: u64,
+    processed: Arc<AtomicU64>,
+    device: &'a str,
+}
+
+/// The writing half stopped (its own error says why).
+struct WriterGone;
+
+impl Download<'_> {
+    async fn send(&mut self, msg: Msg) -> Result<(), WriterGone> {
+        self.tx.send(msg).await.map_err(|_| WriterGone)
     }
-    let mut resp = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return Ok(Attempt::Retry(format!("{url}: {e}"))),
-    };
-    let status = resp.status();
-    if status.is_server_error() {
-        return Ok(Attempt::Retry(format!("{url}: HTTP {status}")));
+
+    async fn attempt(&mut self, url: &str) -> Result<Result<Attempt, AgentError>, WriterGone> {
+        let job = self.job;
+        let mut request = job.http.get(url);
+        if self.sent > 0 {
+            request = request.header(RANGE, format!("bytes={}-", self.sent));
+        }
+        let mut resp = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Ok(Attempt::Retry(format!("{url}: {e}")))),
+        };
+        let status = resp.status();
+        if status.is_server_error() {
+            return Ok(Ok(Attempt::Retry(format!("{url}: HTTP {status}"))));
+        }
+        if !status.is_success() {
+            return Ok(Err(AgentError::new(
+                ErrorKind::ImageDownload,
+                format!("{url}: HTTP {status}; not retried"),
+            )));
+        }
+        if self.sent > 0 && status != StatusCode::PARTIAL_CONTENT {
+            tracing::info!(url, "server does not resume downloads; restarting from the start");
+            self.send(Msg::Restart).await?;
+            self.sent = 0;
+        }
+        let total = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|l| l + self.sent);
+        if self.sent == 0 && resp.headers().get(ACCEPT_RANGES).is_none() {
+            tracing::debug!(url, "server does not advertise range requests");
+        }
+        let started = Instant::now();
+        let from = self.sent;
+        // None until the first chunk: operators see the write start at once, then every 2 s.
+        let mut last_report: Option<Instant> = None;
+        loop {
+            let chunk = match tokio::time::timeout(job.policy.stall_timeout, resp.chunk()).await {
+                Err(_) => {
+                    return Ok(Ok(Attempt::Retry(format!(
+                        "{url}: no data for {:?}",
+                        job.policy.stall_timeout
+                    ))));
+                }
+                Ok(Err(e)) => return Ok(Ok(Attempt::Retry(format!("{url}: {e}")))),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            self.sent += chunk.len() as u64;
+            self.send(Msg::Data(chunk)).await?;
+            if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
+                last_report = Some(Instant::now());
+                self.report(total, from, started);
+            }
+        }
+        if let Some(total) = total
+            && self.sent < total
+        {
+            return Ok(Ok(Attempt::Retry(format!(
+                "{url}: connection closed after {} of {total} bytes",
+                self.sent
+            ))));
+        }
+        Ok(Ok(Attempt::Done))
     }
-    if !status.is_success() {
-        return Err(AgentError::new(
-            ErrorKind::ImageDownload,
-            format!("{url}: HTTP {status}; not retried"),
+
+    /// Progress counts bytes the writing half has taken, not bytes received.
+    fn report(&self, total: Option<u64>, from: u64, started: Instant) {
+        let done = self.processed.load(Ordering::Relaxed).max(1);
+        let rate = done.saturating_sub(from) as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
+        let of = total
+            .map(|t| format!(" of {} MiB ({:.0}%)", t >> 20, done as f64 * 100.0 / t.max(1) as f64))
+            .unwrap_or_default();
+        self.job.progress.report(format!(
+            "writing image {} to {}: {} MiB{of}, {rate:.0} MiB/s",
+            self.job.info.id,
+            self.device,
+            done >> 20
         ));
     }
-    if stream.written > 0 && status != StatusCode::PARTIAL_CONTENT {
-        // The server ignored Range: start again from the first byte.
-        tracing::info!(url, "server does not resume downloads; restarting from the start");
-        stream.hasher = Hasher::new(algo).ok_or_else(|| download_error("hash algorithm"))?;
-        stream.head.clear();
-        stream.written = 0;
-    }
-    let total = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|l| l + stream.written);
-    if stream.written == 0 && resp.headers().get(ACCEPT_RANGES).is_none() {
-        tracing::debug!(url, "server does not advertise range requests");
-    }
-    let started = Instant::now();
-    // None until the first chunk: operators see the write start at once, then every 2 s.
-    let mut last_report: Option<Instant> = None;
-    loop {
-        let chunk = match tokio::time::timeout(job.policy.stall_timeout, resp.chunk()).await {
-            Err(_) => {
-                return Ok(Attempt::Retry(format!(
-                    "{url}: no data for {:?}",
-                    job.policy.stall_timeout
-                )));
+
+    /// Every attempt on every URL, then `End` if the file arrived whole.
+    async fn run(mut self) -> Result<Result<(), AgentError>, WriterGone> {
+        let job = self.job;
+        let attempts = job.policy.retries + 1;
+        let mut last = String::new();
+        for n in 0..attempts {
+            for url in &job.info.urls {
+                match self.attempt(url).await? {
+                    Ok(Attempt::Done) => {
+                        self.send(Msg::End).await?;
+                        return Ok(Ok(()));
+                    }
+                    Ok(Attempt::Retry(why)) => {
+                        tracing::warn!(attempt = n + 1, attempts, reason = %why, "image download interrupted");
+                        last = why;
+                    }
+                    Err(fatal) => return Ok(Err(fatal)),
+                }
             }
-            Ok(Err(e)) => return Ok(Attempt::Retry(format!("{url}: {e}"))),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(c))) => c,
-        };
-        if stream.written == 0 && chunk.starts_with(QCOW2_MAGIC) {
-            return Err(AgentError::new(
-                ErrorKind::InvalidImage,
-                format!(
-                    "image {} is qcow2 but was declared raw (or the format is not supported): refusing to write it",
-                    job.info.id
-                ),
-            ));
+            if n + 1 < attempts {
+                tokio::time::sleep(job.policy.interval).await;
+            }
         }
-        stream.hasher.update(&chunk);
-        let mut data: &[u8] = &chunk;
-        if stream.head.len() < HEAD {
-            let take = (HEAD - stream.head.len()).min(data.len());
-            stream.head.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            stream.written += take as u64;
-        }
-        if !data.is_empty() {
-            let offset = stream.written;
-            let file = &mut stream.file;
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.write_all(data))
-                .map_err(|e| {
-                    AgentError::new(ErrorKind::ImageWrite, format!("writing {device} at byte {offset}: {e}"))
-                })?;
-            stream.written += data.len() as u64;
-        }
-        if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
-            last_report = Some(Instant::now());
-            let rate = stream.written as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
-            let of = total
-                .map(|t| {
-                    format!(
-                        " of {} MiB ({:.0}%)",
-                        t >> 20,
-                        stream.written as f64 * 100.0 / t.max(1) as f64
-                    )
-                })
-                .unwrap_or_default();
-            job.progress.report(format!(
-                "writing image {} to {device}: {} MiB{of}, {rate:.0} MiB/s",
-                job.info.id,
-                stream.written >> 20
-            ));
-        }
+        Ok(Err(AgentError::new(
+            ErrorKind::ImageDownload,
+            format!("giving up after {attempts} attempts: {last}"),
+        )))
     }
-    if let Some(total) = total
-        && stream.written < total
-    {
-        return Ok(Attempt::Retry(format!(
-            "{url}: connection closed after {} of {total} bytes",
-            stream.written
-        )));
-    }
-    Ok(Attempt::Done)
 }
 
 async fn stream_to_disk(job: &ImageJob, device: &str) -> Result<Written, AgentError> {
     let (algo, expected) = expected_checksum(job).await?;
-    let mut stream = Stream {
-        hasher: Hasher::new(algo).ok_or_else(|| download_error("hash algorithm"))?,
-        head: Vec::with_capacity(HEAD),
-        written: 0,
-        file: open_device(device)?,
+    let disk = disk::Disk::open(device)?;
+    let processed = Arc::new(AtomicU64::new(0));
+    let plan = stream::Plan {
+        id: job.info.id.clone(),
+        declared: job.info.disk_format.as_option().cloned(),
+        algo,
+        expected,
+        spool_dir: job.spool_dir.clone(),
+        progress: job.progress.clone(),
+        processed: Arc::clone(&processed),
     };
-    let attempts = job.policy.retries + 1;
-    let mut last = String::new();
-    let mut done = false;
-    'attempts: for n in 0..attempts {
-        for url in &job.info.urls {
-            match attempt(job, url, &mut stream, algo, device).await? {
-                Attempt::Done => {
-                    done = true;
-                    break 'attempts;
-                }
-                Attempt::Retry(why) => {
-                    tracing::warn!(attempt = n + 1, attempts, reason = %why, "image download interrupted");
-                    last = why;
-                }
-            }
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || stream::write(&plan, disk, rx));
+    let downloaded = Download {
+        job,
+        tx,
+        sent: 0,
+        processed,
+        device,
+    }
+    .run()
+    .await;
+    let written = writer
+        .await
+        .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("image writer stopped: {e}")))?;
+    let finished = match (downloaded, written) {
+        (_, Err(e)) | (Ok(Err(e)), Ok(None)) => return Err(e),
+        (_, Ok(Some(finished))) => finished,
+        (Ok(Ok(())) | Err(WriterGone), Ok(None)) => {
+            return Err(AgentError::new(ErrorKind::ImageWrite, "image writer stopped early"));
         }
-        if n + 1 < attempts {
-            tokio::time::sleep(job.policy.interval).await;
-        }
-    }
-    if !done {
-        return Err(AgentError::new(
-            ErrorKind::ImageDownload,
-            format!("giving up after {attempts} attempts: {last}"),
-        ));
-    }
-    let actual = stream.hasher.hex();
-    if actual != expected {
-        return Err(AgentError::new(
-            ErrorKind::ImageChecksum,
-            format!("image {} has {algo} {actual}, expected {expected}", job.info.id),
-        ));
-    }
-    job.progress.report(format!(
-        "image {} downloaded and verified ({} MiB, {algo}); writing the first MiB of {device}",
-        job.info.id,
-        stream.written >> 20
-    ));
-    // Only now the partition table and boot code: the disk becomes bootable last.
-    let file = &mut stream.file;
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.write_all(&stream.head))
-        .and_then(|_| file.sync_all())
-        .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("writing the first MiB of {device}: {e}")))?;
-    crate::hardware::erase::flush_buffers(file);
-    if let Err(e) = crate::hardware::erase::reread_partitions(file) {
-        tracing::warn!(device, error = %e, "partition table not re-read");
-    }
+    };
+    tracing::info!(image = %job.info.id, device, format = finished.format.name(),
+        bytes = finished.file_len, "image written and verified");
     // Whole-disk images: the root "uuid" is the MBR disk signature (bytes 440..444).
-    let signature = stream
+    let signature = finished
         .head
         .get(440..444)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -417,15 +387,7 @@ pub async fn prepare_image(job: ImageJob) -> Result<Written, AgentError> {
             "partition images are not supported by this agent yet; use a whole-disk image",
         ));
     }
-    match job.info.disk_format.as_option().map(String::as_str) {
-        None | Some("raw") | Some("gpt") => {}
-        Some(other) => {
-            return Err(AgentError::new(
-                ErrorKind::InvalidImage,
-                format!("disk format {other} is not supported by this agent yet (raw only); nothing was written"),
-            ));
-        }
-    }
+    format::check_declared(job.info.disk_format.as_option().map(String::as_str))?;
     let disks = job.devices.list_disks();
     let device = crate::hardware::hints::choose_root_device(&disks, job.node.as_ref())?;
     let path = device.disk.name.clone();
@@ -438,7 +400,7 @@ pub async fn prepare_image(job: ImageJob) -> Result<Written, AgentError> {
         Err(e) => {
             tracing::error!(image = %job.info.id, device = %path, error = %e, "image write failed");
             let target = path.clone();
-            let _ = tokio::task::spawn_blocking(move || make_unbootable(&target)).await;
+            let _ = tokio::task::spawn_blocking(move || disk::make_unbootable(&target)).await;
             Err(AgentError::new(
                 e.kind,
                 format!("{}; the disk {path} was left unbootable", e.details),
@@ -497,6 +459,7 @@ pub async fn prepare_for_agent(
         )?,
         policy: config.image_download,
         md5_allowed,
+        spool_dir: config.image_spool_dir.clone(),
     };
     let written = prepare_image(job).await?;
     state.set_partition_uuids(written.partition_uuids);

@@ -2,7 +2,9 @@
 //! TCP listener, so it can also cut a response in the middle), a loop device over a file holding
 //! "old" contents, and the agent reached through its device allowlist.
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -51,6 +53,7 @@ impl Drop for ImageServer {
 async fn respond(
     mut sock: tokio::net::TcpStream,
     image: Arc<Vec<u8>>,
+    files: Arc<HashMap<String, Vec<u8>>>,
     flaky_failed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut buf = vec![0u8; 8192];
@@ -78,6 +81,11 @@ async fn respond(
         (head, body)
     };
     let (head, body) = match (path.as_str(), range) {
+        (p, _) if files.contains_key(p) => {
+            let body = files[p].clone();
+            let n = body.len();
+            send("200 OK", String::new(), body, n)
+        }
         ("/disk.raw" | "/bad.raw", _) => send("200 OK", String::new(), image.to_vec(), image.len()),
         ("/disk.raw.sha256", _) => {
             let text = format!("{}  disk.raw\n", sha256(&image)).into_bytes();
@@ -113,6 +121,12 @@ async fn respond(
 }
 
 async fn image_server(image: Arc<Vec<u8>>) -> ImageServer {
+    image_server_with(image, HashMap::new()).await
+}
+
+/// The image server, also serving `files` by path.
+async fn image_server_with(image: Arc<Vec<u8>>, files: HashMap<String, Vec<u8>>) -> ImageServer {
+    let files = Arc::new(files);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let hits = Arc::new(AtomicU32::new(0));
@@ -121,13 +135,22 @@ async fn image_server(image: Arc<Vec<u8>>) -> ImageServer {
     let task = tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(respond(sock, Arc::clone(&image), Arc::clone(&flaky_failed)));
+            tokio::spawn(respond(
+                sock,
+                Arc::clone(&image),
+                Arc::clone(&files),
+                Arc::clone(&flaky_failed),
+            ));
         }
     });
     ImageServer { url, hits, task }
 }
 
 async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
+    agent_spooling_to(device, None).await
+}
+
+async fn agent_spooling_to(device: &LoopDevice, spool: Option<&Path>) -> rivet_agent::RunningAgent {
     let mut settings = base_settings();
     settings.standalone = Some(true);
     settings.agent_token = Some(TOKEN.into());
@@ -136,12 +159,24 @@ async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
     settings.image_download_connection_timeout = Some("2".parse().expect("seconds"));
     settings.image_download_connection_retries = Some(3);
     settings.image_download_connection_retry_interval = Some("0.05".parse().expect("seconds"));
+    settings.image_spool_dir = spool.map(Path::to_path_buf);
     rivet_agent::start(resolve(settings)).await.expect("agent starts")
 }
 
 /// Run the `write_image` deploy step for `url`, as a conductor does.
 async fn write_image(agent: &rivet_agent::RunningAgent, device: &LoopDevice, url: &str, checksum: &str) -> Value {
-    let info = json!({"id": url.rsplit('/').next(), "urls": [url], "disk_format": "raw", "container_format": null,
+    write_image_as(agent, device, url, checksum, "raw").await
+}
+
+/// `write_image` with `disk_format` set to `format`.
+async fn write_image_as(
+    agent: &rivet_agent::RunningAgent,
+    device: &LoopDevice,
+    url: &str,
+    checksum: &str,
+    format: &str,
+) -> Value {
+    let info = json!({"id": url.rsplit('/').next(), "urls": [url], "disk_format": format, "container_format": null,
         "stream_raw_images": true, "os_hash_algo": "sha256", "os_hash_value": checksum, "node_uuid": "n"});
     let params = json!({"step": {"interface": "deploy", "step": "write_image", "args": {"image_info": info, "configdrive": null}},
         "node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}, "instance_info": {}},
@@ -328,6 +363,7 @@ async fn progress_is_reported_from_first_byte_to_verification() {
         .expect("client"),
         policy: config.image_download,
         md5_allowed: false,
+        spool_dir: None,
     };
     rivet_agent::image::prepare_image(job).await.expect("written");
     assert_written(&device, &image);
@@ -344,4 +380,201 @@ async fn progress_is_reported_from_first_byte_to_verification() {
             device.path
         )
     );
+}
+
+/// A 12 MiB raw disk with a 2 MiB hole of zeros (so qcow2 leaves it unallocated) and a
+/// partially zero cluster run, as qemu-img sees real disks.
+fn sparse_image() -> Vec<u8> {
+    let mut data = image();
+    data.extend_from_slice(&image());
+    data[(7 << 20)..(9 << 20)].iter_mut().for_each(|b| *b = 0);
+    data[(10 << 20)..(10 << 20) + 3000].iter_mut().for_each(|b| *b = 0);
+    data
+}
+
+/// Run `qemu-img` (qemu-utils) with `args` in `dir`.
+fn qemu_img(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("qemu-img")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("qemu-img runs (qemu-utils)");
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Assert the disk holds `raw` then zeros up to `virtual_len`, and its old content after that.
+fn assert_converted(device: &LoopDevice, raw: &[u8], virtual_len: usize) {
+    let data = disk(device);
+    assert!(data[..raw.len()] == *raw, "the image is on the disk byte for byte");
+    assert!(
+        data[raw.len()..virtual_len].iter().all(|b| *b == 0),
+        "the grown tail reads as zeros"
+    );
+    assert!(
+        data[virtual_len..].iter().all(|b| *b == OLD),
+        "nothing beyond the image was touched"
+    );
+}
+
+#[tokio::test]
+async fn qcow2_images_are_converted_while_streaming() {
+    let raw = sparse_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("disk.raw"), &raw).expect("raw");
+    let variants: [(&str, &[&str]); 3] = [
+        ("plain.qcow2", &[]),
+        ("compressed.qcow2", &["-c"]),
+        ("small-clusters.qcow2", &["-o", "cluster_size=4096,compat=0.10"]),
+    ];
+    let mut files = HashMap::new();
+    for (name, extra) in variants {
+        let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["disk.raw", name]);
+        qemu_img(dir.path(), &args);
+        files.insert(format!("/{name}"), std::fs::read(dir.path().join(name)).expect("qcow2"));
+    }
+    let server = image_server_with(Arc::new(image()), files.clone()).await;
+    for (name, _) in variants {
+        let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+        let agent = agent_for(&device).await;
+        let url = format!("{}/{name}", server.url);
+        let r = write_image_as(&agent, &device, &url, &sha256(&files[&format!("/{name}")]), "qcow2").await;
+        assert_eq!(r["command_status"], "SUCCEEDED", "{name}: {r}");
+        assert_converted(&device, &raw, raw.len());
+        agent.shutdown();
+    }
+    // Declared qcow2 but raw: refused.
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let r = write_image_as(
+        &agent,
+        &device,
+        &format!("{}/disk.raw", server.url),
+        &sha256(&image()),
+        "qcow2",
+    )
+    .await;
+    assert_eq!(r["command_error"]["type"], "InvalidImage", "{r}");
+    let details = r["command_error"]["details"].as_str().expect("details");
+    assert!(details.contains("is raw but was declared qcow2"), "{details}");
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn qcow2_tables_after_their_data_are_spooled_to_disk_never_ram() {
+    // Growing a qcow2 moves its L1 table to the end of the file: no cluster can be placed until
+    // the last bytes arrive, so 12 MiB must wait somewhere.
+    let raw = sparse_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("disk.raw"), &raw).expect("raw");
+    qemu_img(
+        dir.path(),
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "-o",
+            "cluster_size=4096",
+            "disk.raw",
+            "grown.qcow2",
+        ],
+    );
+    qemu_img(dir.path(), &["resize", "-f", "qcow2", "grown.qcow2", "14M"]);
+    let grown = std::fs::read(dir.path().join("grown.qcow2")).expect("qcow2");
+    let checksum = sha256(&grown);
+    let server = image_server_with(Arc::new(image()), HashMap::from([("/grown.qcow2".to_owned(), grown)])).await;
+    let url = format!("{}/grown.qcow2", server.url);
+
+    // Without a spool directory: a clear error naming the setting.
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    let r = write_image_as(&agent, &device, &url, &checksum, "qcow2").await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    let details = r["command_error"]["details"].as_str().expect("details");
+    assert!(
+        details.contains("before the table that maps them")
+            && details.contains("image_spool_dir")
+            && details.contains("left unbootable"),
+        "{details}"
+    );
+    assert_unbootable(&device);
+    agent.shutdown();
+
+    // With one on disk (the test's target directory, not a tmpfs): written byte for byte.
+    let spool = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("spool dir");
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_spooling_to(&device, Some(spool.path())).await;
+    let r = write_image_as(&agent, &device, &url, &checksum, "qcow2").await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_converted(&device, &raw, 14 << 20);
+    assert_eq!(
+        std::fs::read_dir(spool.path()).expect("spool").count(),
+        0,
+        "the spool file is gone"
+    );
+    agent.shutdown();
+}
+
+#[tokio::test]
+async fn unsafe_or_oversized_qcow2_images_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    qemu_img(dir.path(), &["create", "-f", "qcow2", "base.qcow2", "4M"]);
+    qemu_img(
+        dir.path(),
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            "overlay.qcow2",
+        ],
+    );
+    qemu_img(
+        dir.path(),
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "data_file=data.raw",
+            "external.qcow2",
+            "4M",
+        ],
+    );
+    qemu_img(dir.path(), &["create", "-f", "qcow2", "huge.qcow2", "1G"]);
+    let cases = [
+        ("overlay.qcow2", "InvalidImage", "backing file"),
+        ("external.qcow2", "InvalidImage", "external data file"),
+        ("huge.qcow2", "ImageWriteError", "holds only"),
+    ];
+    let files = cases
+        .iter()
+        .map(|(name, ..)| (format!("/{name}"), std::fs::read(dir.path().join(name)).expect("qcow2")))
+        .collect::<HashMap<_, _>>();
+    let server = image_server_with(Arc::new(image()), files.clone()).await;
+    for (name, kind, text) in cases {
+        let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+        let agent = agent_for(&device).await;
+        let url = format!("{}/{name}", server.url);
+        let r = write_image_as(&agent, &device, &url, &sha256(&files[&format!("/{name}")]), "qcow2").await;
+        assert_eq!(r["command_error"]["type"], kind, "{name}: {r}");
+        let details = r["command_error"]["details"].as_str().expect("details");
+        assert!(details.contains(text), "{name}: {details}");
+        let data = disk(&device);
+        assert!(
+            data[1 << 20..].iter().all(|b| *b == OLD),
+            "{name}: nothing but the first MiB was touched"
+        );
+        agent.shutdown();
+    }
 }
