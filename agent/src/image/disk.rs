@@ -13,6 +13,8 @@ use crate::hardware::erase;
 pub const HEAD: u64 = 1 << 20;
 /// Sequential writes are gathered up to this size before they reach the device.
 const GATHER: usize = 4 << 20;
+/// Alignment of direct (O_DIRECT) writes: memory, offset and length.
+const ALIGN: usize = 4096;
 
 fn write_error(device: &str, offset: u64, e: impl std::fmt::Display) -> AgentError {
     AgentError::new(ErrorKind::ImageWrite, format!("writing {device} at byte {offset}: {e}"))
@@ -88,15 +90,57 @@ impl Ranges {
     }
 }
 
+/// Sequential bytes waiting to be written together, in memory aligned for O_DIRECT.
+#[derive(Debug)]
+struct Gather {
+    mem: Vec<u8>,
+    start: usize,
+    len: usize,
+    at: u64,
+}
+
+impl Gather {
+    fn new() -> Self {
+        let mem = vec![0u8; GATHER + ALIGN];
+        let start = mem.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Gather {
+            mem,
+            start,
+            len: 0,
+            at: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.mem[self.start..self.start + self.len]
+    }
+
+    /// Append what fits of `data` if it follows on; returns how much was taken.
+    fn take(&mut self, offset: u64, data: &[u8]) -> usize {
+        if self.len == 0 {
+            self.at = offset;
+        } else if self.at + self.len as u64 != offset {
+            return 0;
+        }
+        let n = (GATHER - self.len).min(data.len());
+        let from = self.start + self.len;
+        self.mem[from..from + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+}
+
 /// A disk being written.
 #[derive(Debug)]
 pub struct Disk {
     file: File,
+    /// The same device opened with O_DIRECT: large aligned writes bypass the page cache, as
+    /// `dd oflag=direct` does. `None` where the device refuses it.
+    direct: Option<File>,
     path: String,
     size: u64,
     head: Vec<u8>,
-    gathered: Vec<u8>,
-    gathered_at: u64,
+    gathered: Gather,
     written: Ranges,
 }
 
@@ -106,13 +150,21 @@ impl Disk {
         let file = open(path)?;
         let size = erase::device_size(&file)
             .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("size of {path}: {e}")))?;
+        let direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_DIRECT)
+                .open(path)
+                .ok()
+        };
         Ok(Disk {
             file,
+            direct,
             path: path.to_owned(),
             size,
             head: vec![0; HEAD as usize],
-            gathered: Vec::with_capacity(GATHER),
-            gathered_at: 0,
+            gathered: Gather::new(),
             written: Ranges::default(),
         })
     }
@@ -163,30 +215,44 @@ impl Disk {
         if data.is_empty() {
             return Ok(());
         }
-        let follows = self.gathered_at + self.gathered.len() as u64 == offset;
-        if !follows || self.gathered.len() + data.len() > GATHER {
-            self.flush_gathered()?;
+        while !data.is_empty() {
+            let n = self.gathered.take(offset, data);
+            if n == 0 {
+                self.flush_gathered()?;
+                continue;
+            }
+            offset += n as u64;
+            data = &data[n..];
+            if self.gathered.len == GATHER {
+                self.flush_gathered()?;
+            }
         }
-        if self.gathered.is_empty() {
-            self.gathered_at = offset;
-        }
-        if data.len() >= GATHER {
-            return self
-                .file
-                .write_all_at(data, offset)
-                .map_err(|e| write_error(&self.path, offset, e));
-        }
-        self.gathered.extend_from_slice(data);
         Ok(())
     }
 
     fn flush_gathered(&mut self) -> Result<(), AgentError> {
-        if !self.gathered.is_empty() {
-            self.file
-                .write_all_at(&self.gathered, self.gathered_at)
-                .map_err(|e| write_error(&self.path, self.gathered_at, e))?;
-            self.gathered.clear();
+        let g = &self.gathered;
+        if g.len == 0 {
+            return Ok(());
         }
+        let aligned = g.at.is_multiple_of(ALIGN as u64) && g.len.is_multiple_of(ALIGN);
+        let mut done = false;
+        if aligned && let Some(direct) = &self.direct {
+            match direct.write_all_at(g.bytes(), g.at) {
+                Ok(()) => done = true,
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    tracing::info!(device = %self.path, "direct I/O refused; writing through the page cache");
+                    self.direct = None;
+                }
+                Err(e) => return Err(write_error(&self.path, g.at, e)),
+            }
+        }
+        if !done {
+            self.file
+                .write_all_at(g.bytes(), g.at)
+                .map_err(|e| write_error(&self.path, g.at, e))?;
+        }
+        self.gathered.len = 0;
         Ok(())
     }
 
@@ -203,7 +269,7 @@ impl Disk {
     /// Forget everything written so far (the download starts again from the first byte).
     pub fn restart(&mut self) {
         self.head.iter_mut().for_each(|b| *b = 0);
-        self.gathered.clear();
+        self.gathered.len = 0;
         self.written = Ranges::default();
     }
 
@@ -215,6 +281,7 @@ impl Disk {
         self.file
             .write_all_at(&self.head[..head_len], 0)
             .and_then(|_| self.file.sync_all())
+            .and_then(|_| self.direct.as_ref().map_or(Ok(()), File::sync_all))
             .map_err(|e| write_error(&self.path, 0, e))?;
         erase::flush_buffers(&self.file);
         if let Err(e) = erase::reread_partitions(&self.file) {

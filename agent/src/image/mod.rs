@@ -36,7 +36,7 @@ use crate::hardware::devices::DeviceView;
 use stream::Msg;
 
 /// Chunks in flight between the download and the writing half.
-const IN_FLIGHT: usize = 32;
+const IN_FLIGHT: usize = 4;
 
 /// Download retry policy (upstream `image_download_connection_*`).
 #[derive(Debug, Clone, Copy)]
