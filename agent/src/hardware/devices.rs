@@ -45,6 +45,8 @@ pub struct Probe {
     pub label: Option<String>,
     /// Partition type (GPT GUID or MBR code) when the device is a partition.
     pub part_type: Option<String>,
+    /// The partition's own UUID (GPT) or `<disk id>-<n>` (MBR) when the device is a partition.
+    pub part_uuid: Option<String>,
 }
 
 /// The devices this agent may use, and the rules for touching them.
@@ -241,6 +243,7 @@ fn probe_values(prober: &blkid::prober::Prober) -> Probe {
         uuid: get("UUID"),
         label: get("LABEL"),
         part_type: get("PART_ENTRY_TYPE"),
+        part_uuid: get("PART_ENTRY_UUID"),
     }
 }
 

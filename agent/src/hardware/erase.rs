@@ -51,6 +51,8 @@ mod ioctl {
         pub data: *mut BlkpgPartition,
     }
 
+    /// `BLKPG_ADD_PARTITION`.
+    pub const BLKPG_ADD_PARTITION: i32 = 1;
     /// `BLKPG_DEL_PARTITION`.
     pub const BLKPG_DEL_PARTITION: i32 = 2;
 
@@ -96,30 +98,47 @@ pub fn reread_partitions(file: &File) -> Result<(), String> {
     }
 }
 
-/// Make the kernel forget partition `number` of an open disk (what `partx -d` does). Needed
-/// where the kernel does not rescan (some containers), and harmless where it did.
-pub fn forget_partition(file: &File, number: i32) -> Result<(), String> {
-    if !is_block_device(file) {
-        return Ok(());
-    }
+/// Tell the kernel about a partition change with BLKPG (what `partx` does): needed where the
+/// kernel does not rescan partition tables itself (some containers), harmless where it did.
+fn blkpg(file: &File, op: i32, number: i32, start: u64, length: u64) -> nix::Result<()> {
     let mut part = ioctl::BlkpgPartition {
-        start: 0,
-        length: 0,
+        start: start as i64,
+        length: length as i64,
         pno: number,
         devname: [0; 64],
         volname: [0; 64],
     };
     let arg = ioctl::BlkpgIoctlArg {
-        op: ioctl::BLKPG_DEL_PARTITION,
+        op,
         flags: 0,
         datalen: size_of::<ioctl::BlkpgPartition>() as i32,
         data: &mut part,
     };
     // SAFETY: `arg` points at `part`, both live across the call and laid out as the kernel's
-    // blkpg structures; the fd is an open block device.
-    match unsafe { ioctl::blkpg(file.as_raw_fd(), &arg) } {
+    // blkpg structures; callers pass an open block device.
+    unsafe { ioctl::blkpg(file.as_raw_fd(), &arg) }.map(|_| ())
+}
+
+/// Make the kernel forget partition `number` of an open disk (`partx -d`).
+pub fn forget_partition(file: &File, number: i32) -> Result<(), String> {
+    if !is_block_device(file) {
+        return Ok(());
+    }
+    match blkpg(file, ioctl::BLKPG_DEL_PARTITION, number, 0, 0) {
         Ok(_) | Err(nix::errno::Errno::ENXIO) => Ok(()),
         Err(nix::errno::Errno::EBUSY) => Err(format!("partition {number} is in use (mounted or held)")),
+        Err(e) => Err(e.desc().to_owned()),
+    }
+}
+
+/// Make the kernel know partition `number` at `[start, start + length)` bytes (`partx -a`);
+/// one it already knows is left as it is.
+pub fn add_partition(file: &File, number: i32, start: u64, length: u64) -> Result<(), String> {
+    if !is_block_device(file) {
+        return Ok(());
+    }
+    match blkpg(file, ioctl::BLKPG_ADD_PARTITION, number, start, length) {
+        Ok(_) | Err(nix::errno::Errno::EBUSY) => Ok(()),
         Err(e) => Err(e.desc().to_owned()),
     }
 }

@@ -29,17 +29,21 @@ pub fn open(path: &str) -> Result<File, AgentError> {
         .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("opening {path}: {e}")))
 }
 
-/// Zero the first MiB: whatever happened, the disk must not boot a partial image.
+/// Zero the first and the last MiB (partition tables, the backup GPT): whatever happened, the
+/// disk must not boot a partial image.
 pub fn make_unbootable(path: &str) {
     let outcome = open(path).and_then(|f| {
-        f.write_all_at(&vec![0u8; HEAD as usize], 0)
+        let size = erase::device_size(&f).map_err(|e| write_error(path, 0, e))?;
+        let tail = size.saturating_sub(HEAD).max(HEAD.min(size));
+        f.write_all_at(&vec![0u8; HEAD.min(size) as usize], 0)
+            .and_then(|_| erase::zero_range(&f, tail, size - tail))
             .and_then(|_| f.sync_all())
             .map_err(|e| write_error(path, 0, e))
     });
     match outcome {
         Ok(()) => tracing::warn!(
             device = path,
-            "first MiB zeroed: the disk will not boot a partial image"
+            "first and last MiB zeroed: the disk will not boot a partial image"
         ),
         Err(e) => tracing::error!(device = path, error = %e, "could not make the disk unbootable"),
     }

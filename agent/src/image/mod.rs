@@ -9,11 +9,13 @@
 //! the first MiB is zeroed and the error says what failed. Downloads retry connection errors,
 //! timeouts and 5xx (resuming with `Range` where the server allows), and stop at once on 4xx.
 //!
-//! Not yet: partition images, config drives, bootloader installation.
+//! Partition images get a fresh partition table and the image in their root partition; config
+//! drives go where upstream puts them ([`partition`]). Not yet: bootloader installation.
 
 pub mod checksum;
 pub mod disk;
 pub mod format;
+pub mod partition;
 pub mod qcow2;
 pub mod spool;
 pub mod stream;
@@ -78,6 +80,8 @@ pub struct ImageJob {
     pub md5_allowed: bool,
     /// Disk-backed directory for images that cannot be streamed.
     pub spool_dir: Option<PathBuf>,
+    /// Config drive: a URL, or base64 of gzipped data.
+    pub configdrive: Option<String>,
 }
 
 /// The outcome: the upstream result text and the partition UUIDs to report.
@@ -327,7 +331,8 @@ impl Download<'_> {
     }
 }
 
-async fn stream_to_disk(job: &ImageJob, device: &str) -> Result<Written, AgentError> {
+/// Stream the image onto `device` (a disk or the root partition), verified, first MiB last.
+async fn stream_image(job: &ImageJob, device: &str) -> Result<stream::Finished, AgentError> {
     let (algo, expected) = expected_checksum(job).await?;
     let disk = disk::Disk::open(device)?;
     let processed = Arc::new(AtomicU64::new(0));
@@ -363,6 +368,26 @@ async fn stream_to_disk(job: &ImageJob, device: &str) -> Result<Written, AgentEr
     };
     tracing::info!(image = %job.info.id, device, format = finished.format.name(),
         bytes = finished.file_len, "image written and verified");
+    Ok(finished)
+}
+
+/// Run blocking disk work (partitioning, mkfs) off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("disk work stopped: {e}")))?
+}
+
+/// A whole-disk image, then its config drive in a partition at the end of the disk.
+async fn write_whole_disk(job: &ImageJob, device: &str, config_drive: Option<Vec<u8>>) -> Result<Written, AgentError> {
+    let finished = stream_image(job, device).await?;
+    if let Some(data) = config_drive {
+        let disk = device.to_owned();
+        let part = blocking(move || partition::add_config_drive(&disk, &data)).await?;
+        tracing::info!(partition = %part.path, "config drive written");
+    }
     // Whole-disk images: the root "uuid" is the MBR disk signature (bytes 440..444).
     let signature = finished
         .head
@@ -379,21 +404,90 @@ async fn stream_to_disk(job: &ImageJob, device: &str) -> Result<Written, AgentEr
     })
 }
 
+/// A file system UUID, else the partition's own UUID (what upstream reads from lsblk).
+fn partition_uuid(path: &str) -> Option<String> {
+    let probe = crate::hardware::devices::probe(std::path::Path::new(path)).ok()?;
+    probe.uuid.or(probe.part_uuid)
+}
+
+/// A partition image: a fresh table, the image in the root partition, the other file systems
+/// made and the config drive copied.
+async fn write_partition_image(
+    job: &ImageJob,
+    device: &crate::hardware::devices::BlockDevice,
+    config_drive: Option<Vec<u8>>,
+) -> Result<Written, AgentError> {
+    use partition::Role;
+    let running = if std::path::Path::new("/sys/firmware/efi").exists() {
+        "uefi"
+    } else {
+        "bios"
+    };
+    let boot = partition::boot_settings(job.node.as_ref(), running);
+    let layout = partition::plan(&job.info, boot, config_drive.as_ref().map(|d| d.len() as u64))?;
+    let path = device.disk.name.clone();
+    let preserve = job.info.preserve_ephemeral.as_option().copied().unwrap_or(false);
+    let (target, devices) = (device.clone(), job.devices.clone());
+    let disk = path.clone();
+    let created = blocking(move || {
+        if !preserve {
+            crate::hardware::erase::erase_metadata(&target, &devices)?;
+        }
+        partition::create(&disk, &layout)
+    })
+    .await?;
+    let find = |role| created.iter().find(|c| c.role == Some(role)).cloned();
+    let root = find(Role::Root).ok_or_else(|| AgentError::new(ErrorKind::ImageWrite, "no root partition"))?;
+    stream_image(job, &root.path).await?;
+    let (parts, info) = (created.clone(), job.info.clone());
+    let esp = find(Role::Esp);
+    let cd = find(Role::ConfigDrive);
+    let uuids = blocking(move || {
+        partition::make_file_systems(&parts, &info)?;
+        if let (Some(part), Some(data)) = (&cd, &config_drive) {
+            partition::write_config_drive(part, data)?;
+        }
+        Ok((
+            partition_uuid(&root.path),
+            esp.as_ref().and_then(|e| partition_uuid(&e.path)),
+        ))
+    })
+    .await?;
+    let (root_uuid, esp_uuid) = uuids;
+    let root_uuid = root_uuid.unwrap_or_default();
+    let mut message = format!("image ({}) written to device {path} root_uuid={root_uuid}", job.info.id);
+    let mut result = json!({
+        "partitions": created.iter().filter_map(|c| Some((c.role?.key().to_owned(), json!(c.path)))).collect::<serde_json::Map<_, _>>(),
+        "root uuid": root_uuid,
+    });
+    if let Some(esp_uuid) = esp_uuid {
+        message.push_str(&format!(" efi_system_partition_uuid={esp_uuid}"));
+        result["efi system partition uuid"] = json!(esp_uuid);
+    }
+    Ok(Written {
+        message,
+        partition_uuids: result,
+    })
+}
+
 /// Write the image described by `job` to the node's root device.
 pub async fn prepare_image(job: ImageJob) -> Result<Written, AgentError> {
-    if job.info.image_type.as_option().is_some_and(|t| t == "partition") {
-        return Err(AgentError::new(
-            ErrorKind::InvalidImage,
-            "partition images are not supported by this agent yet; use a whole-disk image",
-        ));
-    }
     format::check_declared(job.info.disk_format.as_option().map(String::as_str))?;
+    let config_drive = match job.configdrive.as_deref().filter(|c| !c.is_empty()) {
+        Some(value) => Some(partition::config_drive_bytes(value, &job.http).await?),
+        None => None,
+    };
     let disks = job.devices.list_disks();
     let device = crate::hardware::hints::choose_root_device(&disks, job.node.as_ref())?;
     let path = device.disk.name.clone();
     job.devices.check_destructive(&path)?;
-    tracing::info!(image = %job.info.id, device = %path, "writing image");
-    let outcome = stream_to_disk(&job, &path).await;
+    let partition_image = job.info.image_type.as_option().is_some_and(|t| t == "partition");
+    tracing::info!(image = %job.info.id, device = %path, partition_image, "writing image");
+    let outcome = if partition_image {
+        write_partition_image(&job, &device, config_drive).await
+    } else {
+        write_whole_disk(&job, &path, config_drive).await
+    };
     job.progress.clear();
     match outcome {
         Ok(written) => Ok(written),
@@ -435,12 +529,19 @@ pub async fn prepare_for_agent(
     configdrive: Option<&Value>,
     progress: Progress,
 ) -> Result<String, AgentError> {
-    if configdrive.is_some_and(|c| !c.is_null() && c.as_str() != Some("")) {
-        return Err(AgentError::new(
-            ErrorKind::InvalidImage,
-            "config drives are not supported by this agent yet; nothing was written",
-        ));
-    }
+    let configdrive = match configdrive {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(AgentError::new(
+                ErrorKind::InvalidCommandParams,
+                format!(
+                    "configdrive must be a URL or base64 of gzipped data (the conductor builds it), not {}",
+                    if other.is_object() { "an object" } else { "this" }
+                ),
+            ));
+        }
+    };
     let md5_allowed = state
         .lookup_config()
         .and_then(|c| c.agent_md5_checksum_enable.into_option())
@@ -460,6 +561,7 @@ pub async fn prepare_for_agent(
         policy: config.image_download,
         md5_allowed,
         spool_dir: config.image_spool_dir.clone(),
+        configdrive,
     };
     let written = prepare_image(job).await?;
     state.set_partition_uuids(written.partition_uuids);

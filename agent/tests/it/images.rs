@@ -364,6 +364,7 @@ async fn progress_is_reported_from_first_byte_to_verification() {
         policy: config.image_download,
         md5_allowed: false,
         spool_dir: None,
+        configdrive: None,
     };
     rivet_agent::image::prepare_image(job).await.expect("written");
     assert_written(&device, &image);
@@ -572,9 +573,243 @@ async fn unsafe_or_oversized_qcow2_images_are_refused() {
         assert!(details.contains(text), "{name}: {details}");
         let data = disk(&device);
         assert!(
-            data[1 << 20..].iter().all(|b| *b == OLD),
-            "{name}: nothing but the first MiB was touched"
+            data[1 << 20..data.len() - (1 << 20)].iter().all(|b| *b == OLD),
+            "{name}: nothing but the first and last MiB was touched"
         );
         agent.shutdown();
     }
+}
+
+/// Run a tool the test needs (e2fsprogs, dosfstools, util-linux) and return its output.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `blkid -p` of a device as KEY=VALUE pairs.
+fn blkid(device: &str) -> HashMap<String, String> {
+    tool("blkid", &["-p", "-o", "export", device])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `(start, size)` in sectors and type of each partition, from `sfdisk --json`.
+fn table(device: &str) -> (String, Vec<(u64, u64, String)>) {
+    let json: Value = serde_json::from_str(&tool("sfdisk", &["--json", device])).expect("sfdisk json");
+    let t = &json["partitiontable"];
+    let parts = t["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().expect("start"),
+                p["size"].as_u64().expect("size"),
+                p["type"].as_str().expect("type").to_owned(),
+            )
+        })
+        .collect();
+    (t["label"].as_str().expect("label").to_owned(), parts)
+}
+
+/// A config drive as Ironic sends it: a 1 MiB FAT file system labelled config-2, gzipped, base64.
+fn config_drive(dir: &Path) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let path = dir.join("cd.img");
+    tool(
+        "mkfs.vfat",
+        &["-C", path.to_str().expect("utf-8"), "1024", "-n", "config-2"],
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&path).expect("config drive"))
+        .expect("gzip");
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"))
+}
+
+const ROOT_UUID: &str = "2f6b1f5a-1f6d-4c9e-9d39-3d0f0c6b5a11";
+
+/// Deploy a partition image (a 12 MiB ext4 root file system) with a config drive and check the
+/// layout the agent made, partition by partition.
+async fn deploy_partition_image(boot_mode: &str, disk_len: u64) -> (LoopDevice, Value, Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root.img");
+    tool(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-U",
+            ROOT_UUID,
+            root.to_str().expect("utf-8"),
+            "12M",
+        ],
+    );
+    let root_image = std::fs::read(&root).expect("root image");
+    let server = image_server_with(
+        Arc::new(image()),
+        HashMap::from([("/root.img".to_owned(), root_image.clone())]),
+    )
+    .await;
+    let device = LoopDevice::with_content(disk_len, None, false);
+    let agent = agent_for(&device).await;
+    let info = json!({"id": "root.img", "urls": [format!("{}/root.img", server.url)], "disk_format": "raw",
+        "image_type": "partition", "root_mb": 16, "swap_mb": 4, "ephemeral_mb": 8, "ephemeral_format": "ext4",
+        "os_hash_algo": "sha256", "os_hash_value": sha256(&root_image)});
+    let params = json!({"step": {"interface": "deploy", "step": "write_image",
+            "args": {"image_info": info, "configdrive": config_drive(dir.path())}},
+        "node": {"uuid": "n", "properties": {"root_device": {"name": device.path},
+            "capabilities": format!("boot_mode:{boot_mode},disk_label:gpt")}, "instance_info": {}},
+        "ports": []});
+    let r = command(&agent, "deploy.execute_deploy_step", params).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let uuids = command(&agent, "standby.get_partition_uuids", json!({})).await;
+    agent.shutdown();
+    let root_part = uuids["command_result"]["partitions"]["root"]
+        .as_str()
+        .expect("root partition");
+    let mut written = vec![0u8; root_image.len()];
+    std::fs::File::open(root_part)
+        .and_then(|mut f| f.read_exact(&mut written))
+        .expect("read root partition");
+    assert!(
+        written == root_image,
+        "the image is in the root partition byte for byte"
+    );
+    (device, r, uuids["command_result"].clone())
+}
+
+#[tokio::test]
+async fn a_partition_image_gets_upstreams_layout_and_its_config_drive() {
+    let (device, r, uuids) = deploy_partition_image("bios", 64 << 20).await;
+    let p = |n: u32| format!("{}p{n}", device.path);
+    assert_eq!(
+        r["command_result"]["deploy_result"]["result"],
+        format!(
+            "prepare_image: image (root.img) written to device {} root_uuid={ROOT_UUID}",
+            device.path
+        )
+    );
+    assert_eq!(
+        uuids,
+        json!({"partitions": {"BIOS Boot partition": p(1), "ephemeral": p(2), "swap": p(3), "configdrive": p(4), "root": p(5)},
+            "root uuid": ROOT_UUID})
+    );
+    let (label, parts) = table(&device.path);
+    assert_eq!(label, "gpt");
+    let sizes: Vec<u64> = parts.iter().map(|(_, size, _)| size / 2048).collect();
+    assert_eq!(sizes, vec![1, 8, 4, 1, 16], "MiB per partition, upstream's order");
+    assert_eq!(parts[0].2, "21686148-6449-6E6F-744E-656564454649", "BIOS boot");
+    assert_eq!(parts[2].2, "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "Linux swap");
+    let expect = [
+        (2, "ext4", "ephemeral0"),
+        (3, "swap", "swap1"),
+        (4, "vfat", "config-2"),
+        (5, "ext4", "rootfs"),
+    ];
+    for (n, fstype, fslabel) in expect {
+        let found = blkid(&p(n));
+        assert_eq!(
+            found.get("TYPE").map(String::as_str),
+            Some(fstype),
+            "{}: {found:?}",
+            p(n)
+        );
+        assert_eq!(
+            found.get("LABEL").map(String::as_str),
+            Some(fslabel),
+            "{}: {found:?}",
+            p(n)
+        );
+    }
+    assert_eq!(blkid(&p(5)).get("UUID").map(String::as_str), Some(ROOT_UUID));
+}
+
+#[tokio::test]
+async fn a_uefi_partition_image_gets_an_efi_system_partition() {
+    let (device, r, uuids) = deploy_partition_image("uefi", 640 << 20).await;
+    let esp = blkid(&format!("{}p1", device.path));
+    assert_eq!(esp.get("TYPE").map(String::as_str), Some("vfat"), "{esp:?}");
+    assert_eq!(esp.get("LABEL").map(String::as_str), Some("efi-part"), "{esp:?}");
+    let esp_uuid = esp.get("UUID").expect("ESP UUID");
+    assert_eq!(uuids["efi system partition uuid"], json!(esp_uuid));
+    let message = r["command_result"]["deploy_result"]["result"].as_str().expect("result");
+    assert!(
+        message.ends_with(&format!("efi_system_partition_uuid={esp_uuid}")),
+        "{message}"
+    );
+    let (_, parts) = table(&device.path);
+    assert_eq!(parts[0].1 / 2048, 550, "upstream's 550 MiB ESP");
+    assert_eq!(parts[0].2, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI System");
+}
+
+#[tokio::test]
+async fn a_whole_disk_image_gets_its_config_drive_at_the_end_of_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An 8 MiB GPT disk image with one partition, written to a 96 MiB disk.
+    let whole = dir.path().join("whole.img");
+    std::fs::File::create(&whole)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("image file");
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .args(["--quiet", whole.to_str().expect("utf-8")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    {
+        use std::io::Write;
+        let mut stdin = sfdisk.stdin.take().expect("stdin");
+        stdin.write_all(b"label: gpt\nsize=4MiB, type=L\n").expect("script");
+    }
+    assert!(sfdisk.wait().expect("sfdisk").success());
+    let image = std::fs::read(&whole).expect("image");
+    let server = image_server_with(
+        Arc::new(image.clone()),
+        HashMap::from([("/whole.img".to_owned(), image.clone())]),
+    )
+    .await;
+    let device = LoopDevice::with_content(96 << 20, None, false);
+    let agent = agent_for(&device).await;
+    let info = json!({"id": "whole.img", "urls": [format!("{}/whole.img", server.url)], "disk_format": "raw",
+        "os_hash_algo": "sha256", "os_hash_value": sha256(&image)});
+    let params = json!({"step": {"interface": "deploy", "step": "write_image",
+            "args": {"image_info": info, "configdrive": config_drive(dir.path())}},
+        "node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}},
+        "ports": []});
+    let r = command(&agent, "deploy.execute_deploy_step", params).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    agent.shutdown();
+    let (label, parts) = table(&device.path);
+    assert_eq!(label, "gpt");
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    let (start, size, _) = parts[1];
+    assert_eq!(
+        size,
+        (96 << 20) / 512 - 33 - start,
+        "the config drive runs to the disk's last usable sector"
+    );
+    assert!(size >= (63 << 20) / 512, "about 64 MiB: {size} sectors");
+    let cd = blkid(&format!("{}p2", device.path));
+    assert_eq!(cd.get("LABEL").map(String::as_str), Some("config-2"), "{cd:?}");
+    let verify = std::process::Command::new("sfdisk")
+        .args(["--verify", &device.path])
+        .output()
+        .expect("sfdisk");
+    assert!(
+        verify.status.success(),
+        "the backup GPT was moved to the end: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
