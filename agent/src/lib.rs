@@ -22,6 +22,7 @@ pub mod ironic;
 pub mod netutil;
 pub mod state;
 pub mod tls;
+pub mod tools;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

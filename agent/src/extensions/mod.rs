@@ -1,9 +1,10 @@
-//! Command extensions, as upstream names them: `standby`, `poll`, `log`, `system`, `rescue`, ...
+//! Command extensions, as upstream names them: `standby`, `image`, `poll`, `log`, `system`, `rescue`, ...
 //!
 //! Each module has a `register` function adding its commands to the [`Registry`]. To add an
 //! extension, write a module with typed parameter structs (`deny_unknown_fields`) and register
 //! its commands here.
 
+mod image;
 mod log;
 mod poll;
 mod rescue;
@@ -23,6 +24,7 @@ pub struct NoParams {}
 /// Every built-in extension.
 pub fn registry() -> Registry {
     let mut registry = Registry::default();
+    image::register(&mut registry);
     log::register(&mut registry);
     poll::register(&mut registry);
     rescue::register(&mut registry);

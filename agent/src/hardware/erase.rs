@@ -286,7 +286,14 @@ pub fn erase_metadata(disk: &BlockDevice, devices: &DeviceView) -> Result<(), Ag
     }
     let mut file = open_rw(&path).map_err(|e| failed(&name, "opening", e))?;
     let size = device_size(&file).map_err(|e| failed(&name, "reading the size of", e))?;
-    let parts = partitions(&disk.kname);
+    // A partition the kernel remembers beyond the device's end is stale (a loop device reused
+    // at a smaller size): nothing to zero there, and it is forgotten below with the rest.
+    let (parts, stale): (Vec<Partition>, Vec<Partition>) = partitions(&disk.kname)
+        .into_iter()
+        .partition(|p| p.start + p.size <= size);
+    for part in &stale {
+        tracing::warn!(partition = %part.name, "partition lies beyond the end of the disk: forgotten, not zeroed");
+    }
     for part in &parts {
         if let Ok(found) = super::devices::probe_range(&file, part.start, part.size) {
             guard_probe(Path::new(&format!("/dev/{}", part.name)), &found)?;

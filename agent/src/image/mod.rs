@@ -12,6 +12,7 @@
 //! Partition images get a fresh partition table and the image in their root partition; config
 //! drives go where upstream puts them ([`partition`]). Not yet: bootloader installation.
 
+pub mod bootloader;
 pub mod checksum;
 pub mod disk;
 pub mod format;

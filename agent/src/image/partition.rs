@@ -8,9 +8,8 @@
 //! is named in the error. The kernel is told about new partitions with BLKRRPART and, where it
 //! does not rescan (some containers), BLKPG, and the partition device nodes are awaited.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -268,35 +267,8 @@ struct SfdiskPartition {
     size: u64,
 }
 
-/// Run a tool, naming it (and the package to add to the ramdisk) when it is missing.
 fn run(tool: &str, args: &[&str], input: Option<&str>) -> Result<String, AgentError> {
-    let mut cmd = Command::new(tool);
-    cmd.args(args)
-        .env("LC_ALL", "C")
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
-        failed(if e.kind() == std::io::ErrorKind::NotFound {
-            format!("{tool} is not installed in this ramdisk; it is needed for this image")
-        } else {
-            format!("running {tool}: {e}")
-        })
-    })?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| failed(format!("{tool}: {e}")))?;
-    }
-    let out = child.wait_with_output().map_err(|e| failed(format!("{tool}: {e}")))?;
-    if !out.status.success() {
-        return Err(failed(format!(
-            "{tool} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::tools::run(ErrorKind::ImageWrite, tool, args, input)
 }
 
 fn read_table(disk: &str) -> Result<SfdiskTable, AgentError> {
@@ -307,7 +279,7 @@ fn read_table(disk: &str) -> Result<SfdiskTable, AgentError> {
 }
 
 /// Make the kernel see the table on `disk` and wait for the partitions' device nodes.
-fn expose(disk: &str) -> Result<Vec<Created>, AgentError> {
+pub fn expose(disk: &str) -> Result<Vec<Created>, AgentError> {
     let table = read_table(disk)?;
     let file = super::disk::open(disk)?;
     if let Err(e) = erase::reread_partitions(&file) {

@@ -111,6 +111,8 @@ async fn respond(
                 n,
             )
         }
+        // Always cut short, and no resuming: every attempt fails.
+        ("/short.raw", _) => send("200 OK", String::new(), image[..IMAGE_LEN / 2].to_vec(), image.len()),
         // Promise the whole image, send half, then close the connection.
         ("/truncated.raw", None) => send("200 OK", String::new(), image[..IMAGE_LEN / 2].to_vec(), image.len()),
         _ => send("404 Not Found", String::new(), Vec::new(), 0),
@@ -305,6 +307,12 @@ async fn failures_leave_the_disk_unbootable_with_a_clear_error() {
             "HTTP 404 Not Found; not retried",
         ),
         ("qcow.raw", sha256(&image), "InvalidImage", "qcow2"),
+        (
+            "short.raw",
+            sha256(&image),
+            "ImageDownloadError",
+            "giving up after 4 attempts",
+        ),
     ];
     for (name, checksum, kind, text) in cases {
         let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
@@ -641,7 +649,10 @@ const ROOT_UUID: &str = "2f6b1f5a-1f6d-4c9e-9d39-3d0f0c6b5a11";
 
 /// Deploy a partition image (a 12 MiB ext4 root file system) with a config drive and check the
 /// layout the agent made, partition by partition.
-async fn deploy_partition_image(boot_mode: &str, disk_len: u64) -> (LoopDevice, Value, Value) {
+async fn deploy_partition_image(
+    boot_mode: &str,
+    disk_len: u64,
+) -> (LoopDevice, Value, Value, rivet_agent::RunningAgent) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root.img");
     tool(
@@ -676,7 +687,6 @@ async fn deploy_partition_image(boot_mode: &str, disk_len: u64) -> (LoopDevice, 
     let r = command(&agent, "deploy.execute_deploy_step", params).await;
     assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
     let uuids = command(&agent, "standby.get_partition_uuids", json!({})).await;
-    agent.shutdown();
     let root_part = uuids["command_result"]["partitions"]["root"]
         .as_str()
         .expect("root partition");
@@ -688,12 +698,13 @@ async fn deploy_partition_image(boot_mode: &str, disk_len: u64) -> (LoopDevice, 
         written == root_image,
         "the image is in the root partition byte for byte"
     );
-    (device, r, uuids["command_result"].clone())
+    (device, r, uuids["command_result"].clone(), agent)
 }
 
 #[tokio::test]
 async fn a_partition_image_gets_upstreams_layout_and_its_config_drive() {
-    let (device, r, uuids) = deploy_partition_image("bios", 64 << 20).await;
+    let (device, r, uuids, agent) = deploy_partition_image("bios", 64 << 20).await;
+    agent.shutdown();
     let p = |n: u32| format!("{}p{n}", device.path);
     assert_eq!(
         r["command_result"]["deploy_result"]["result"],
@@ -739,7 +750,20 @@ async fn a_partition_image_gets_upstreams_layout_and_its_config_drive() {
 
 #[tokio::test]
 async fn a_uefi_partition_image_gets_an_efi_system_partition() {
-    let (device, r, uuids) = deploy_partition_image("uefi", 640 << 20).await;
+    let (device, r, uuids, agent) = deploy_partition_image("uefi", 640 << 20).await;
+    // Boot entries live in the machine's firmware: refused outside a ramdisk, before anything.
+    let params = json!({"root_uuid": ROOT_UUID, "efi_system_part_uuid": uuids["efi system partition uuid"],
+        "prep_boot_part_uuid": null, "target_boot_mode": "uefi"});
+    let bl = command(&agent, "image.install_bootloader", params).await;
+    assert_eq!(bl["command_status"], "FAILED", "{bl}");
+    assert!(
+        bl["command_error"]["details"]
+            .as_str()
+            .expect("details")
+            .contains("refusing to write UEFI boot entries"),
+        "{bl}"
+    );
+    agent.shutdown();
     let esp = blkid(&format!("{}p1", device.path));
     assert_eq!(esp.get("TYPE").map(String::as_str), Some("vfat"), "{esp:?}");
     assert_eq!(esp.get("LABEL").map(String::as_str), Some("efi-part"), "{esp:?}");
@@ -812,4 +836,40 @@ async fn a_whole_disk_image_gets_its_config_drive_at_the_end_of_the_disk() {
         "the backup GPT was moved to the end: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+#[tokio::test]
+async fn install_bootloader_says_what_is_missing_and_leaves_nothing_mounted() {
+    let (device, _, _, agent) = deploy_partition_image("bios", 64 << 20).await;
+    let install = |extra: Value| {
+        let mut params = json!({"root_uuid": ROOT_UUID, "efi_system_part_uuid": null,
+            "prep_boot_part_uuid": null, "target_boot_mode": "bios"});
+        params
+            .as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        command(&agent, "image.install_bootloader", params)
+    };
+    // The test's root file system has no GRUB: the image must bring its boot loader.
+    let r = install(json!({})).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(r["command_error"]["type"], "CommandExecutionError", "{r}");
+    let details = r["command_error"]["details"].as_str().expect("details");
+    assert!(details.contains("has no grub-install or grub2-install"), "{details}");
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(&format!("{}p", device.path)),
+        "the root partition was unmounted again: {mounts}"
+    );
+    // Asked to ignore failures, as Ironic can.
+    let r = install(json!({"ignore_bootloader_failure": true})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    // A whole-disk image's root "uuid" is its disk id: it brings its own boot loader.
+    let r = install(json!({"root_uuid": "0x12345678"})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    // A root UUID that is not on the disk.
+    let r = install(json!({"root_uuid": "00000000-0000-0000-0000-000000000000"})).await;
+    let details = r["command_error"]["details"].as_str().expect("details");
+    assert!(details.contains("has the root UUID 00000000"), "{details}");
+    agent.shutdown();
 }

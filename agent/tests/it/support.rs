@@ -347,6 +347,12 @@ impl LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
+        // Partitions added with BLKPG outlive the loop device in some kernels: drop them first
+        // so the next test to get this device does not inherit them.
+        let _ = std::process::Command::new("partx")
+            .args(["-d", &self.path])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = std::process::Command::new("losetup").args(["-d", &self.path]).status();
     }
 }
