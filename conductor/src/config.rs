@@ -38,6 +38,12 @@ pub struct Cli {
     /// htpasswd file (bcrypt) for http_basic.
     #[arg(long, value_name = "PATH")]
     pub http_basic_auth_user_file: Option<PathBuf>,
+    /// Directory served at /httpboot/ (deploy kernels and ramdisks for iPXE boot).
+    #[arg(long, value_name = "DIR")]
+    pub http_root: Option<PathBuf>,
+    /// URL agents and booting machines use to reach this API [default: http://<listen address>:<port>].
+    #[arg(long, value_name = "URL")]
+    pub public_endpoint: Option<String>,
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
@@ -70,6 +76,8 @@ pub struct FileConfig {
     pub http_basic_auth_user_file: Option<PathBuf>,
     /// URL clients and agents use to reach this API (links, iPXE scripts).
     pub public_endpoint: Option<String>,
+    /// Directory served at /httpboot/.
+    pub http_root: Option<PathBuf>,
     pub enabled_hardware_types: Option<Vec<String>>,
     /// `kind = ["impl", ...]` per interface kind.
     pub enabled_interfaces: Option<BTreeMap<String, Vec<String>>>,
@@ -106,6 +114,7 @@ pub struct ConductorConfig {
     pub auth_strategy: AuthStrategy,
     pub htpasswd: Option<PathBuf>,
     pub public_endpoint: Option<String>,
+    pub http_root: Option<PathBuf>,
     pub enabled_hardware_types: Vec<String>,
     pub enabled_interfaces: BTreeMap<String, Vec<String>>,
     pub default_interfaces: BTreeMap<String, String>,
@@ -168,7 +177,8 @@ impl ConductorConfig {
             host,
             auth_strategy,
             htpasswd,
-            public_endpoint: file.public_endpoint,
+            public_endpoint: cli.public_endpoint.clone().or(file.public_endpoint),
+            http_root: cli.http_root.clone().or(file.http_root),
             enabled_hardware_types: file.enabled_hardware_types.unwrap_or_else(|| {
                 crate::drivers::DEFAULT_ENABLED_TYPES
                     .iter()

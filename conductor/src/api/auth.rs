@@ -65,6 +65,8 @@ fn is_public(path: &str) -> bool {
         path,
         "/" | "/v1" | "/v1/" | "/v1/lookup" | "/v1/lookup/" | "/v1/continue_inspection"
     ) || path.starts_with("/v1/heartbeat/")
+        || path.starts_with("/boot/")
+        || path.starts_with("/httpboot/")
 }
 
 pub(super) async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -6,6 +6,7 @@
 //! what was wrong.
 
 pub mod auth;
+mod boot;
 mod drivers;
 mod error;
 mod nodes;
@@ -113,7 +114,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/conductors", get(drivers::conductors))
         .route("/v1/lookup", get(ramdisk::lookup))
         .route("/v1/lookup/", get(ramdisk::lookup))
-        .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat));
+        .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat))
+        .route("/boot/ipxe/{name}", get(boot::ipxe_script))
+        .route("/httpboot/{file}", get(boot::http_boot));
     Router::new()
         .route("/", get(root::root))
         .route("/v1", get(root::v1))

@@ -9,6 +9,9 @@
 
 pub mod agent;
 pub mod fake;
+pub mod ipmitool;
+pub mod ipxe;
+pub mod noop_mgmt;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -278,10 +281,33 @@ pub fn hardware_types() -> Vec<HardwareType> {
     ]
     .into_iter()
     .collect();
-    vec![HardwareType {
-        name: "fake-hardware",
-        supported: fake,
-    }]
+    let ipmi: BTreeMap<&'static str, Vec<&'static str>> = [
+        ("bios", vec!["no-bios"]),
+        ("boot", vec!["ipxe", "fake"]),
+        ("console", vec!["no-console"]),
+        ("deploy", vec!["direct", "fake"]),
+        ("firmware", vec!["no-firmware"]),
+        ("inspect", vec!["no-inspect"]),
+        ("management", vec!["ipmitool", "noop-mgmt"]),
+        ("network", vec!["noop"]),
+        ("power", vec!["ipmitool"]),
+        ("raid", vec!["no-raid"]),
+        ("rescue", vec!["no-rescue"]),
+        ("storage", vec!["noop"]),
+        ("vendor", vec!["no-vendor"]),
+    ]
+    .into_iter()
+    .collect();
+    vec![
+        HardwareType {
+            name: "fake-hardware",
+            supported: fake,
+        },
+        HardwareType {
+            name: "ipmi",
+            supported: ipmi,
+        },
+    ]
 }
 
 fn null_interface(kind: &'static str, name: &'static str) -> Arc<fake::NoInterface> {
@@ -293,6 +319,10 @@ pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
     Some(match (kind, name) {
         ("power", "fake") => Arc::new(fake::FakePower),
         ("management", "fake") => Arc::new(fake::FakeManagement),
+        ("power", "ipmitool") => Arc::new(ipmitool::IpmiPower),
+        ("management", "ipmitool") => Arc::new(ipmitool::IpmiManagement),
+        ("management", "noop-mgmt") => Arc::new(noop_mgmt::NoopManagement),
+        ("boot", "ipxe") => Arc::new(ipxe::IpxeBoot),
         ("vendor", "fake") => Arc::new(fake::FakeVendor),
         ("deploy", "fake") => Arc::new(fake::FakeDeploy),
         ("deploy", "direct") => Arc::new(agent::AgentDeploy),
@@ -321,6 +351,7 @@ pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
 fn build_boot(name: &str) -> Option<Arc<dyn Boot>> {
     match name {
         "fake" => Some(Arc::new(fake::FakeInterface { name: "fake" })),
+        "ipxe" => Some(Arc::new(ipxe::IpxeBoot)),
         _ => None,
     }
 }
@@ -484,6 +515,7 @@ impl DriverRegistry {
     fn power(&self, name: &str) -> Option<Arc<dyn Power>> {
         match name {
             "fake" => Some(Arc::new(fake::FakePower)),
+            "ipmitool" => Some(Arc::new(ipmitool::IpmiPower)),
             other => self.extensions.power.get(other).cloned(),
         }
     }
@@ -491,6 +523,8 @@ impl DriverRegistry {
     fn management(&self, name: &str) -> Option<Arc<dyn Management>> {
         match name {
             "fake" => Some(Arc::new(fake::FakeManagement)),
+            "ipmitool" => Some(Arc::new(ipmitool::IpmiManagement)),
+            "noop-mgmt" => Some(Arc::new(noop_mgmt::NoopManagement)),
             other => self.extensions.management.get(other).cloned(),
         }
     }
