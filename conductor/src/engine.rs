@@ -142,6 +142,7 @@ impl Conductor {
             driver,
             agent: self.agent.clone(),
             settings: Arc::clone(&self.settings),
+            db: self.db.clone(),
         })
     }
 

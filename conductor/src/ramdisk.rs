@@ -330,9 +330,11 @@ impl Conductor {
             if let Some(ca) = &hb.agent_verify_ca {
                 dii.insert("agent_verify_ca".into(), json!(ca));
             }
-            if let Some(message) = &hb.agent_status_message {
-                dii.insert("agent_status_message".into(), json!(message));
-            }
+            // The message is the agent's current progress: gone when the agent stops sending it.
+            match &hb.agent_status_message {
+                Some(message) => dii.insert("agent_status_message".into(), json!(message)),
+                None => dii.remove("agent_status_message"),
+            };
             self.save(&mut task.node).await.map_err(|e| e.to_string())?;
             if task.node.maintenance {
                 return Ok(());

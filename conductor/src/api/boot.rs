@@ -18,7 +18,7 @@ pub(super) async fn ipxe_script(State(state): State<AppState>, Path(name): Path<
     if name == "boot.ipxe" {
         return Ok(script(ipxe::ENTRY_SCRIPT.to_owned()));
     }
-    let mac = name.to_ascii_lowercase();
+    let mac = name.to_ascii_lowercase().replace('-', ":");
     let db = &state.conductor.db;
     let nodes = db.nodes_by_macs(std::slice::from_ref(&mac)).await.map_err(ApiError::from)?;
     let node = match nodes.first() {

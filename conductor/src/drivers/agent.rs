@@ -46,6 +46,7 @@ const SESSION_KEYS: &[&str] = &[
     "agent_secret_token",
     "agent_token_lookup",
     "agent_token_claimed",
+    "agent_status_message",
 ];
 
 /// The flow a node's provision state belongs to.
@@ -136,6 +137,7 @@ pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
     task.node
         .driver_internal_info
         .insert("agent_start_attempted".into(), json!(true));
+    task.save_now().await?;
     power_action(task, "rebooting").await
 }
 

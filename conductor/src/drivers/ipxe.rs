@@ -20,8 +20,9 @@ use crate::model::NodeRecord;
 /// Where the node's pending ramdisk script is kept.
 const SCRIPT_KEY: &str = "ipxe_script";
 
-/// The first script every machine gets: chain the one for its own MAC.
-pub const ENTRY_SCRIPT: &str = "#!ipxe\nchain --autofree /boot/ipxe/${mac} || goto local\n:local\nexit 0\n";
+/// The first script every machine gets: chain the one for its own MAC (hyphenated: colons in a
+/// relative URI confuse older iPXE builds).
+pub const ENTRY_SCRIPT: &str = "#!ipxe\nchain --autofree /boot/ipxe/${mac:hexhyp} || goto local\n:local\nexit 0\n";
 
 /// Boot the first local disk (BIOS drive 0x80), else let the firmware try the next device.
 pub const LOCAL_BOOT_SCRIPT: &str =

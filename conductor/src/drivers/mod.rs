@@ -60,6 +60,20 @@ pub struct Task {
     pub agent: AgentClient,
     /// Settings drivers need (API URL for the ramdisk, timeouts).
     pub settings: Arc<DriverSettings>,
+    /// The database, for the rare write that cannot wait for the engine's save.
+    pub db: crate::db::Database,
+}
+
+impl Task {
+    /// Save the node now, before the engine does: what a machine reads while it boots (its
+    /// iPXE script) must be stored before the power action that boots it.
+    pub async fn save_now(&mut self) -> Result<(), DriverError> {
+        self.node.updated_at = Some(crate::time::now_iso());
+        self.db
+            .update_node(&self.node)
+            .await
+            .map_err(|e| DriverError::Failed(format!("saving node {}: {e}", self.node.uuid)))
+    }
 }
 
 /// Conductor settings drivers read.
