@@ -20,7 +20,10 @@ pub(super) async fn ipxe_script(State(state): State<AppState>, Path(name): Path<
     }
     let mac = name.to_ascii_lowercase().replace('-', ":");
     let db = &state.conductor.db;
-    let nodes = db.nodes_by_macs(std::slice::from_ref(&mac)).await.map_err(ApiError::from)?;
+    let nodes = db
+        .nodes_by_macs(std::slice::from_ref(&mac))
+        .await
+        .map_err(ApiError::from)?;
     let node = match nodes.first() {
         Some(uuid) => db.node(uuid).await.map_err(ApiError::from)?,
         None => None,

@@ -150,7 +150,11 @@ impl Power for IpmiPower {
         if let Some(action) = action {
             ipmitool(node, &["chassis", "power", action]).await?;
         }
-        let wanted = if target.contains("off") { "power off" } else { "power on" };
+        let wanted = if target.contains("off") {
+            "power off"
+        } else {
+            "power on"
+        };
         // The BMC may take a moment; wait for the state to show (bounded).
         for _ in 0..30 {
             if parse_power(&ipmitool(node, &["chassis", "power", "status"]).await?)? == wanted {

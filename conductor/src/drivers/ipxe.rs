@@ -62,7 +62,9 @@ pub fn ramdisk_script(node: &NodeRecord, params: &BTreeMap<String, String>, base
         args.push(extra.to_owned());
     }
     if args.iter().any(|a| a.contains('\n')) {
-        return Err(DriverError::Invalid("kernel parameters must not contain new lines".into()));
+        return Err(DriverError::Invalid(
+            "kernel parameters must not contain new lines".into(),
+        ));
     }
     Ok(format!(
         "#!ipxe\necho Rivet: deploy ramdisk for node {uuid}\n\
@@ -127,10 +129,14 @@ mod tests {
             ..Default::default()
         };
         let params = BTreeMap::from([("ipa-api-url".to_owned(), "http://10.0.2.2:6385".to_owned())]);
-        assert!(matches!(ramdisk_script(&node, &params, "http://c"), Err(DriverError::Invalid(m)) if m.contains("deploy_kernel")));
+        assert!(
+            matches!(ramdisk_script(&node, &params, "http://c"), Err(DriverError::Invalid(m)) if m.contains("deploy_kernel"))
+        );
         node.driver_info.insert("deploy_kernel".into(), json!("rivet.kernel"));
-        node.driver_info.insert("deploy_ramdisk".into(), json!("https://images/rivet.initramfs"));
-        node.driver_info.insert("kernel_append_params".into(), json!("console=ttyS0"));
+        node.driver_info
+            .insert("deploy_ramdisk".into(), json!("https://images/rivet.initramfs"));
+        node.driver_info
+            .insert("kernel_append_params".into(), json!("console=ttyS0"));
         let script = ramdisk_script(&node, &params, "http://c:6385/").expect("script");
         assert_eq!(
             script,
@@ -139,7 +145,10 @@ mod tests {
              BOOTIF=01-${mac:hexhyp} console=ttyS0\ninitrd --name ramdisk https://images/rivet.initramfs\nboot\n"
         );
         node.driver_info.insert("deploy_kernel".into(), json!("../etc/passwd"));
-        assert!(ramdisk_script(&node, &params, "http://c").is_err(), "no paths out of the http root");
+        assert!(
+            ramdisk_script(&node, &params, "http://c").is_err(),
+            "no paths out of the http root"
+        );
         assert_eq!(script_for(&node), LOCAL_BOOT_SCRIPT);
     }
 }
