@@ -115,6 +115,15 @@ async fn the_baremetal_cli_drives_the_conductor() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         assert_eq!(powered, "power off");
+        // The whole provisioning workflow, as an operator types it.
+        let state = |cli: &Cli| cli.json(&["node", "show", "cli-node"])["provision_state"].clone();
+        cli.run(&["node", "provide", "cli-node", "--wait", "60"]);
+        assert_eq!(state(&cli), "available", "provided (automated cleaning ran)");
+        cli.run(&["node", "deploy", "cli-node", "--wait", "60"]);
+        assert_eq!(state(&cli), "active");
+        cli.run(&["node", "undeploy", "cli-node", "--wait", "60"]);
+        assert_eq!(state(&cli), "available", "undeployed and cleaned");
+        cli.run(&["node", "manage", "cli-node", "--wait", "30"]);
         let validate = cli.json(&["node", "validate", "cli-node"]);
         assert!(
             validate
