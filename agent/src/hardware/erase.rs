@@ -324,6 +324,40 @@ pub fn erase_metadata(disk: &BlockDevice, devices: &DeviceView) -> Result<(), Ag
     Ok(())
 }
 
+/// `erase_devices` for one disk: the device's own secure erase when it offers one (and the
+/// node allows it), else overwriting. A failed firmware erase stops here unless
+/// `continue_if_failed` (upstream's `agent_continue_if_secure_erase_failed`).
+pub fn erase_device(
+    disk: &BlockDevice,
+    devices: &DeviceView,
+    overwrite_passes: (u32, bool),
+    policy: super::secure_erase::Policy,
+    continue_if_failed: bool,
+    progress: &Progress,
+) -> Result<(), AgentError> {
+    use super::secure_erase::Outcome;
+    let name = disk.disk.name.clone();
+    devices.check_destructive(&name)?;
+    guard(Path::new(&name))?;
+    progress.report(format!("erasing {name}: trying the device's own secure erase"));
+    match super::secure_erase::erase(&name, policy) {
+        Ok(Outcome::Erased(method)) => {
+            tracing::info!(device = %name, method, "erased by the device's firmware");
+            progress.report(format!("erased {name}: {method}"));
+            return Ok(());
+        }
+        Ok(Outcome::Unavailable(why)) => {
+            tracing::info!(device = %name, reason = %why, "no firmware erase; overwriting")
+        }
+        Err(e) if continue_if_failed => {
+            tracing::warn!(device = %name, error = %e, "firmware erase failed; overwriting instead, as configured");
+        }
+        Err(e) => return Err(e),
+    }
+    let (passes, zeroize) = overwrite_passes;
+    overwrite(disk, devices, passes, zeroize, progress)
+}
+
 /// Overwrite a whole disk: `passes` random passes, then zeros when `zeroize`.
 pub fn overwrite(
     disk: &BlockDevice,

@@ -335,6 +335,18 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
         .internal_info_value("agent_erase_devices_zeroize")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    let flag = |key: &str, default: bool| {
+        ctx.node
+            .internal_info_value(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    };
+    let policy = super::secure_erase::Policy {
+        nvme: flag("agent_enable_nvme_secure_erase", true),
+        ata: flag("agent_enable_ata_secure_erase", true),
+    };
+    let continue_if_failed =
+        flag("agent_continue_if_secure_erase_failed", false) || flag("agent_continue_if_ata_erase_failed", false);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut jobs = Vec::new();
     for disk in disks {
@@ -344,7 +356,14 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
             let name = disk.disk.name.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 if full {
-                    super::erase::overwrite(&disk, &devices, passes, zeroize, &progress)
+                    super::erase::erase_device(
+                        &disk,
+                        &devices,
+                        (passes, zeroize),
+                        policy,
+                        continue_if_failed,
+                        &progress,
+                    )
                 } else {
                     super::erase::erase_metadata(&disk, &devices)
                 }

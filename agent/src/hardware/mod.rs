@@ -21,6 +21,7 @@ pub mod ethtool;
 pub mod executable;
 pub mod generic;
 pub mod hints;
+pub mod secure_erase;
 
 use std::collections::BTreeMap;
 use std::future::Future;
