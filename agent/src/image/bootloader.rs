@@ -1,10 +1,12 @@
 //! `image.install_bootloader`: UEFI boot entries with `efibootmgr`, BIOS GRUB with the image's
 //! own `grub-install` run in a chroot of its root file system.
 //!
-//! Whole-disk images bring their boot loader, so BIOS has nothing to do for them; UEFI still
-//! gets an NVRAM entry for the image's EFI system partition. Everything mounted here is a
-//! partition of the root device (already checked against the allowlist) and is unmounted again,
-//! also on failure. A missing tool, partition or firmware interface is named in the error.
+//! As upstream: a UEFI NVRAM entry is added when the ramdisk itself runs under UEFI and the disk
+//! has an EFI system partition and `efibootmgr` is present (a mismatch with the requested boot
+//! mode is only warned about); otherwise, for a partition image, GRUB is installed from the
+//! image; whole-disk images (a `0x…` root id) keep their own boot loader. Everything mounted
+//! here is a partition of the root device (already checked against the allowlist) and is
+//! unmounted again, also on failure; firmware entries are only written inside a ramdisk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -149,12 +151,22 @@ fn install_strictly(disk: &str, request: &Request, devices: &DeviceView) -> Resu
         return Err(failed("PReP boot partitions (ppc64) are not supported by this agent"));
     }
     let parts = partition::expose(disk)?;
-    let uefi = request
+    // As upstream: UEFI boot entries when the ramdisk itself runs under UEFI (a mismatch with
+    // the target is only warned about); without an ESP or efibootmgr, carry on to GRUB.
+    let target_uefi = request
         .target_boot_mode
         .as_deref()
         .is_some_and(|m| m.eq_ignore_ascii_case("uefi"));
-    if uefi {
-        return uefi_entry(disk, &parts, request.efi_system_part_uuid.as_deref(), devices);
+    let running_uefi = Path::new("/sys/firmware/efi").exists();
+    if target_uefi != running_uefi {
+        tracing::warn!(
+            target_uefi,
+            running_uefi,
+            "boot mode mismatch: the boot loader may not work as intended"
+        );
+    }
+    if running_uefi && let Some(done) = uefi_entry(disk, &parts, request.efi_system_part_uuid.as_deref(), devices)? {
+        return Ok(done);
     }
     match request.root_uuid.as_deref() {
         None | Some("") => Ok("no root UUID given: nothing to install".into()),
@@ -213,28 +225,23 @@ fn uefi_entry(
     parts: &[Created],
     esp_uuid: Option<&str>,
     devices: &DeviceView,
-) -> Result<String, AgentError> {
-    let esp = esp_uuid
-        .and_then(|u| by_uuid(parts, u))
-        .or_else(|| {
-            parts.iter().find(|p| {
-                crate::hardware::devices::probe(Path::new(&p.path))
-                    .is_ok_and(|f| f.part_type.is_some_and(|t| t.eq_ignore_ascii_case(ESP_TYPE)))
-            })
+) -> Result<Option<String>, AgentError> {
+    let found = esp_uuid.and_then(|u| by_uuid(parts, u)).or_else(|| {
+        parts.iter().find(|p| {
+            crate::hardware::devices::probe(Path::new(&p.path))
+                .is_ok_and(|f| f.part_type.is_some_and(|t| t.eq_ignore_ascii_case(ESP_TYPE)))
         })
-        .ok_or_else(|| failed(format!("no EFI system partition found on {disk}")))?;
+    });
+    let Some(esp) = found else {
+        tracing::info!(device = disk, "no EFI system partition: no UEFI boot entry to add");
+        return Ok(None);
+    };
+    if !tools::exists("efibootmgr") {
+        tracing::warn!("efibootmgr is not installed in this ramdisk: no UEFI boot entry added");
+        return Ok(None);
+    }
     // Boot entries live in the machine's firmware, not on the disk: only inside a ramdisk.
     devices.check_machine_changes("write UEFI boot entries")?;
-    if !Path::new("/sys/firmware/efi").exists() {
-        return Err(failed(
-            "this ramdisk was not booted with UEFI, so it cannot write UEFI boot entries (target_boot_mode is uefi)",
-        ));
-    }
-    if !tools::exists("efibootmgr") {
-        return Err(failed(
-            "efibootmgr is not installed in this ramdisk; it is needed for UEFI boot entries",
-        ));
-    }
     let loader = {
         let mounted = Mounted::fresh(&esp.path, Some("vfat"), MsFlags::MS_RDONLY)?;
         let vendors = std::fs::read_dir(mounted.path.join("EFI"))
@@ -282,5 +289,8 @@ fn uefi_entry(
             &efi_path,
         ],
     )?;
-    Ok(format!("UEFI boot entry {ENTRY_LABEL} for {efi_path} on {}", esp.path))
+    Ok(Some(format!(
+        "UEFI boot entry {ENTRY_LABEL} for {efi_path} on {}",
+        esp.path
+    )))
 }
