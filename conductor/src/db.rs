@@ -287,6 +287,10 @@ impl Database {
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM node_inventory WHERE node_uuid = $1")
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM nodes WHERE uuid = $1")
             .bind(uuid)
             .execute(&mut *tx)
@@ -476,6 +480,38 @@ impl Database {
             }
         }
         Ok(out)
+    }
+
+    /// Store the inventory an agent posted for a node, replacing any earlier one.
+    pub async fn put_inventory(&self, node_uuid: &str, inventory: &str, plugin_data: &str) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM node_inventory WHERE node_uuid = $1")
+            .bind(node_uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO node_inventory (node_uuid, inventory, plugin_data, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(node_uuid)
+        .bind(inventory)
+        .bind(plugin_data)
+        .bind(crate::time::now_iso())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A node's stored inventory and plugin data (JSON texts).
+    pub async fn inventory(&self, node_uuid: &str) -> Result<Option<(String, String)>, DbError> {
+        let row = sqlx::query("SELECT inventory, plugin_data FROM node_inventory WHERE node_uuid = $1")
+            .bind(node_uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("inventory")?, row.try_get("plugin_data")?)),
+            None => None,
+        })
     }
 
     /// Append to a node's history.

@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
             put(nodes::maintenance_on).delete(nodes::maintenance_off),
         )
         .route("/v1/nodes/{node}/history", get(nodes::history))
+        .route("/v1/nodes/{node}/inventory", get(nodes::inventory))
         .route("/v1/nodes/{node}/ports", get(ports::list_for_node))
         .route("/v1/nodes/{node}/ports/detail", get(ports::list_detail_for_node))
         .route("/v1/nodes/{node}/vendor_passthru/methods", get(nodes::vendor_methods))
@@ -115,6 +116,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/lookup", get(ramdisk::lookup))
         .route("/v1/lookup/", get(ramdisk::lookup))
         .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat))
+        .route(
+            "/v1/continue_inspection",
+            axum::routing::post(ramdisk::continue_inspection),
+        )
         .route("/boot/ipxe/{name}", get(boot::ipxe_script))
         .route("/httpboot/{file}", get(boot::http_boot));
     Router::new()

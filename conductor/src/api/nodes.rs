@@ -526,6 +526,24 @@ pub(super) async fn history(State(state): State<AppState>, Path(ident): Path<Str
     Ok(Json(json!({ "history": events })))
 }
 
+/// `GET /v1/nodes/{node}/inventory` (API 1.81): the inventory the node's agent posted.
+pub(super) async fn inventory(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let node = state.conductor.node(&ident).await?;
+    let Some((inventory, plugin_data)) = state.conductor.db.inventory(&node.uuid).await? else {
+        return Err(ApiError::NotFound(format!(
+            "Node {} inventory could not be found.",
+            node.uuid
+        )));
+    };
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    Ok(Json(
+        json!({ "inventory": parse(&inventory), "plugin_data": parse(&plugin_data) }),
+    ))
+}
+
 pub(super) async fn vendor_methods(
     State(state): State<AppState>,
     Path(ident): Path<String>,

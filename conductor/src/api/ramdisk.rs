@@ -69,3 +69,59 @@ pub(super) async fn heartbeat(
     state.conductor.heartbeat(&node, hb, ctx.version).await?;
     Ok(StatusCode::ACCEPTED)
 }
+
+/// States in which a node is booting the ramdisk, so an agent's inspection data is expected.
+const INSPECTION_ACCEPTED: &[&str] = &[
+    "inspect wait",
+    "inspecting",
+    "clean wait",
+    "wait call-back",
+    "service wait",
+];
+
+/// `POST /v1/continue_inspection`: an agent posts its inventory (IPA does at start-up when
+/// `inspection_callback_url` is set). The node is found by the inventory's MAC addresses and
+/// must be booting the ramdisk; the inventory is kept for `GET /v1/nodes/{node}/inventory`.
+pub(super) async fn continue_inspection(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let mut data: Value = parse_body(&body)?;
+    let Some(inventory) = data
+        .as_object_mut()
+        .and_then(|d| d.remove("inventory"))
+        .filter(Value::is_object)
+    else {
+        return Err(ApiError::BadRequest(
+            "The inventory is missing from the inspection data".into(),
+        ));
+    };
+    let macs: Vec<String> = inventory
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| i.get("mac_address").and_then(Value::as_str))
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default();
+    let db = &state.conductor.db;
+    let nodes = db.nodes_by_macs(&macs).await.map_err(ApiError::from)?;
+    let [uuid] = nodes.as_slice() else {
+        return Err(ApiError::NotFound(format!(
+            "no single node matches the inspected MAC addresses {}",
+            macs.join(", ")
+        )));
+    };
+    let node = state.conductor.node(uuid).await?;
+    if !INSPECTION_ACCEPTED.contains(&node.provision_state.as_str()) {
+        return Err(ApiError::Conflict(format!(
+            "Node {uuid} is in state {}, not booting the ramdisk: inspection data refused",
+            node.provision_state
+        )));
+    }
+    let plugin_data = Value::Object(data.as_object().cloned().unwrap_or_default());
+    db.put_inventory(uuid, &inventory.to_string(), &plugin_data.to_string())
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(node = %uuid, "inventory stored from the agent's inspection data");
+    Ok(Json(serde_json::json!({ "uuid": uuid })))
+}
