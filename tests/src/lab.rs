@@ -1,7 +1,7 @@
 //! The lab: a simulated BMC (power and management interfaces for the conductor) and the
 //! simulated hardware manager of each machine's agent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,28 +119,16 @@ impl Lab {
 
     /// Driver extensions: hardware type `sim-hardware` with `sim` power and management.
     pub fn extensions(&self) -> DriverExtensions {
-        let supported: BTreeMap<&'static str, Vec<&'static str>> = [
-            ("bios", vec!["no-bios"]),
-            ("boot", vec!["fake"]),
-            ("console", vec!["no-console"]),
-            ("deploy", vec!["direct"]),
-            ("firmware", vec!["no-firmware"]),
-            ("inspect", vec!["no-inspect"]),
-            ("management", vec!["sim"]),
-            ("network", vec!["noop"]),
-            ("power", vec!["sim"]),
-            ("raid", vec!["no-raid"]),
-            ("rescue", vec!["no-rescue"]),
-            ("storage", vec!["noop"]),
-            ("vendor", vec!["no-vendor"]),
-        ]
-        .into_iter()
-        .collect();
         DriverExtensions {
-            hardware_types: vec![HardwareType {
-                name: "sim-hardware",
-                supported,
-            }],
+            hardware_types: vec![HardwareType::machine(
+                "sim-hardware",
+                [
+                    ("boot", vec!["fake"]),
+                    ("deploy", vec!["direct"]),
+                    ("management", vec!["sim"]),
+                    ("power", vec!["sim"]),
+                ],
+            )],
             power: [("sim", Arc::new(SimBmc(self.clone())) as Arc<dyn Power>)].into(),
             management: [("sim", Arc::new(SimBmc(self.clone())) as Arc<dyn Management>)].into(),
         }

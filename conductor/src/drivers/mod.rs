@@ -295,33 +295,43 @@ pub fn hardware_types() -> Vec<HardwareType> {
     ]
     .into_iter()
     .collect();
-    let ipmi: BTreeMap<&'static str, Vec<&'static str>> = [
-        ("bios", vec!["no-bios"]),
-        ("boot", vec!["ipxe", "fake"]),
-        ("console", vec!["no-console"]),
-        ("deploy", vec!["direct", "fake"]),
-        ("firmware", vec!["no-firmware"]),
-        ("inspect", vec!["no-inspect"]),
-        ("management", vec!["ipmitool", "noop-mgmt"]),
-        ("network", vec!["noop"]),
-        ("power", vec!["ipmitool"]),
-        ("raid", vec!["no-raid"]),
-        ("rescue", vec!["no-rescue"]),
-        ("storage", vec!["noop"]),
-        ("vendor", vec!["no-vendor"]),
-    ]
-    .into_iter()
-    .collect();
     vec![
         HardwareType {
             name: "fake-hardware",
             supported: fake,
         },
-        HardwareType {
-            name: "ipmi",
-            supported: ipmi,
-        },
+        HardwareType::machine(
+            "ipmi",
+            [
+                ("boot", vec!["ipxe", "fake"]),
+                ("deploy", vec!["direct", "fake"]),
+                ("management", vec!["ipmitool", "noop-mgmt"]),
+                ("power", vec!["ipmitool"]),
+            ],
+        ),
     ]
+}
+
+impl HardwareType {
+    /// A hardware type for real (or simulated) machines: the implementations named for some
+    /// kinds, and for every other kind the `no-*` or `noop` one.
+    pub fn machine<const N: usize>(name: &'static str, named: [(&'static str, Vec<&'static str>); N]) -> Self {
+        let mut supported: BTreeMap<&'static str, Vec<&'static str>> = [
+            ("bios", vec!["no-bios"]),
+            ("console", vec!["no-console"]),
+            ("firmware", vec!["no-firmware"]),
+            ("inspect", vec!["no-inspect"]),
+            ("network", vec!["noop"]),
+            ("raid", vec!["no-raid"]),
+            ("rescue", vec!["no-rescue"]),
+            ("storage", vec!["noop"]),
+            ("vendor", vec!["no-vendor"]),
+        ]
+        .into_iter()
+        .collect();
+        supported.extend(named);
+        HardwareType { name, supported }
+    }
 }
 
 fn null_interface(kind: &'static str, name: &'static str) -> Arc<fake::NoInterface> {
