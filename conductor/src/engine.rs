@@ -475,17 +475,11 @@ impl Conductor {
             ("unrescue", state::UNRESCUING) => self.event(&mut task.node, "done").await,
             ("service", state::SERVICING) => {
                 let deploy = task.driver.deploy.clone();
-                match deploy
+                let prepared = deploy
                     .prepare_service(task)
                     .await
-                    .map_err(|e| format!("Failed to prepare servicing: {e}"))?
-                {
-                    StepOutcome::Wait => self.event(&mut task.node, "wait").await,
-                    StepOutcome::Done => {
-                        self.build_list(task, StepType::Service)?;
-                        self.run_steps(task, StepType::Service).await
-                    }
-                }
+                    .map_err(|e| format!("Failed to prepare servicing: {e}"))?;
+                self.continue_prepared(task, prepared, StepType::Service).await
             }
             (t, s) => Err(format!("internal: no flow for target {t} in state {s}")),
         }
@@ -504,15 +498,21 @@ impl Conductor {
             return self.finish_flow(task, StepType::Clean, &[]).await;
         }
         let deploy = task.driver.deploy.clone();
-        match deploy
+        let prepared = deploy
             .prepare_cleaning(task)
             .await
-            .map_err(|e| format!("Failed to prepare to clean: {e}"))?
-        {
+            .map_err(|e| format!("Failed to prepare to clean: {e}"))?;
+        self.continue_prepared(task, prepared, StepType::Clean).await
+    }
+
+    /// After the deploy interface prepared a step flow: wait for the agent it booted, or run
+    /// the steps now.
+    async fn continue_prepared(&self, task: &mut Task, prepared: StepOutcome, flow: StepType) -> Result<(), String> {
+        match prepared {
             StepOutcome::Wait => self.event(&mut task.node, "wait").await,
             StepOutcome::Done => {
-                self.build_list(task, StepType::Clean)?;
-                self.run_steps(task, StepType::Clean).await
+                self.build_list(task, flow)?;
+                self.run_steps(task, flow).await
             }
         }
     }

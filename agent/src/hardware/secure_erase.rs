@@ -201,7 +201,10 @@ Logical Unit WWN Device Identifier: 5002538d00000000\n";
             nvme: false,
             ata: false,
         };
-        assert!(matches!(erase("/dev/nvme0n1", off), Ok(Outcome::Unavailable(why)) if why.contains("disabled")));
-        assert!(matches!(erase("/dev/sda", off), Ok(Outcome::Unavailable(why)) if why.contains("disabled")));
+        // Names no machine has: the policy answers before any tool could look at a device.
+        assert!(
+            matches!(erase("/dev/nvme-rivet-test0n1", off), Ok(Outcome::Unavailable(why)) if why.contains("disabled"))
+        );
+        assert!(matches!(erase("/dev/rivet-test-sdx", off), Ok(Outcome::Unavailable(why)) if why.contains("disabled")));
     }
 }

@@ -168,33 +168,27 @@ pub async fn expected_checksum(job: &ImageJob) -> Result<(&'static str, String),
                 ));
             }
         };
-        let digest = if value.starts_with("http://") || value.starts_with("https://") {
-            checksum::parse_checksum_file(&fetch_text(&job.http, value).await?, &file_name).ok_or_else(|| {
-                AgentError::new(
-                    ErrorKind::ImageChecksum,
-                    format!("no checksum for {file_name} in {value}"),
-                )
-            })?
-        } else {
-            value.to_ascii_lowercase()
-        };
-        return Ok((algo, digest));
+        return Ok((algo, digest_from(job, value, &file_name).await?));
     }
     let checksum = info
         .checksum
         .as_option()
         .ok_or_else(|| AgentError::new(ErrorKind::ImageChecksum, "no checksum given"))?;
-    let digest = if checksum.starts_with("http://") || checksum.starts_with("https://") {
-        checksum::parse_checksum_file(&fetch_text(&job.http, checksum).await?, &file_name).ok_or_else(|| {
-            AgentError::new(
-                ErrorKind::ImageChecksum,
-                format!("no checksum for {file_name} in {checksum}"),
-            )
-        })?
-    } else {
-        checksum.to_ascii_lowercase()
-    };
+    let digest = digest_from(job, checksum, &file_name).await?;
     Ok((checksum::algorithm_for(&digest, job.md5_allowed)?, digest))
+}
+
+/// A digest given as is, or as the URL of a checksum file naming `file_name`.
+async fn digest_from(job: &ImageJob, value: &str, file_name: &str) -> Result<String, AgentError> {
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Ok(value.to_ascii_lowercase());
+    }
+    checksum::parse_checksum_file(&fetch_text(&job.http, value).await?, file_name).ok_or_else(|| {
+        AgentError::new(
+            ErrorKind::ImageChecksum,
+            format!("no checksum for {file_name} in {value}"),
+        )
+    })
 }
 
 enum Attempt {

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{LoopDevice, TOKEN, base_settings, command, resolve};
+use crate::support::{LoopDevice, TOKEN, base_settings, command, resolve, run};
 
 async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
     let mut settings = base_settings();
@@ -30,15 +30,6 @@ fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     file.read_exact(&mut buf).expect("read");
     buf
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::piped()).output().expect("tool runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{LoopDevice, TOKEN, base_settings, command, http, resolve};
+use crate::support::{LoopDevice, TOKEN, base_settings, command, resolve, run};
 
 const IMAGE_LEN: usize = 6 << 20;
 const DISK_LEN: u64 = 16 << 20;
@@ -242,24 +242,10 @@ async fn checksum_files_503_and_interrupted_downloads_recover() {
     // A checksum file URL (legacy `checksum`), through standby.prepare_image.
     let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
     let agent = agent_for(&device).await;
-    let url = format!("http://{}/v1/commands/?agent_token={TOKEN}", agent.local_addr);
-    let set_node = json!({"name": "poll.set_node_info", "params": {"node_info": {"node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}}, "config": {"heartbeat_timeout": 300}}}});
-    http()
-        .post(format!("{url}&wait=true"))
-        .json(&set_node)
-        .send()
-        .await
-        .expect("post");
+    let node_info = json!({"node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}}, "config": {"heartbeat_timeout": 300}});
+    command(&agent, "poll.set_node_info", json!({"node_info": node_info})).await;
     let info = json!({"id": "disk.raw", "urls": [format!("{}/disk.raw", server.url)], "disk_format": "raw", "checksum": format!("{}/disk.raw.sha256", server.url)});
-    let r: Value = http()
-        .post(format!("{url}&wait=true"))
-        .json(&json!({"name": "standby.prepare_image", "params": {"image_info": info}}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let r = command(&agent, "standby.prepare_image", json!({"image_info": info})).await;
     assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
     assert!(
         r["command_result"]["result"]
@@ -403,16 +389,7 @@ fn sparse_image() -> Vec<u8> {
 
 /// Run `qemu-img` (qemu-utils) with `args` in `dir`.
 fn qemu_img(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("qemu-img")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("qemu-img runs (qemu-utils)");
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(std::process::Command::new("qemu-img").current_dir(dir).args(args));
 }
 
 /// Assert the disk holds `raw` then zeros up to `virtual_len`, and its old content after that.
@@ -588,18 +565,9 @@ async fn unsafe_or_oversized_qcow2_images_are_refused() {
     }
 }
 
-/// Run a tool the test needs (e2fsprogs, dosfstools, util-linux) and return its output.
+/// Run `program` with `args` (e2fsprogs, dosfstools, util-linux); its output.
 fn tool(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(std::process::Command::new(program).args(args))
 }
 
 /// `blkid -p` of a device as KEY=VALUE pairs.

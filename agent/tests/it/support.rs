@@ -303,6 +303,21 @@ pub async fn managed(
     Ok((agent, gate))
 }
 
+/// Run a tool a test needs (util-linux, e2fsprogs, dosfstools, qemu-img); its stdout. The test
+/// fails with the tool's stderr when it does.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A loop device over a sparse file, made by the test and detached when dropped.
 #[derive(Debug)]
 pub struct LoopDevice {
