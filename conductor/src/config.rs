@@ -78,6 +78,14 @@ pub struct FileConfig {
     pub public_endpoint: Option<String>,
     /// Directory served at /httpboot/.
     pub http_root: Option<PathBuf>,
+    /// URL of the http root as BMCs reach it (virtual media) [default: <public endpoint>/httpboot].
+    pub external_http_url: Option<String>,
+    /// Directory a TFTP server serves (`pxe` boot).
+    pub tftp_root: Option<PathBuf>,
+    /// SYSLINUX's isolinux.bin, for deploy ISOs.
+    pub isolinux_bin: Option<PathBuf>,
+    /// SYSLINUX's ldlinux.c32 (BIOS), for deploy ISOs and the TFTP root.
+    pub ldlinux_c32: Option<PathBuf>,
     pub enabled_hardware_types: Option<Vec<String>>,
     /// `kind = ["impl", ...]` per interface kind.
     pub enabled_interfaces: Option<BTreeMap<String, Vec<String>>>,
@@ -115,6 +123,10 @@ pub struct ConductorConfig {
     pub htpasswd: Option<PathBuf>,
     pub public_endpoint: Option<String>,
     pub http_root: Option<PathBuf>,
+    pub external_http_url: Option<String>,
+    pub tftp_root: Option<PathBuf>,
+    pub isolinux_bin: PathBuf,
+    pub ldlinux_c32: PathBuf,
     pub enabled_hardware_types: Vec<String>,
     pub enabled_interfaces: BTreeMap<String, Vec<String>>,
     pub default_interfaces: BTreeMap<String, String>,
@@ -179,6 +191,14 @@ impl ConductorConfig {
             htpasswd,
             public_endpoint: cli.public_endpoint.clone().or(file.public_endpoint),
             http_root: cli.http_root.clone().or(file.http_root),
+            external_http_url: file.external_http_url,
+            tftp_root: file.tftp_root,
+            isolinux_bin: file
+                .isolinux_bin
+                .unwrap_or_else(|| "/usr/lib/ISOLINUX/isolinux.bin".into()),
+            ldlinux_c32: file
+                .ldlinux_c32
+                .unwrap_or_else(|| "/usr/lib/syslinux/modules/bios/ldlinux.c32".into()),
             enabled_hardware_types: file.enabled_hardware_types.unwrap_or_else(|| {
                 crate::drivers::DEFAULT_ENABLED_TYPES
                     .iter()

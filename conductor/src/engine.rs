@@ -769,6 +769,12 @@ impl Conductor {
                 agent_driver::power_action(&mut task, "power off")
                     .await
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
+                // The ramdisk's boot files (script, ISO, virtual CD) go too; the abort stands
+                // even if that fails.
+                let boot = task.driver.boot.clone();
+                if let Err(e) = boot.clean_up_ramdisk(&mut task).await {
+                    tracing::warn!(node = %node_uuid, "after the abort, cleaning up the ramdisk boot failed: {e}");
+                }
             }
             self.save(&mut task.node).await?;
             self.db.add_history(node_uuid, "ERROR", &message).await?;

@@ -113,7 +113,18 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         }
         None => format!("http://{local_addr}"),
     };
+    let boot_files = drivers::assets::BootFiles {
+        http_root: config.http_root.clone(),
+        external_http_url: config
+            .external_http_url
+            .clone()
+            .unwrap_or_else(|| format!("{api_url}/httpboot")),
+        tftp_root: config.tftp_root.clone(),
+        isolinux_bin: config.isolinux_bin.clone(),
+        ldlinux_c32: config.ldlinux_c32.clone(),
+    };
     let settings = Arc::new(DriverSettings {
+        boot_files,
         api_url,
         power_off_polls: config.power_off_polls,
         fast_track: config.fast_track,

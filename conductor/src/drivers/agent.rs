@@ -133,7 +133,9 @@ pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
     let boot = task.driver.boot.clone();
     boot.prepare_ramdisk(task, &params).await?;
     let management = task.driver.management.clone();
-    management.set_boot_device(&mut task.node, "pxe", false).await?;
+    management
+        .set_boot_device(&mut task.node, boot.ramdisk_boot_device(), false)
+        .await?;
     task.node
         .driver_internal_info
         .insert("agent_start_attempted".into(), json!(true));

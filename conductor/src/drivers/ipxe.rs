@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Boot, DriverError, Interface, Task};
+use super::{Boot, DriverError, Interface, Task, assets};
 use crate::model::NodeRecord;
 
 /// Where the node's pending ramdisk script is kept.
@@ -28,49 +28,16 @@ pub const ENTRY_SCRIPT: &str = "#!ipxe\nchain --autofree /boot/ipxe/${mac:hexhyp
 pub const LOCAL_BOOT_SCRIPT: &str =
     "#!ipxe\necho Rivet: booting from the local disk\nsanboot --no-describe --drive 0x80 || exit 0\n";
 
-/// A driver_info image reference as a URL: URLs as they are, file names under `/httpboot/`.
-fn asset_url(node: &NodeRecord, key: &str, base: &str) -> Result<String, DriverError> {
-    let value = node
-        .driver_info
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            DriverError::Invalid(format!(
-                "Cannot validate iPXE boot. Some parameters were missing in node's driver_info: ['{key}']"
-            ))
-        })?;
-    if value.starts_with("http://") || value.starts_with("https://") {
-        Ok(value.to_owned())
-    } else if value.contains('/') {
-        Err(DriverError::Invalid(format!(
-            "{key} {value:?} must be an http(s) URL or a file name in the conductor's http root"
-        )))
-    } else {
-        Ok(format!("{}/httpboot/{value}", base.trim_end_matches('/')))
-    }
-}
-
 /// The iPXE script that boots the deploy ramdisk with `params`.
 pub fn ramdisk_script(node: &NodeRecord, params: &BTreeMap<String, String>, base: &str) -> Result<String, DriverError> {
-    let kernel = asset_url(node, "deploy_kernel", base)?;
-    let ramdisk = asset_url(node, "deploy_ramdisk", base)?;
-    let mut args: Vec<String> = vec!["initrd=ramdisk".into()];
-    args.extend(params.iter().map(|(k, v)| format!("{k}={v}")));
-    args.push("BOOTIF=01-${mac:hexhyp}".into());
-    if let Some(extra) = node.driver_info.get("kernel_append_params").and_then(Value::as_str) {
-        args.push(extra.to_owned());
-    }
-    if args.iter().any(|a| a.contains('\n')) {
-        return Err(DriverError::Invalid(
-            "kernel parameters must not contain new lines".into(),
-        ));
-    }
+    let kernel = assets::url(node, "deploy_kernel", "iPXE", base)?;
+    let ramdisk = assets::url(node, "deploy_ramdisk", "iPXE", base)?;
+    // iPXE fills in the MAC it booted from.
+    let args = assets::kernel_command_line(node, params, Some("01-${mac:hexhyp}"))?;
     Ok(format!(
         "#!ipxe\necho Rivet: deploy ramdisk for node {uuid}\n\
-         kernel --name kernel {kernel} {args}\ninitrd --name ramdisk {ramdisk}\nboot\n",
+         kernel --name kernel {kernel} initrd=ramdisk {args}\ninitrd --name ramdisk {ramdisk}\nboot\n",
         uuid = node.uuid,
-        args = args.join(" ")
     ))
 }
 
@@ -94,8 +61,8 @@ impl Interface for IpxeBoot {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        asset_url(node, "deploy_kernel", "http://conductor")?;
-        asset_url(node, "deploy_ramdisk", "http://conductor").map(|_| ())
+        assets::asset(node, "deploy_kernel", "iPXE")?;
+        assets::asset(node, "deploy_ramdisk", "iPXE").map(|_| ())
     }
 }
 

@@ -8,10 +8,15 @@
 //! e.g. [`Power`]), add it to [`build`], and list it under the hardware types that support it.
 
 pub mod agent;
+pub mod assets;
+pub mod boot_iso;
 pub mod fake;
 pub mod ipmitool;
 pub mod ipxe;
 pub mod noop_mgmt;
+pub mod pxe;
+pub mod redfish;
+pub mod redfish_vmedia;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -87,6 +92,8 @@ pub struct DriverSettings {
     pub fast_track: bool,
     /// How recent the last heartbeat must be for fast track.
     pub fast_track_timeout: std::time::Duration,
+    /// Where boot files live (http root, TFTP root, SYSLINUX).
+    pub boot_files: assets::BootFiles,
 }
 
 /// Behaviour every interface shares.
@@ -118,6 +125,10 @@ pub trait Interface: Send + Sync + std::fmt::Debug {
 /// Booting: what the machine boots next (ramdisk or instance).
 #[async_trait]
 pub trait Boot: Interface {
+    /// The boot device that boots the ramdisk [`Boot::prepare_ramdisk`] prepared.
+    fn ramdisk_boot_device(&self) -> &'static str {
+        "pxe"
+    }
     /// Make the next boot load the agent ramdisk with these kernel parameters.
     async fn prepare_ramdisk(&self, _task: &mut Task, _params: &BTreeMap<String, String>) -> Result<(), DriverError> {
         Ok(())
@@ -303,10 +314,19 @@ pub fn hardware_types() -> Vec<HardwareType> {
         HardwareType::machine(
             "ipmi",
             [
-                ("boot", vec!["ipxe", "fake"]),
+                ("boot", vec!["ipxe", "pxe", "fake"]),
                 ("deploy", vec!["direct", "fake"]),
                 ("management", vec!["ipmitool", "noop-mgmt"]),
                 ("power", vec!["ipmitool"]),
+            ],
+        ),
+        HardwareType::machine(
+            "redfish",
+            [
+                ("boot", vec!["redfish-virtual-media", "ipxe", "pxe", "fake"]),
+                ("deploy", vec!["direct", "fake"]),
+                ("management", vec!["redfish", "noop-mgmt"]),
+                ("power", vec!["redfish"]),
             ],
         ),
     ]
@@ -346,7 +366,11 @@ pub fn build(kind: &'static str, name: &str) -> Option<Arc<dyn Interface>> {
         ("power", "ipmitool") => Arc::new(ipmitool::IpmiPower),
         ("management", "ipmitool") => Arc::new(ipmitool::IpmiManagement),
         ("management", "noop-mgmt") => Arc::new(noop_mgmt::NoopManagement),
+        ("power", "redfish") => Arc::new(redfish::RedfishPower),
+        ("management", "redfish") => Arc::new(redfish::RedfishManagement),
         ("boot", "ipxe") => Arc::new(ipxe::IpxeBoot),
+        ("boot", "pxe") => Arc::new(pxe::PxeBoot),
+        ("boot", "redfish-virtual-media") => Arc::new(redfish_vmedia::RedfishVirtualMediaBoot),
         ("vendor", "fake") => Arc::new(fake::FakeVendor),
         ("deploy", "fake") => Arc::new(fake::FakeDeploy),
         ("deploy", "direct") => Arc::new(agent::AgentDeploy),
@@ -376,6 +400,8 @@ fn build_boot(name: &str) -> Option<Arc<dyn Boot>> {
     match name {
         "fake" => Some(Arc::new(fake::FakeInterface { name: "fake" })),
         "ipxe" => Some(Arc::new(ipxe::IpxeBoot)),
+        "pxe" => Some(Arc::new(pxe::PxeBoot)),
+        "redfish-virtual-media" => Some(Arc::new(redfish_vmedia::RedfishVirtualMediaBoot)),
         _ => None,
     }
 }
@@ -540,6 +566,7 @@ impl DriverRegistry {
         match name {
             "fake" => Some(Arc::new(fake::FakePower)),
             "ipmitool" => Some(Arc::new(ipmitool::IpmiPower)),
+            "redfish" => Some(Arc::new(redfish::RedfishPower)),
             other => self.extensions.power.get(other).cloned(),
         }
     }
@@ -549,6 +576,7 @@ impl DriverRegistry {
             "fake" => Some(Arc::new(fake::FakeManagement)),
             "ipmitool" => Some(Arc::new(ipmitool::IpmiManagement)),
             "noop-mgmt" => Some(Arc::new(noop_mgmt::NoopManagement)),
+            "redfish" => Some(Arc::new(redfish::RedfishManagement)),
             other => self.extensions.management.get(other).cloned(),
         }
     }

@@ -30,6 +30,6 @@ impl Management for NoopManagement {
     }
 
     fn supported_boot_devices(&self) -> Vec<&'static str> {
-        vec!["pxe", "disk"]
+        vec!["pxe", "disk", "cdrom"]
     }
 }

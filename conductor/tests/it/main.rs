@@ -1,6 +1,8 @@
-//! Conductor integration tests over real HTTP on loopback, and the real `baremetal` CLI.
+//! Conductor integration tests over real HTTP on loopback, the real `baremetal` CLI, and a real
+//! Redfish BMC emulator.
 
 mod api;
 mod cli;
 mod postgres;
+mod redfish;
 mod support;

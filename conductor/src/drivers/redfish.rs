@@ -1,0 +1,498 @@
+//! `redfish` power and management, and the Redfish client they and the `redfish-virtual-media`
+//! boot interface share: a native client (HTTP basic authentication) for a node's BMC, as
+//! Ironic's `redfish` hardware type drives it.
+//!
+//! `driver_info`: `redfish_address` (required; `https://host[:port]`, `http://...`, or a bare
+//! host meaning https), `redfish_system_id` (the system's path, e.g.
+//! `/redfish/v1/Systems/1`; optional when the BMC has exactly one system), `redfish_username`,
+//! `redfish_password`, `redfish_verify_ca` (`true` — the host's CA bundle —, `false`, or the path
+//! of a PEM bundle; default `true`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{DriverError, Interface, Management, Power};
+use crate::model::NodeRecord;
+
+/// Longest one Redfish request may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a power change may take to show in the system's `PowerState`.
+const POWER_CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Interval between reads while waiting for a power change.
+const POWER_POLL: Duration = Duration::from_secs(1);
+/// Where Debian and most distributions keep the system's CA bundle.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn text(node: &NodeRecord, key: &str) -> Option<String> {
+    node.driver_info
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// How the BMC's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VerifyCa {
+    System,
+    Off,
+    Bundle(String),
+}
+
+fn verify_ca(node: &NodeRecord) -> Result<VerifyCa, DriverError> {
+    match node.driver_info.get("redfish_verify_ca") {
+        None | Some(Value::Null) | Some(Value::Bool(true)) => Ok(VerifyCa::System),
+        Some(Value::Bool(false)) => Ok(VerifyCa::Off),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Ok(VerifyCa::System),
+            "false" | "no" | "0" | "off" => Ok(VerifyCa::Off),
+            _ if s.starts_with('/') => Ok(VerifyCa::Bundle(s.clone())),
+            _ => Err(DriverError::Invalid(format!(
+                "Invalid value {s:?} for redfish_verify_ca: a boolean or the absolute path of a CA bundle"
+            ))),
+        },
+        Some(other) => Err(DriverError::Invalid(format!(
+            "Invalid value {other} for redfish_verify_ca: a boolean or the absolute path of a CA bundle"
+        ))),
+    }
+}
+
+/// The BMC's base URL from `redfish_address`.
+fn base_url(node: &NodeRecord) -> Result<url::Url, DriverError> {
+    let address = text(node, "redfish_address").ok_or_else(|| {
+        DriverError::Invalid(format!(
+            "Missing the following Redfish properties in node {} driver_info: redfish_address",
+            node.uuid
+        ))
+    })?;
+    let with_scheme = if address.contains("://") {
+        address.clone()
+    } else {
+        format!("https://{address}")
+    };
+    let url = url::Url::parse(&with_scheme)
+        .map_err(|e| DriverError::Invalid(format!("Invalid Redfish address {address:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(DriverError::Invalid(format!(
+            "Invalid Redfish address {address:?}: it must be an http(s) URL or a host name"
+        )));
+    }
+    Ok(url)
+}
+
+/// Accepts any server certificate (`redfish_verify_ca = false`); the handshake is still checked.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(verify: &VerifyCa) -> Result<rustls::ClientConfig, DriverError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let bundle = match verify {
+        VerifyCa::Off => {
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                .with_no_client_auth());
+        }
+        VerifyCa::System => SYSTEM_CA_BUNDLE,
+        VerifyCa::Bundle(path) => path.as_str(),
+    };
+    let pem = std::fs::read(bundle)
+        .map_err(|e| DriverError::Invalid(format!("Cannot read the CA bundle {bundle} for redfish_verify_ca: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| DriverError::Invalid(format!("CA bundle {bundle}: {e}")))?;
+        // Bundles carry the odd certificate webpki refuses; the others still count.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(DriverError::Invalid(format!(
+            "CA bundle {bundle} holds no usable certificate"
+        )));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// TLS for other downloads: the host's CA bundle when `verify`, else any certificate.
+pub(crate) fn tls_config_for(verify: bool) -> Result<rustls::ClientConfig, DriverError> {
+    tls_config(if verify { &VerifyCa::System } else { &VerifyCa::Off })
+}
+
+/// A client of one node's BMC.
+#[derive(Debug, Clone)]
+pub struct Redfish {
+    http: reqwest::Client,
+    base: url::Url,
+    username: Option<String>,
+    password: Option<String>,
+    system_id: Option<String>,
+}
+
+/// The `error` body of a Redfish failure, as readable text.
+fn redfish_message(body: &str) -> String {
+    let Ok(doc) = serde_json::from_str::<Value>(body) else {
+        return body.trim().chars().take(300).collect();
+    };
+    let error = &doc["error"];
+    let extended: Vec<&str> = error["@Message.ExtendedInfo"]
+        .as_array()
+        .map(|infos| infos.iter().filter_map(|i| i["Message"].as_str()).collect())
+        .unwrap_or_default();
+    if !extended.is_empty() {
+        return extended.join("; ");
+    }
+    error["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.trim().chars().take(300).collect())
+}
+
+impl Redfish {
+    /// The client for a node's `driver_info`.
+    pub fn for_node(node: &NodeRecord) -> Result<Self, DriverError> {
+        let base = base_url(node)?;
+        let tls = tls_config(&verify_ca(node)?)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(CALL_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| DriverError::Failed(format!("Redfish client: {e}")))?;
+        Ok(Redfish {
+            http,
+            base,
+            username: text(node, "redfish_username"),
+            password: text(node, "redfish_password"),
+            system_id: text(node, "redfish_system_id"),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, DriverError> {
+        self.base
+            .join(path)
+            .map_err(|e| DriverError::Invalid(format!("Invalid Redfish path {path:?}: {e}")))
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<String, DriverError> {
+        let url = self.url(path)?;
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .header("OData-Version", "4.0");
+        if let Some(user) = &self.username {
+            request = request.basic_auth(user, self.password.as_deref());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let what = format!("Redfish {method} {url}");
+        let response = request.send().await.map_err(|e| {
+            DriverError::Failed(format!(
+                "{what}: the BMC is unreachable: {}",
+                rivet_common::error::error_chain(&e)
+            ))
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| DriverError::Failed(format!("{what}: reading the answer: {e}")))?;
+        if !status.is_success() {
+            return Err(DriverError::Failed(format!(
+                "{what} failed with HTTP {}: {}",
+                status.as_u16(),
+                redfish_message(&text)
+            )));
+        }
+        Ok(text)
+    }
+
+    /// GET a resource.
+    pub async fn get(&self, path: &str) -> Result<Value, DriverError> {
+        let text = self.send(reqwest::Method::GET, path, None).await?;
+        serde_json::from_str(&text)
+            .map_err(|e| DriverError::Failed(format!("Redfish GET {path}: the BMC answered invalid JSON: {e}")))
+    }
+
+    /// POST an action.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(), DriverError> {
+        self.send(reqwest::Method::POST, path, Some(body)).await.map(|_| ())
+    }
+
+    /// PATCH a resource.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<(), DriverError> {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await.map(|_| ())
+    }
+
+    /// The node's system: `redfish_system_id`, else the BMC's only system.
+    pub async fn system_path(&self) -> Result<String, DriverError> {
+        if let Some(id) = &self.system_id {
+            return Ok(id.clone());
+        }
+        let systems = self.get("/redfish/v1/Systems").await?;
+        let members: Vec<&str> = systems["Members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|s| s["@odata.id"].as_str()).collect())
+            .unwrap_or_default();
+        match members.as_slice() {
+            [only] => Ok((*only).to_owned()),
+            [] => Err(DriverError::Failed("The BMC lists no system".into())),
+            many => Err(DriverError::Invalid(format!(
+                "The BMC has {} systems ({}): set redfish_system_id",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// The node's system resource and its path.
+    pub async fn system(&self) -> Result<(String, Value), DriverError> {
+        let path = self.system_path().await?;
+        let doc = self.get(&path).await?;
+        Ok((path, doc))
+    }
+}
+
+/// Ironic's power state for a Redfish `PowerState`.
+fn power_state_of(system: &Value) -> Result<&'static str, DriverError> {
+    match system["PowerState"].as_str() {
+        Some("On" | "PoweringOn") => Ok("power on"),
+        Some("Off" | "PoweringOff") => Ok("power off"),
+        other => Err(DriverError::Failed(format!(
+            "The BMC reports an unknown power state {other:?}"
+        ))),
+    }
+}
+
+/// The Redfish `ResetType` for an Ironic power target, given the current state.
+fn reset_type(target: &str, current: &str) -> Result<Option<&'static str>, DriverError> {
+    Ok(match (target, current) {
+        ("power on", "power on") | ("power off" | "soft power off", "power off") => None,
+        ("power on", _) | ("rebooting" | "soft rebooting", "power off") => Some("On"),
+        ("power off", _) => Some("ForceOff"),
+        ("soft power off", _) => Some("GracefulShutdown"),
+        ("rebooting", _) => Some("ForceRestart"),
+        ("soft rebooting", _) => Some("GracefulRestart"),
+        (other, _) => return Err(DriverError::Invalid(format!("Unsupported target_state: {other}"))),
+    })
+}
+
+/// Power through `ComputerSystem.Reset`.
+#[derive(Debug)]
+pub struct RedfishPower;
+
+#[async_trait]
+impl Interface for RedfishPower {
+    fn name(&self) -> &'static str {
+        "redfish"
+    }
+
+    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
+        base_url(node)?;
+        verify_ca(node).map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Power for RedfishPower {
+    async fn get_power_state(&self, node: &NodeRecord) -> Result<String, DriverError> {
+        let (_, system) = Redfish::for_node(node)?.system().await?;
+        power_state_of(&system).map(str::to_owned)
+    }
+
+    async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError> {
+        let bmc = Redfish::for_node(node)?;
+        let (path, system) = bmc.system().await?;
+        let current = power_state_of(&system)?;
+        let Some(reset) = reset_type(target, current)? else {
+            node.power_state = Some(current.to_owned());
+            return Ok(());
+        };
+        let action = system["Actions"]["#ComputerSystem.Reset"]["target"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}/Actions/ComputerSystem.Reset", path.trim_end_matches('/')));
+        bmc.post(&action, &json!({"ResetType": reset})).await?;
+        // BMCs apply resets asynchronously: the state the node ends in is the one to record.
+        let want = if target.contains("off") {
+            "power off"
+        } else {
+            "power on"
+        };
+        let deadline = tokio::time::Instant::now() + POWER_CHANGE_TIMEOUT;
+        loop {
+            let doc = bmc.get(&path).await?;
+            let state = power_state_of(&doc)?;
+            // Settled: the final state, not `PoweringOn` / `PoweringOff`.
+            if doc["PowerState"].as_str() == Some(if want == "power on" { "On" } else { "Off" }) {
+                node.power_state = Some(want.to_owned());
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Failed(format!(
+                    "Timed out after {POWER_CHANGE_TIMEOUT:?} waiting for node {} to reach {want} after {reset} (it is {state})",
+                    node.uuid
+                )));
+            }
+            tokio::time::sleep(POWER_POLL).await;
+        }
+    }
+
+    fn supported_power_states(&self) -> Vec<&'static str> {
+        vec!["power on", "power off", "rebooting", "soft power off", "soft rebooting"]
+    }
+}
+
+/// The Redfish `BootSourceOverrideTarget` for an Ironic boot device.
+fn boot_target(device: &str) -> Option<&'static str> {
+    Some(match device {
+        "pxe" => "Pxe",
+        "disk" => "Hdd",
+        "cdrom" => "Cd",
+        "bios" => "BiosSetup",
+        _ => return None,
+    })
+}
+
+/// Boot devices through the system's `Boot` override.
+#[derive(Debug)]
+pub struct RedfishManagement;
+
+#[async_trait]
+impl Interface for RedfishManagement {
+    fn name(&self) -> &'static str {
+        "redfish"
+    }
+
+    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
+        base_url(node)?;
+        verify_ca(node).map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Management for RedfishManagement {
+    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError> {
+        let target = boot_target(device)
+            .ok_or_else(|| DriverError::Invalid(format!("Invalid boot device {device} specified.")))?;
+        let bmc = Redfish::for_node(node)?;
+        let path = bmc.system_path().await?;
+        let enabled = if persistent { "Continuous" } else { "Once" };
+        bmc.patch(
+            &path,
+            &json!({"Boot": {"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled}}),
+        )
+        .await
+    }
+
+    fn supported_boot_devices(&self) -> Vec<&'static str> {
+        vec!["pxe", "disk", "cdrom", "bios"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(info: Value) -> NodeRecord {
+        let mut node = NodeRecord {
+            uuid: "n1".into(),
+            ..Default::default()
+        };
+        if let Value::Object(map) = info {
+            node.driver_info.extend(map);
+        }
+        node
+    }
+
+    #[test]
+    fn addresses_default_to_https_and_bad_ones_are_named() {
+        let url = base_url(&node(json!({"redfish_address": "bmc.example:8443"}))).expect("url");
+        assert_eq!(url.as_str(), "https://bmc.example:8443/");
+        let url = base_url(&node(json!({"redfish_address": "http://127.0.0.1:8000"}))).expect("url");
+        assert_eq!(url.as_str(), "http://127.0.0.1:8000/");
+        let missing = base_url(&node(json!({}))).expect_err("missing");
+        assert!(missing.to_string().contains("redfish_address"), "{missing}");
+        let wrong = base_url(&node(json!({"redfish_address": "ftp://bmc"}))).expect_err("scheme");
+        assert!(wrong.to_string().contains("ftp://bmc"), "{wrong}");
+    }
+
+    #[test]
+    fn verify_ca_takes_booleans_strings_and_paths() {
+        assert_eq!(verify_ca(&node(json!({}))), Ok(VerifyCa::System));
+        assert_eq!(verify_ca(&node(json!({"redfish_verify_ca": false}))), Ok(VerifyCa::Off));
+        assert_eq!(
+            verify_ca(&node(json!({"redfish_verify_ca": "False"}))),
+            Ok(VerifyCa::Off)
+        );
+        assert_eq!(
+            verify_ca(&node(json!({"redfish_verify_ca": "/etc/bmc-ca.pem"}))),
+            Ok(VerifyCa::Bundle("/etc/bmc-ca.pem".into()))
+        );
+        assert!(verify_ca(&node(json!({"redfish_verify_ca": "maybe"}))).is_err());
+    }
+
+    #[test]
+    fn power_targets_map_to_reset_types() {
+        assert_eq!(reset_type("power on", "power off"), Ok(Some("On")));
+        assert_eq!(reset_type("power on", "power on"), Ok(None));
+        assert_eq!(reset_type("power off", "power on"), Ok(Some("ForceOff")));
+        assert_eq!(reset_type("soft power off", "power off"), Ok(None));
+        assert_eq!(reset_type("rebooting", "power on"), Ok(Some("ForceRestart")));
+        assert_eq!(reset_type("rebooting", "power off"), Ok(Some("On")));
+        assert_eq!(reset_type("soft rebooting", "power on"), Ok(Some("GracefulRestart")));
+        assert!(reset_type("inject nmi", "power on").is_err());
+        assert_eq!(power_state_of(&json!({"PowerState": "PoweringOff"})), Ok("power off"));
+        assert!(power_state_of(&json!({})).is_err());
+    }
+
+    #[test]
+    fn redfish_errors_are_read_from_extended_info() {
+        let body = r#"{"error": {"code": "Base.1.0.GeneralError", "message": "general",
+            "@Message.ExtendedInfo": [{"Message": "The image could not be fetched."}]}}"#;
+        assert_eq!(redfish_message(body), "The image could not be fetched.");
+        assert_eq!(redfish_message(r#"{"error": {"message": "nope"}}"#), "nope");
+        assert_eq!(redfish_message("Internal Server Error\n"), "Internal Server Error");
+    }
+}
