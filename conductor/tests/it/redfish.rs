@@ -253,3 +253,70 @@ async fn cleaning_boots_the_ramdisk_from_a_virtual_cd_with_the_kernel_parameters
     assert!(!root.path().join(&iso_name).exists(), "the ISO is removed");
     assert_eq!(bmc.get(SYSTEM).await["PowerState"], "Off");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pxe_boot_writes_the_tftp_root_and_removes_it_on_abort() {
+    let bmc = Bmc::start().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let tftp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("kernel"), b"kernel").expect("kernel");
+    std::fs::write(root.path().join("ramdisk"), b"ramdisk").expect("ramdisk");
+    let tftp_root = tftp.path().to_owned();
+    let http_root = root.path().to_owned();
+    let c = TestConductor::start_with(move |c| {
+        c.enabled_hardware_types = vec!["redfish".into()];
+        c.http_root = Some(http_root);
+        c.tftp_root = Some(tftp_root);
+        c.check_provision_state_interval = Duration::from_millis(200);
+    })
+    .await;
+    let node = enroll(&c, &bmc).await;
+    let (status, body) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{node}")),
+        Some(json!([{"op": "replace", "path": "/boot_interface", "value": "pxe"}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for target in ["manage", "provide"] {
+        let (status, body) = call(
+            Method::PUT,
+            c.url(&format!("/v1/nodes/{node}/states/provision")),
+            Some(json!({"target": target})),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        if target == "manage" {
+            wait_for(&c, &node, "provision_state", "manageable").await;
+        }
+    }
+    wait_for(&c, &node, "provision_state", "clean wait").await;
+    let by_mac = tftp.path().join("pxelinux.cfg/01-52-54-00-ab-cd-01");
+    let config = std::fs::read_to_string(&by_mac).expect("the port's MAC names the node's config");
+    assert_eq!(
+        config,
+        format!(
+            "default deploy\nprompt 0\nlabel deploy\n  kernel {node}/deploy_kernel\n  append initrd={node}/deploy_ramdisk \
+             ipa-api-url={} console=ttyS0\n  ipappend 2\n",
+            c.running.url()
+        )
+    );
+    assert_eq!(
+        std::fs::read(tftp.path().join(&node).join("deploy_ramdisk")).expect("ramdisk"),
+        b"ramdisk"
+    );
+    assert_eq!(bmc.get(SYSTEM).await["Boot"]["BootSourceOverrideTarget"], "Pxe");
+
+    let (status, body) = call(
+        Method::PUT,
+        c.url(&format!("/v1/nodes/{node}/states/provision")),
+        Some(json!({"target": "abort"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for(&c, &node, "provision_state", "clean failed").await;
+    assert!(
+        !by_mac.exists() && !tftp.path().join(&node).exists(),
+        "the node's TFTP files are removed"
+    );
+}
