@@ -92,98 +92,15 @@ pub struct AgentClient {
 /// presented certificate being byte-for-byte the one the agent sent with its (token-
 /// authenticated) heartbeat is the stronger check, and the handshake signature still proves the
 /// agent holds its key.
-#[derive(Debug)]
-struct PinnedAgentCert {
-    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
-    chain: Arc<rustls::client::WebPkiServerVerifier>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedAgentCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        server_name: &rustls::pki_types::ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self
-            .chain
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Ok(verified) => Ok(verified),
-            Err(_) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_config_pinned(pem: &str) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    if certs.is_empty() {
-        return Err("agent_verify_ca holds no certificate".into());
-    }
-    for cert in &certs {
-        roots.add(cert.clone()).map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let verifier = PinnedAgentCert {
-        pinned: certs,
-        chain,
-        provider: Arc::clone(&provider),
-    };
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
-}
-
-fn plain_tls_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
+    crate::tls::trusting(pem.as_bytes(), "agent_verify_ca", true)
 }
 
 impl AgentClient {
     /// A client with these timeouts.
     pub fn new(config: AgentClientConfig) -> Self {
         let plain = reqwest::Client::builder()
-            .tls_backend_preconfigured(plain_tls_config())
+            .tls_backend_preconfigured(crate::tls::no_roots())
             .timeout(config.command_timeout)
             .connect_timeout(config.command_timeout.min(Duration::from_secs(10)))
             .build()

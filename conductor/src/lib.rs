@@ -18,6 +18,7 @@ pub mod states;
 pub mod steps;
 pub mod task;
 pub mod time;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -103,7 +103,11 @@ async fn download(url: &str, dest: &Path) -> Result<(), String> {
     // https is verified against the host's CA bundle; plain http never upgrades to an
     // unverified https through a redirect.
     let https = url.starts_with("https://");
-    let tls = super::redfish::tls_config_for(https).map_err(|e| e.to_string())?;
+    let tls = if https {
+        crate::tls::system_roots()?
+    } else {
+        crate::tls::no_roots()
+    };
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > 5 {
             attempt.error("too many redirects")

@@ -91,25 +91,14 @@ async fn build_in(
             "-V",
             "RIVET_VMEDIA",
         ])
-        .arg(&tree)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(BUILD_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| DriverError::Failed(format!("xorriso took longer than {BUILD_TIMEOUT:?}")))?
-        .map_err(|e| {
-            DriverError::Failed(if e.kind() == std::io::ErrorKind::NotFound {
-                "xorriso is not installed on the conductor host (Debian: xorriso)".to_owned()
-            } else {
-                format!("running xorriso: {e}")
-            })
-        })?;
-    if !out.status.success() {
-        return Err(DriverError::Failed(format!(
-            "xorriso failed to build the deploy ISO: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+        .arg(&tree);
+    super::tool::output(
+        cmd,
+        "xorriso building the deploy ISO",
+        BUILD_TIMEOUT,
+        " (Debian: xorriso)",
+    )
+    .await?;
     let iso = root.join(file_name(node));
     tokio::fs::rename(&partial, &iso)
         .await

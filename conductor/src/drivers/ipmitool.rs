@@ -76,25 +76,9 @@ async fn ipmitool(node: &NodeRecord, args: &[&str]) -> Result<String, DriverErro
     }
     // -E reads the password from IPMI_PASSWORD.
     cmd.arg("-E").env("IPMI_PASSWORD", t.password.as_deref().unwrap_or(""));
-    cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
+    cmd.args(args);
     let what = format!("ipmitool {} at {}:{}", args.join(" "), t.address, t.port);
-    let out = tokio::time::timeout(CALL_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| DriverError::Failed(format!("{what} timed out after {CALL_TIMEOUT:?}")))?
-        .map_err(|e| {
-            DriverError::Failed(if e.kind() == std::io::ErrorKind::NotFound {
-                "ipmitool is not installed on the conductor host".to_owned()
-            } else {
-                format!("{what}: {e}")
-            })
-        })?;
-    if !out.status.success() {
-        return Err(DriverError::Failed(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::tool::output(cmd, &what, CALL_TIMEOUT, "").await
 }
 
 /// Parse `chassis power status` output.

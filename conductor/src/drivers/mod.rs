@@ -17,6 +17,7 @@ pub mod noop_mgmt;
 pub mod pxe;
 pub mod redfish;
 pub mod redfish_vmedia;
+pub mod tool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

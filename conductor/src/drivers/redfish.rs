@@ -8,7 +8,6 @@
 //! `redfish_password`, `redfish_verify_ca` (`true` — the host's CA bundle —, `false`, or the path
 //! of a PEM bundle; default `true`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +22,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const POWER_CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Interval between reads while waiting for a power change.
 const POWER_POLL: Duration = Duration::from_secs(1);
-/// Where Debian and most distributions keep the system's CA bundle.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 fn text(node: &NodeRecord, key: &str) -> Option<String> {
     node.driver_info
@@ -83,79 +80,22 @@ fn base_url(node: &NodeRecord) -> Result<url::Url, DriverError> {
     Ok(url)
 }
 
-/// Accepts any server certificate (`redfish_verify_ca = false`); the handshake is still checked.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_config(verify: &VerifyCa) -> Result<rustls::ClientConfig, DriverError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
-    let bundle = match verify {
-        VerifyCa::Off => {
-            return Ok(builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                .with_no_client_auth());
+    let invalid = |e: String| DriverError::Invalid(format!("redfish_verify_ca: {e}"));
+    match verify {
+        VerifyCa::Off => Ok(crate::tls::any_certificate()),
+        VerifyCa::System => crate::tls::system_roots().map_err(invalid),
+        VerifyCa::Bundle(path) => {
+            let pem = std::fs::read(path).map_err(|e| invalid(format!("reading {path}: {e}")))?;
+            crate::tls::trusting(&pem, path, false).map_err(invalid)
         }
-        VerifyCa::System => SYSTEM_CA_BUNDLE,
-        VerifyCa::Bundle(path) => path.as_str(),
-    };
-    let pem = std::fs::read(bundle)
-        .map_err(|e| DriverError::Invalid(format!("Cannot read the CA bundle {bundle} for redfish_verify_ca: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| DriverError::Invalid(format!("CA bundle {bundle}: {e}")))?;
-        // Bundles carry the odd certificate webpki refuses; the others still count.
-        let _ = roots.add(cert);
     }
-    if roots.is_empty() {
-        return Err(DriverError::Invalid(format!(
-            "CA bundle {bundle} holds no usable certificate"
-        )));
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// TLS for other downloads: the host's CA bundle when `verify`, else any certificate.
-pub(crate) fn tls_config_for(verify: bool) -> Result<rustls::ClientConfig, DriverError> {
-    tls_config(if verify { &VerifyCa::System } else { &VerifyCa::Off })
+/// Check the `redfish_*` keys of `driver_info` without contacting the BMC.
+pub fn check_driver_info(node: &NodeRecord) -> Result<(), DriverError> {
+    base_url(node)?;
+    verify_ca(node).map(|_| ())
 }
 
 /// A client of one node's BMC.
@@ -329,8 +269,7 @@ impl Interface for RedfishPower {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        base_url(node)?;
-        verify_ca(node).map(|_| ())
+        check_driver_info(node)
     }
 }
 
@@ -406,8 +345,7 @@ impl Interface for RedfishManagement {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        base_url(node)?;
-        verify_ca(node).map(|_| ())
+        check_driver_info(node)
     }
 }
 

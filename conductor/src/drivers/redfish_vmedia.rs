@@ -86,7 +86,7 @@ impl Interface for RedfishVirtualMediaBoot {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        Redfish::for_node(node)?;
+        super::redfish::check_driver_info(node)?;
         assets::asset(node, "deploy_kernel", "virtual media")?;
         assets::asset(node, "deploy_ramdisk", "virtual media").map(|_| ())
     }

@@ -86,11 +86,12 @@ impl Bmc {
     }
 }
 
-async fn conductor(http_root: &std::path::Path) -> TestConductor {
-    let root = http_root.to_owned();
+async fn conductor(http_root: &std::path::Path, tftp_root: Option<&std::path::Path>) -> TestConductor {
+    let (http_root, tftp_root) = (http_root.to_owned(), tftp_root.map(ToOwned::to_owned));
     TestConductor::start_with(move |c| {
-        c.enabled_hardware_types = vec!["redfish".into(), "fake-hardware".into()];
-        c.http_root = Some(root);
+        c.enabled_hardware_types = vec!["redfish".into()];
+        c.http_root = Some(http_root);
+        c.tftp_root = tftp_root;
         c.check_provision_state_interval = Duration::from_millis(200);
     })
     .await
@@ -122,11 +123,30 @@ async fn enroll(c: &TestConductor, bmc: &Bmc) -> String {
     uuid
 }
 
+/// A provision or power verb the API accepts (202).
+async fn put_state(c: &TestConductor, node: &str, kind: &str, target: &str) {
+    let (status, body) = call(
+        Method::PUT,
+        c.url(&format!("/v1/nodes/{node}/states/{kind}")),
+        Some(json!({"target": target})),
+    )
+    .await;
+    assert_eq!(status, 202, "{kind} {target}: {body}");
+}
+
+/// manage, then provide: automated cleaning boots the ramdisk and waits for its agent.
+async fn start_cleaning(c: &TestConductor, node: &str) {
+    put_state(c, node, "provision", "manage").await;
+    wait_for(c, node, "provision_state", "manageable").await;
+    put_state(c, node, "provision", "provide").await;
+    wait_for(c, node, "provision_state", "clean wait").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn power_goes_through_the_redfish_bmc() {
     let bmc = Bmc::start().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let c = conductor(root.path()).await;
+    let c = conductor(root.path(), None).await;
     let node = enroll(&c, &bmc).await;
 
     let (_, validate) = call(Method::GET, c.url(&format!("/v1/nodes/{node}/validate")), None).await;
@@ -135,23 +155,11 @@ async fn power_goes_through_the_redfish_bmc() {
 
     // The emulator applies power changes a few seconds later, as real BMCs do; the conductor
     // records the state the system reaches.
-    let (status, body) = call(
-        Method::PUT,
-        c.url(&format!("/v1/nodes/{node}/states/power")),
-        Some(json!({"target": "power on"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    put_state(&c, &node, "power", "power on").await;
     wait_for(&c, &node, "power_state", "power on").await;
     assert_eq!(bmc.get(SYSTEM).await["PowerState"], "On");
 
-    let (status, body) = call(
-        Method::PUT,
-        c.url(&format!("/v1/nodes/{node}/states/power")),
-        Some(json!({"target": "power off"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    put_state(&c, &node, "power", "power off").await;
     wait_for(&c, &node, "power_state", "power off").await;
     assert_eq!(bmc.get(SYSTEM).await["PowerState"], "Off");
 
@@ -163,13 +171,7 @@ async fn power_goes_through_the_redfish_bmc() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        Method::PUT,
-        c.url(&format!("/v1/nodes/{node}/states/power")),
-        Some(json!({"target": "power on"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    put_state(&c, &node, "power", "power on").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let doc = loop {
         let (_, doc) = call(Method::GET, c.url(&format!("/v1/nodes/{node}")), None).await;
@@ -193,24 +195,12 @@ async fn cleaning_boots_the_ramdisk_from_a_virtual_cd_with_the_kernel_parameters
     let root = tempfile::tempdir().expect("tempdir");
     std::fs::write(root.path().join("kernel"), b"not really a kernel").expect("kernel");
     std::fs::write(root.path().join("ramdisk"), b"not really a ramdisk").expect("ramdisk");
-    let c = conductor(root.path()).await;
+    let c = conductor(root.path(), None).await;
     let node = enroll(&c, &bmc).await;
 
-    for target in ["manage", "provide"] {
-        let (status, body) = call(
-            Method::PUT,
-            c.url(&format!("/v1/nodes/{node}/states/provision")),
-            Some(json!({"target": target})),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        if target == "manage" {
-            wait_for(&c, &node, "provision_state", "manageable").await;
-        }
-    }
     // The conductor built the ISO, had the BMC insert it, chose the CD and powered on; now it
     // waits for the agent.
-    wait_for(&c, &node, "provision_state", "clean wait").await;
+    start_cleaning(&c, &node).await;
     let iso_name = format!("boot-{node}.iso");
     let cd = bmc.get(&format!("{SYSTEM}/VirtualMedia/Cd")).await;
     assert_eq!(cd["Inserted"], true, "{cd}");
@@ -240,13 +230,7 @@ async fn cleaning_boots_the_ramdisk_from_a_virtual_cd_with_the_kernel_parameters
     assert!(text.contains("not really a ramdisk"), "the ramdisk is on the CD");
 
     // Aborting powers off, ejects the CD and removes the ISO.
-    let (status, body) = call(
-        Method::PUT,
-        c.url(&format!("/v1/nodes/{node}/states/provision")),
-        Some(json!({"target": "abort"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    put_state(&c, &node, "provision", "abort").await;
     wait_for(&c, &node, "provision_state", "clean failed").await;
     let cd = bmc.get(&format!("{SYSTEM}/VirtualMedia/Cd")).await;
     assert_eq!(cd["Inserted"], false, "{cd}");
@@ -261,15 +245,7 @@ async fn pxe_boot_writes_the_tftp_root_and_removes_it_on_abort() {
     let tftp = tempfile::tempdir().expect("tempdir");
     std::fs::write(root.path().join("kernel"), b"kernel").expect("kernel");
     std::fs::write(root.path().join("ramdisk"), b"ramdisk").expect("ramdisk");
-    let tftp_root = tftp.path().to_owned();
-    let http_root = root.path().to_owned();
-    let c = TestConductor::start_with(move |c| {
-        c.enabled_hardware_types = vec!["redfish".into()];
-        c.http_root = Some(http_root);
-        c.tftp_root = Some(tftp_root);
-        c.check_provision_state_interval = Duration::from_millis(200);
-    })
-    .await;
+    let c = conductor(root.path(), Some(tftp.path())).await;
     let node = enroll(&c, &bmc).await;
     let (status, body) = call(
         Method::PATCH,
@@ -278,19 +254,7 @@ async fn pxe_boot_writes_the_tftp_root_and_removes_it_on_abort() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    for target in ["manage", "provide"] {
-        let (status, body) = call(
-            Method::PUT,
-            c.url(&format!("/v1/nodes/{node}/states/provision")),
-            Some(json!({"target": target})),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        if target == "manage" {
-            wait_for(&c, &node, "provision_state", "manageable").await;
-        }
-    }
-    wait_for(&c, &node, "provision_state", "clean wait").await;
+    start_cleaning(&c, &node).await;
     let by_mac = tftp.path().join("pxelinux.cfg/01-52-54-00-ab-cd-01");
     let config = std::fs::read_to_string(&by_mac).expect("the port's MAC names the node's config");
     assert_eq!(
@@ -307,13 +271,7 @@ async fn pxe_boot_writes_the_tftp_root_and_removes_it_on_abort() {
     );
     assert_eq!(bmc.get(SYSTEM).await["Boot"]["BootSourceOverrideTarget"], "Pxe");
 
-    let (status, body) = call(
-        Method::PUT,
-        c.url(&format!("/v1/nodes/{node}/states/provision")),
-        Some(json!({"target": "abort"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    put_state(&c, &node, "provision", "abort").await;
     wait_for(&c, &node, "provision_state", "clean failed").await;
     assert!(
         !by_mac.exists() && !tftp.path().join(&node).exists(),
