@@ -812,11 +812,7 @@ impl Conductor {
                 return Err(e);
             }
         };
-        task.node.target_power_state = Some(match target {
-            "rebooting" | "soft rebooting" => "power on".to_owned(),
-            "soft power off" => "power off".to_owned(),
-            t => t.to_owned(),
-        });
+        task.node.target_power_state = Some(crate::drivers::power_state_after(target).to_owned());
         if let Err(e) = self.save(&mut task.node).await {
             lock.release().await?;
             return Err(e);

@@ -68,10 +68,7 @@ impl Power for FakePower {
     }
 
     async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError> {
-        node.power_state = Some(match target {
-            "power off" | "soft power off" => "power off".to_owned(),
-            _ => "power on".to_owned(),
-        });
+        node.power_state = Some(super::power_state_after(target).to_owned());
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{DriverError, Interface, Management, Power};
+use super::{DriverError, Interface, Management, Power, PowerAction, await_power_state, power_state_after};
 use crate::model::NodeRecord;
 
 /// Longest one ipmitool call may take (it retries internally).
@@ -119,38 +119,23 @@ impl Power for IpmiPower {
 
     async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError> {
         let current = parse_power(&ipmitool(node, &["chassis", "power", "status"]).await?)?;
-        let action = match (target, current) {
-            ("power on", "power on") | ("power off" | "soft power off", "power off") => None,
-            ("power on", _) => Some("on"),
-            ("power off", _) => Some("off"),
-            ("soft power off", _) => Some("soft"),
-            // A reboot of a machine that is off is a power on.
-            ("rebooting" | "soft rebooting", "power off") => Some("on"),
-            ("rebooting" | "soft rebooting", _) => Some("reset"),
-            (other, _) => {
-                return Err(DriverError::Invalid(format!("unsupported power state {other}")));
-            }
-        };
-        if let Some(action) = action {
-            ipmitool(node, &["chassis", "power", action]).await?;
+        if let Some(action) = PowerAction::needed(target, current)? {
+            let verb = match action {
+                PowerAction::On => "on",
+                PowerAction::Off => "off",
+                PowerAction::SoftOff => "soft",
+                PowerAction::Reboot | PowerAction::SoftReboot => "reset",
+            };
+            ipmitool(node, &["chassis", "power", verb]).await?;
         }
-        let wanted = if target.contains("off") {
-            "power off"
-        } else {
-            "power on"
-        };
-        // The BMC may take a moment; wait for the state to show (bounded).
-        for _ in 0..30 {
-            if parse_power(&ipmitool(node, &["chassis", "power", "status"]).await?)? == wanted {
-                node.power_state = Some(wanted.to_owned());
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        Err(DriverError::Failed(format!(
-            "node {} did not reach {wanted} through IPMI within 30 s",
-            node.uuid
-        )))
+        let want = power_state_after(target);
+        // The BMC settings to read with, while the node itself takes the result.
+        let bmc = node.clone();
+        await_power_state(node, want, "IPMI", Duration::from_secs(30), || {
+            let bmc = &bmc;
+            async move { Ok(parse_power(&ipmitool(bmc, &["chassis", "power", "status"]).await?)? == want) }
+        })
+        .await
     }
 
     fn supported_power_states(&self) -> Vec<&'static str> {

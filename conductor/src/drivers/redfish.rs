@@ -13,15 +13,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{DriverError, Interface, Management, Power};
+use super::{DriverError, Interface, Management, Power, PowerAction, await_power_state, power_state_after};
 use crate::model::NodeRecord;
 
 /// Longest one Redfish request may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a power change may take to show in the system's `PowerState`.
 const POWER_CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Interval between reads while waiting for a power change.
-const POWER_POLL: Duration = Duration::from_secs(1);
 
 fn text(node: &NodeRecord, key: &str) -> Option<String> {
     node.driver_info
@@ -245,17 +243,15 @@ fn power_state_of(system: &Value) -> Result<&'static str, DriverError> {
     }
 }
 
-/// The Redfish `ResetType` for an Ironic power target, given the current state.
-fn reset_type(target: &str, current: &str) -> Result<Option<&'static str>, DriverError> {
-    Ok(match (target, current) {
-        ("power on", "power on") | ("power off" | "soft power off", "power off") => None,
-        ("power on", _) | ("rebooting" | "soft rebooting", "power off") => Some("On"),
-        ("power off", _) => Some("ForceOff"),
-        ("soft power off", _) => Some("GracefulShutdown"),
-        ("rebooting", _) => Some("ForceRestart"),
-        ("soft rebooting", _) => Some("GracefulRestart"),
-        (other, _) => return Err(DriverError::Invalid(format!("Unsupported target_state: {other}"))),
-    })
+/// The Redfish `ResetType` of a power action.
+fn reset_type(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::On => "On",
+        PowerAction::Off => "ForceOff",
+        PowerAction::SoftOff => "GracefulShutdown",
+        PowerAction::Reboot => "ForceRestart",
+        PowerAction::SoftReboot => "GracefulRestart",
+    }
 }
 
 /// Power through `ComputerSystem.Reset`.
@@ -284,38 +280,23 @@ impl Power for RedfishPower {
         let bmc = Redfish::for_node(node)?;
         let (path, system) = bmc.system().await?;
         let current = power_state_of(&system)?;
-        let Some(reset) = reset_type(target, current)? else {
+        let Some(action) = PowerAction::needed(target, current)? else {
             node.power_state = Some(current.to_owned());
             return Ok(());
         };
-        let action = system["Actions"]["#ComputerSystem.Reset"]["target"]
+        let reset = system["Actions"]["#ComputerSystem.Reset"]["target"]
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}/Actions/ComputerSystem.Reset", path.trim_end_matches('/')));
-        bmc.post(&action, &json!({"ResetType": reset})).await?;
-        // BMCs apply resets asynchronously: the state the node ends in is the one to record.
-        let want = if target.contains("off") {
-            "power off"
-        } else {
-            "power on"
-        };
-        let deadline = tokio::time::Instant::now() + POWER_CHANGE_TIMEOUT;
-        loop {
-            let doc = bmc.get(&path).await?;
-            let state = power_state_of(&doc)?;
-            // Settled: the final state, not `PoweringOn` / `PoweringOff`.
-            if doc["PowerState"].as_str() == Some(if want == "power on" { "On" } else { "Off" }) {
-                node.power_state = Some(want.to_owned());
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Failed(format!(
-                    "Timed out after {POWER_CHANGE_TIMEOUT:?} waiting for node {} to reach {want} after {reset} (it is {state})",
-                    node.uuid
-                )));
-            }
-            tokio::time::sleep(POWER_POLL).await;
-        }
+        bmc.post(&reset, &json!({"ResetType": reset_type(action)})).await?;
+        // Settled: the final state, not `PoweringOn` / `PoweringOff`.
+        let want = power_state_after(target);
+        let settled = if want == "power on" { "On" } else { "Off" };
+        await_power_state(node, want, "Redfish", POWER_CHANGE_TIMEOUT, || {
+            let (bmc, path) = (&bmc, &path);
+            async move { Ok(bmc.get(path).await?["PowerState"].as_str() == Some(settled)) }
+        })
+        .await
     }
 
     fn supported_power_states(&self) -> Vec<&'static str> {
@@ -413,14 +394,15 @@ mod tests {
 
     #[test]
     fn power_targets_map_to_reset_types() {
-        assert_eq!(reset_type("power on", "power off"), Ok(Some("On")));
-        assert_eq!(reset_type("power on", "power on"), Ok(None));
-        assert_eq!(reset_type("power off", "power on"), Ok(Some("ForceOff")));
-        assert_eq!(reset_type("soft power off", "power off"), Ok(None));
-        assert_eq!(reset_type("rebooting", "power on"), Ok(Some("ForceRestart")));
-        assert_eq!(reset_type("rebooting", "power off"), Ok(Some("On")));
-        assert_eq!(reset_type("soft rebooting", "power on"), Ok(Some("GracefulRestart")));
-        assert!(reset_type("inject nmi", "power on").is_err());
+        let reset = |target: &str, current: &str| PowerAction::needed(target, current).map(|a| a.map(reset_type));
+        assert_eq!(reset("power on", "power off"), Ok(Some("On")));
+        assert_eq!(reset("power on", "power on"), Ok(None));
+        assert_eq!(reset("power off", "power on"), Ok(Some("ForceOff")));
+        assert_eq!(reset("soft power off", "power off"), Ok(None));
+        assert_eq!(reset("rebooting", "power on"), Ok(Some("ForceRestart")));
+        assert_eq!(reset("rebooting", "power off"), Ok(Some("On")));
+        assert_eq!(reset("soft rebooting", "power on"), Ok(Some("GracefulRestart")));
+        assert!(reset("inject nmi", "power on").is_err());
         assert_eq!(power_state_of(&json!({"PowerState": "PoweringOff"})), Ok("power off"));
         assert!(power_state_of(&json!({})).is_err());
     }
