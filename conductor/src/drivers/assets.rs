@@ -61,6 +61,12 @@ pub fn asset(node: &NodeRecord, key: &str, interface: &str) -> Result<Asset, Dri
     }
 }
 
+/// Check that `driver_info` names both deploy assets usably (for a boot interface's validate).
+pub fn check_deploy_assets(node: &NodeRecord, interface: &str) -> Result<(), DriverError> {
+    asset(node, "deploy_kernel", interface)?;
+    asset(node, "deploy_ramdisk", interface).map(|_| ())
+}
+
 /// The asset as a URL, http root files under `<base>/httpboot/`.
 pub fn url(node: &NodeRecord, key: &str, interface: &str, base: &str) -> Result<String, DriverError> {
     Ok(match asset(node, key, interface)? {

@@ -61,8 +61,7 @@ impl Interface for IpxeBoot {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        assets::asset(node, "deploy_kernel", "iPXE")?;
-        assets::asset(node, "deploy_ramdisk", "iPXE").map(|_| ())
+        assets::check_deploy_assets(node, "iPXE")
     }
 }
 

@@ -74,8 +74,7 @@ impl Interface for PxeBoot {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        assets::asset(node, "deploy_kernel", "PXE")?;
-        assets::asset(node, "deploy_ramdisk", "PXE").map(|_| ())
+        assets::check_deploy_assets(node, "PXE")
     }
 }
 

@@ -87,8 +87,7 @@ impl Interface for RedfishVirtualMediaBoot {
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
         super::redfish::check_driver_info(node)?;
-        assets::asset(node, "deploy_kernel", "virtual media")?;
-        assets::asset(node, "deploy_ramdisk", "virtual media").map(|_| ())
+        assets::check_deploy_assets(node, "virtual media")
     }
 }
 
