@@ -3,7 +3,7 @@
 //! Everything that crosses the wire between an agent and a conductor lives here, in the shapes
 //! that OpenStack Ironic and ironic-python-agent (IPA) use, so that either half of Rivet can talk
 //! to the upstream other half. The fixtures captured from the real upstream programs
-//! (`shared/fixtures/`) parse into these types and serialise back to equal JSON (see
+//! (`tests/fixtures/upstream/`) parse into these types and serialise back to equal JSON (see
 //! `tests/fixtures.rs`).
 //!
 //! Rules for adding a type:

@@ -1,5 +1,5 @@
 //! Wire test: every JSON body captured from upstream Ironic 39 and IPA 13.0.0 in
-//! `shared/fixtures/` parses into a `rivet-common` type and serialises back to an equal JSON
+//! `tests/fixtures/upstream/` parses into a `rivet-common` type and serialises back to an equal JSON
 //! value. A fixture file this test does not know fails the test, so new captures are never
 //! silently skipped.
 
@@ -19,10 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn fixtures_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("RIVET_SHARED") {
-        return Path::new(&dir).join("fixtures");
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/upstream")
 }
 
 fn load(path: &Path) -> Value {

@@ -147,7 +147,7 @@ impl Executor {
                     return Err(err.clone());
                 }
                 if let Err(err) = &outcome {
-                    tracing::warn!(command = name, id = %id, error = %err, "command failed");
+                    tracing::warn!(command = name, id = %id, error = %err, peak_rss_kib = peak_rss_kib(), "command failed");
                 }
                 let result = finish(running(&id, command_name), outcome, Mode::Sync);
                 let (tx, _) = watch::channel(result.clone());
@@ -174,12 +174,19 @@ impl Executor {
                         )),
                     };
                     match &outcome {
-                        Ok(_) => {
-                            tracing::info!(command = %command_label, id = %task_record.id, "command succeeded")
-                        }
-                        Err(err) => {
-                            tracing::warn!(command = %command_label, id = %task_record.id, error = %err, "command failed")
-                        }
+                        Ok(_) => tracing::info!(
+                            command = %command_label,
+                            id = %task_record.id,
+                            peak_rss_kib = peak_rss_kib(),
+                            "command succeeded"
+                        ),
+                        Err(err) => tracing::warn!(
+                            command = %command_label,
+                            id = %task_record.id,
+                            error = %err,
+                            peak_rss_kib = peak_rss_kib(),
+                            "command failed"
+                        ),
                     }
                     let done = finish(task_record.snapshot(), outcome, Mode::Async);
                     task_record.result.send_replace(done);
@@ -216,4 +223,19 @@ impl Executor {
     pub fn extension_names(&self) -> Vec<String> {
         self.registry.extension_names().map(str::to_owned).collect()
     }
+}
+
+/// The agent's peak resident memory so far, in KiB (`VmHWM` of `/proc/self/status`); 0 where
+/// the kernel does not say. Logged as each command ends, so an operator (and the lab) can see
+/// what an image write cost in memory on the machine itself.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

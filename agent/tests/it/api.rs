@@ -1,5 +1,5 @@
 //! The command API over real HTTP: routes, documents, token rules, busy, wait, errors and the
-//! history bound, compared with what ironic-python-agent 13.0.0 answered (shared/fixtures/ipa).
+//! history bound, compared with what ironic-python-agent 13.0.0 answered (tests/fixtures/upstream/ipa).
 
 use std::path::PathBuf;
 
@@ -10,10 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{PATIENCE, TOKEN, base, http, standalone};
 
 fn fixture(name: &str) -> Value {
-    let dir = match std::env::var("RIVET_SHARED") {
-        Ok(d) => PathBuf::from(d).join("fixtures/ipa"),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ipa"),
-    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/upstream/ipa");
     let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("fixture exists");
     serde_json::from_str(&text).expect("fixture is JSON")
 }

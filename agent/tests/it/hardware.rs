@@ -447,7 +447,7 @@ async fn inventory_has_the_shape_of_ipas() {
     let capture: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/ipa/post_poll_get_hardware_info.json"
+            "/../tests/fixtures/upstream/ipa/post_poll_get_hardware_info.json"
         ))
         .expect("fixture"),
     )
@@ -508,7 +508,7 @@ async fn generic_steps_are_ipas_own_definitions() {
         )
         .await;
         let path = format!(
-            "{}/../../shared/fixtures/ipa/{fixture}.json",
+            "{}/../tests/fixtures/upstream/ipa/{fixture}.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let capture: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");

@@ -92,12 +92,9 @@ pub async fn wait_for(c: &TestConductor, node: &str, field: &str, want: &str) ->
 }
 
 pub fn fixture(rel: &str) -> Value {
-    let path = match std::env::var("RIVET_SHARED") {
-        Ok(d) => std::path::PathBuf::from(d).join("fixtures").join(rel),
-        Err(_) => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
-            .join(rel),
-    };
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/upstream")
+        .join(rel);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .expect("json")
 }
