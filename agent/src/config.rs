@@ -102,14 +102,15 @@ impl TryFrom<String> for ApiUrls {
     }
 }
 
-/// Lowest TLS version the agent speaks (server and client).
+/// Lowest TLS version the agent speaks (server and client): 1.3 unless `ipa-tls-min-version=1.2`
+/// (Ironic's default `[agent]tls_minimum_version` since 2026.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(try_from = "String")]
 pub enum TlsMinVersion {
     /// TLS 1.2 and 1.3.
-    #[default]
     Tls12,
     /// TLS 1.3 only.
+    #[default]
     Tls13,
 }
 

@@ -217,16 +217,14 @@ impl IronicClient {
                     let status = resp.status();
                     let text = resp.text().await.map_err(|e| IronicError::Connection {
                         url: url.clone(),
-                        reason: e.to_string(),
+                        reason: rivet_common::error::http_error(&e),
                     })?;
                     return Ok((status, text));
                 }
                 Err(e) => {
-                    tracing::warn!(url, error = %e, "Ironic API not reachable");
-                    last = Some(IronicError::Connection {
-                        url,
-                        reason: rivet_common::error::error_chain(&e),
-                    });
+                    let reason = rivet_common::error::http_error(&e);
+                    tracing::warn!(url, error = %reason, "Ironic API not reachable");
+                    last = Some(IronicError::Connection { url, reason });
                 }
             }
         }
@@ -344,14 +342,17 @@ impl IronicClient {
                     msg
                 }
             };
-            let wait = lookup_backoff(policy, attempts, &mut rand::rng());
-            if Instant::now() + wait >= deadline {
+            // The whole budget is used: when the next backoff would cross the deadline, the last
+            // attempt is made at the deadline instead of giving up early.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(LookupError {
                     waited: started.elapsed(),
                     attempts,
                     last,
                 });
             }
+            let wait = lookup_backoff(policy, attempts, &mut rand::rng()).min(left);
             tokio::time::sleep(wait).await;
         }
     }

@@ -9,6 +9,7 @@
 //! (the commands), [`inventory`], [`tls`], [`netutil`], [`state`].
 
 pub mod api;
+pub mod blockdev;
 pub mod cmdline;
 pub mod commands;
 pub mod config;

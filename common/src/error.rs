@@ -20,6 +20,32 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// An HTTP client's error in one line with its whole cause chain ("error sending request for
+/// url (http://10.0.0.5:9999/v1/commands/): client error (Connect): tcp connect error:
+/// Connection refused (os error 111)"), and with every URL's query string cut off, since agent
+/// tokens travel there (`?agent_token=…`): the text goes to logs and `last_error`.
+pub fn http_error(err: &dyn std::error::Error) -> String {
+    without_url_queries(&error_chain(err))
+}
+
+/// `text` with the query string of each `http://` or `https://` URL in it removed.
+pub fn without_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"].iter().filter_map(|s| rest.find(s)).min() {
+        out.push_str(&rest[..at]);
+        let url = &rest[at..];
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ',' | ']'))
+            .unwrap_or(url.len());
+        let (url, after) = url.split_at(end);
+        out.push_str(url.split_once('?').map_or(url, |(base, _)| base));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `faultcode` value for client errors (status < 500).
 pub const FAULT_CLIENT: &str = "Client";
 /// `faultcode` value for server errors (status >= 500).
@@ -104,6 +130,25 @@ impl IronicError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_queries_are_cut_from_error_texts() {
+        let cases = [
+            (
+                "error sending request for url (http://10.0.0.5:9999/v1/commands/?wait=true&agent_token=s3cret): refused",
+                "error sending request for url (http://10.0.0.5:9999/v1/commands/): refused",
+            ),
+            (
+                "https://a/b?x=1 and http://c/d?agent_token=t",
+                "https://a/b and http://c/d",
+            ),
+            ("no url here", "no url here"),
+            ("http://plain/path", "http://plain/path"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(without_url_queries(text), want);
+        }
+    }
 
     #[test]
     fn ironic_error_nests_a_fault() {

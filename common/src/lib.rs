@@ -27,3 +27,17 @@ pub mod version;
 
 /// A JSON object, as the peers send them.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// JSON's name for the type of `value`, with its article ("a number", "an object"), for error
+/// messages that say what a client sent instead of what was expected.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -59,6 +59,8 @@ pub struct AgentClientConfig {
     pub poll_interval: Duration,
     /// Polls before giving up (`command_wait_attempts`, 100).
     pub poll_attempts: u32,
+    /// Lowest TLS version spoken to agents (`[agent]tls_minimum_version`, 1.3).
+    pub tls_minimum: crate::tls::TlsMinimum,
 }
 
 impl Default for AgentClientConfig {
@@ -68,6 +70,7 @@ impl Default for AgentClientConfig {
             max_attempts: 3,
             poll_interval: Duration::from_secs(6),
             poll_attempts: 100,
+            tls_minimum: crate::tls::TlsMinimum::Tls13,
         }
     }
 }
@@ -92,8 +95,8 @@ pub struct AgentClient {
 /// presented certificate being byte-for-byte the one the agent sent with its (token-
 /// authenticated) heartbeat is the stronger check, and the handshake signature still proves the
 /// agent holds its key.
-fn tls_config_pinned(pem: &str) -> Result<rustls::ClientConfig, String> {
-    crate::tls::trusting(pem.as_bytes(), "agent_verify_ca", true)
+fn tls_config_pinned(pem: &str, minimum: crate::tls::TlsMinimum) -> Result<rustls::ClientConfig, String> {
+    crate::tls::trusting_at_least(pem.as_bytes(), "agent_verify_ca", true, minimum)
 }
 
 impl AgentClient {
@@ -120,7 +123,7 @@ impl AgentClient {
         if let Some(client) = cache.by_cert.get(pem) {
             return Ok(client.clone());
         }
-        let tls = tls_config_pinned(pem).map_err(AgentClientError::Invalid)?;
+        let tls = tls_config_pinned(pem, self.config.tls_minimum).map_err(AgentClientError::Invalid)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(self.config.command_timeout)
@@ -193,14 +196,14 @@ impl AgentClient {
                 }
                 return Err(AgentClientError::Connection {
                     url,
-                    reason: rivet_common::error::error_chain(&e),
+                    reason: rivet_common::error::http_error(&e),
                 });
             }
         };
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| AgentClientError::Connection {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: rivet_common::error::http_error(&e),
         })?;
         if status >= 400 {
             return Err(Self::error_from(status, &body));
@@ -274,12 +277,12 @@ impl AgentClient {
             .await
             .map_err(|e| AgentClientError::Connection {
                 url: url.clone(),
-                reason: rivet_common::error::error_chain(&e),
+                reason: rivet_common::error::http_error(&e),
             })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| AgentClientError::Connection {
             url,
-            reason: e.to_string(),
+            reason: rivet_common::error::http_error(&e),
         })?;
         if status >= 400 {
             return Err(Self::error_from(status, &body));

@@ -108,6 +108,10 @@ pub struct FileConfig {
     pub fast_track_timeout: Option<u64>,
     /// Per-request timeout of commands to agents.
     pub agent_command_timeout: Option<f64>,
+    /// Lowest TLS version between conductor and agents, "1.2" or "1.3" (Ironic's
+    /// `[agent]tls_minimum_version`, default 1.3): sent to agents at lookup and required by
+    /// the conductor's agent client.
+    pub agent_tls_minimum_version: Option<String>,
     /// `interface.step = priority` for clean steps (0 disables a step in automated cleaning).
     pub clean_step_priority_override: Option<BTreeMap<String, i64>>,
 }
@@ -136,6 +140,7 @@ pub struct ConductorConfig {
     pub debug: bool,
     pub ramdisk_heartbeat_timeout: u64,
     pub require_tls: bool,
+    pub agent_tls_minimum_version: crate::tls::TlsMinimum,
     pub clean_callback_timeout: Duration,
     pub deploy_callback_timeout: Duration,
     pub service_callback_timeout: Duration,
@@ -159,9 +164,41 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// An http(s) URL with a host, or a clear error naming the setting: every URL setting ends up in
+/// API links, kernel command lines or BMC requests, where a bad one fails far from its cause.
+fn check_url(setting: &str, value: &Option<String>) -> Result<(), ConfigError> {
+    let Some(text) = value else {
+        return Ok(());
+    };
+    let invalid = |why: String| ConfigError::Invalid(format!("{setting} {text:?} is not a usable URL: {why}"));
+    let url = url::Url::parse(text).map_err(|e| invalid(format!("{e} (write it as http://HOST:PORT)")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("the scheme is {:?}; use http or https", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it has a query or fragment".into()));
+    }
+    Ok(())
+}
+
 impl ConductorConfig {
     /// Stack the sources: defaults < file < flags.
     pub fn resolve(cli: &Cli, file: FileConfig) -> Result<Self, ConfigError> {
+        let public_endpoint = cli.public_endpoint.clone().or(file.public_endpoint);
+        check_url("--public-endpoint (public_endpoint)", &public_endpoint)?;
+        check_url("external_http_url", &file.external_http_url)?;
+        let agent_tls_minimum_version = match file.agent_tls_minimum_version.as_deref() {
+            None | Some("1.3") => crate::tls::TlsMinimum::Tls13,
+            Some("1.2") => crate::tls::TlsMinimum::Tls12,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "agent_tls_minimum_version must be \"1.2\" or \"1.3\", not {other:?}"
+                )));
+            }
+        };
         let auth_strategy = cli.auth_strategy.or(file.auth_strategy).unwrap_or_default();
         let htpasswd = cli.http_basic_auth_user_file.clone().or(file.http_basic_auth_user_file);
         if auth_strategy == AuthStrategy::HttpBasic && htpasswd.is_none() {
@@ -189,7 +226,7 @@ impl ConductorConfig {
             host,
             auth_strategy,
             htpasswd,
-            public_endpoint: cli.public_endpoint.clone().or(file.public_endpoint),
+            public_endpoint,
             http_root: cli.http_root.clone().or(file.http_root),
             external_http_url: file.external_http_url,
             tftp_root: file.tftp_root,
@@ -216,6 +253,7 @@ impl ConductorConfig {
             debug: cli.debug,
             ramdisk_heartbeat_timeout: file.ramdisk_heartbeat_timeout.unwrap_or(300).max(1),
             require_tls: file.require_tls.unwrap_or(true),
+            agent_tls_minimum_version,
             clean_callback_timeout: Duration::from_secs(file.clean_callback_timeout.unwrap_or(1800)),
             deploy_callback_timeout: Duration::from_secs(file.deploy_callback_timeout.unwrap_or(1800)),
             service_callback_timeout: Duration::from_secs(file.service_callback_timeout.unwrap_or(1800)),
@@ -226,6 +264,7 @@ impl ConductorConfig {
             fast_track_timeout: Duration::from_secs(file.fast_track_timeout.unwrap_or(300).min(300)),
             agent: crate::agent_client::AgentClientConfig {
                 command_timeout: Duration::from_secs_f64(file.agent_command_timeout.unwrap_or(60.0).clamp(0.1, 3600.0)),
+                tls_minimum: agent_tls_minimum_version,
                 ..Default::default()
             },
             power_off_polls: (6, Duration::from_secs(5)),
@@ -296,6 +335,32 @@ mod tests {
         assert!(
             toml::from_str::<FileConfig>("listen_prot = 1\n").is_err(),
             "unknown keys are errors"
+        );
+        for (flag, file, want) in [
+            ("127.0.0.1:6385", "", "is not a usable URL"),
+            ("ftp://h/", "", "the scheme is \"ftp\""),
+            ("http://h/?x=1", "", "has a query"),
+            (
+                "http://h:6385",
+                "external_http_url = \"10.0.0.1/httpboot\"",
+                "external_http_url",
+            ),
+            (
+                "http://h:6385",
+                "agent_tls_minimum_version = \"1.1\"",
+                "must be \"1.2\" or \"1.3\"",
+            ),
+        ] {
+            let cli = Cli::parse_from(["rivet-conductor", "--public-endpoint", flag]);
+            let err = ConductorConfig::resolve(&cli, toml::from_str(file).expect("toml")).expect_err(flag);
+            assert!(err.to_string().contains(want), "{flag} {file}: {err}");
+        }
+        let cli = Cli::parse_from(["rivet-conductor", "--public-endpoint", "https://ironic.example:6385"]);
+        let config = ConductorConfig::resolve(&cli, FileConfig::default()).expect("valid");
+        assert_eq!(
+            config.agent_tls_minimum_version,
+            crate::tls::TlsMinimum::Tls13,
+            "Ironic's default"
         );
         let cli = Cli::parse_from(["rivet-conductor", "--auth-strategy", "http_basic"]);
         assert!(

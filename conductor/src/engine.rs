@@ -213,6 +213,9 @@ impl Conductor {
         if req.configdrive.is_some() && !["active", "deploy", "rebuild"].contains(&verb.target) {
             return Err(wrong_target("configdrive", "active"));
         }
+        if let Some(cd) = &req.configdrive {
+            crate::configdrive::validate(cd).map_err(EngineError::Invalid)?;
+        }
         let illegal = |node: &NodeRecord| {
             format!(
                 "The requested action \"{}\" can not be performed on node \"{}\" while it is in state \"{}\".",
@@ -282,8 +285,13 @@ impl Conductor {
                             .map_err(|e| EngineError::Invalid(format!("{kind} validation failed: {e}")))?;
                     }
                 }
-                if let Some(cd) = &req.configdrive {
-                    task.node.instance_info.insert("configdrive".into(), cd.clone());
+                // Checked in `provision`; an empty one leaves instance_info as it is (Ironic).
+                if let Some(cd) = req
+                    .configdrive
+                    .as_ref()
+                    .and_then(|cd| crate::configdrive::validate(cd).ok().flatten())
+                {
+                    task.node.instance_info.insert("configdrive".into(), cd);
                 }
                 match &req.deploy_steps {
                     Some(user) => drop(

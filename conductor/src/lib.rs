@@ -8,6 +8,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod config;
+pub mod configdrive;
 pub mod db;
 pub mod drivers;
 pub mod engine;

@@ -18,8 +18,8 @@ use rivet_common::version::ApiVersion;
 use serde_json::{Value, json};
 
 use crate::agent_client::command_error_text;
-use crate::drivers::Task;
 use crate::drivers::agent::{self as agent_driver, flow_of};
+use crate::drivers::{DriverError, Task};
 use crate::engine::{Conductor, EngineError, fire};
 use crate::model::{MASK, NodeRecord, mask_instance_info, mask_secrets};
 use crate::states::state;
@@ -139,7 +139,7 @@ impl Conductor {
             "permitted_image_formats": ["raw", "gpt", "qcow2", "iso"],
             "agent_skip_bmc_detect": false,
             "enable_bios_bootloader_install": false,
-            "tls_min_version": "1.2",
+            "tls_min_version": self.config.agent_tls_minimum_version.as_str(),
             "tls_cipher_suites": null,
         });
         if let Some(token) = token {
@@ -376,17 +376,24 @@ impl Conductor {
             StepType::Deploy => task.node.deploy_step.is_empty(),
             StepType::Service => task.node.service_step.is_empty(),
         };
-        if flow == StepType::Deploy && !task.node.driver_internal_info.contains_key("agent_cached_deploy_steps") {
-            agent_driver::refresh_steps(task, flow)
-                .await
-                .map_err(|e| e.to_string())?;
+        let needs_steps = (flow == StepType::Deploy
+            && !task.node.driver_internal_info.contains_key("agent_cached_deploy_steps"))
+            || (current_empty && flow != StepType::Deploy);
+        if needs_steps {
+            match agent_driver::refresh_steps(task, flow).await {
+                Ok(()) => {}
+                // The callback URL came with a valid heartbeat, but the agent's network is still
+                // coming up: the next heartbeat tries again, as docs/conductor.md promises.
+                Err(DriverError::AgentNotReady(why)) => {
+                    tracing::info!(node = %task.node.uuid, %flow, reason = %why, "agent not reachable yet; retrying on its next heartbeat");
+                    return self.save(&mut task.node).await.map_err(|e| e.to_string());
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
         if current_empty && flow != StepType::Deploy {
             // The agent just booted to start cleaning or servicing.
             fire(&mut task.node, "resume", None)?;
-            agent_driver::refresh_steps(task, flow)
-                .await
-                .map_err(|e| e.to_string())?;
             self.build_step_list(task, flow)?;
             return self.run_steps(task, flow).await;
         }

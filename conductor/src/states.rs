@@ -161,6 +161,13 @@ pub fn default_target(state: &str) -> Option<&'static str> {
 /// States a node may be deleted in.
 pub const DELETE_ALLOWED: &[&str] = &[MANAGEABLE, ENROLL, ADOPTFAIL];
 
+/// States in which a port's connectivity (pxe_enabled, local_link_connection, physical_network,
+/// portgroup) may change without maintenance mode (Ironic conductor `update_port`).
+pub const PORT_CONNECTIVITY_UPDATE_ALLOWED: &[&str] = &[ENROLL, INSPECTING, INSPECTWAIT, MANAGEABLE];
+
+/// States in which a node may be made protected (Ironic conductor `_check_update_protected`).
+pub const PROTECT_ALLOWED: &[&str] = &[ACTIVE, RESCUE];
+
 /// States left behind by a conductor that stopped mid-work; failed at start as upstream.
 pub const STUCK_ON_START: &[(&str, &str)] = &[
     (DEPLOYING, DEPLOYFAIL),

@@ -68,10 +68,38 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-fn with_verifier(verifier: Verifier) -> Result<rustls::ClientConfig, String> {
+/// Lowest TLS version a connection may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMinimum {
+    /// TLS 1.2 or 1.3.
+    Tls12,
+    /// TLS 1.3 only (Ironic's default towards agents since 2026).
+    #[default]
+    Tls13,
+}
+
+impl TlsMinimum {
+    /// "1.2" or "1.3", as Ironic sends `tls_min_version` to agents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMinimum::Tls12 => "1.2",
+            TlsMinimum::Tls13 => "1.3",
+        }
+    }
+
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            TlsMinimum::Tls12 => rustls::DEFAULT_VERSIONS,
+            TlsMinimum::Tls13 => &TLS13_ONLY,
+        }
+    }
+}
+
+fn with_verifier(verifier: Verifier, minimum: TlsMinimum) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::clone(&verifier.provider);
     Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(minimum.versions())
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
@@ -93,6 +121,16 @@ fn certificates(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>
 /// when they do not verify as a chain (an agent's self-signed certificate, see
 /// [`crate::agent_client`]).
 pub fn trusting(pem: &[u8], source: &str, pin_roots: bool) -> Result<rustls::ClientConfig, String> {
+    trusting_at_least(pem, source, pin_roots, TlsMinimum::Tls12)
+}
+
+/// [`trusting`], speaking no TLS version below `minimum`.
+pub fn trusting_at_least(
+    pem: &[u8],
+    source: &str,
+    pin_roots: bool,
+    minimum: TlsMinimum,
+) -> Result<rustls::ClientConfig, String> {
     let certs = certificates(pem, source)?;
     let mut roots = rustls::RootCertStore::empty();
     // Bundles carry the odd certificate webpki refuses; the others still count.
@@ -104,11 +142,14 @@ pub fn trusting(pem: &[u8], source: &str, pin_roots: bool) -> Result<rustls::Cli
     let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
         .build()
         .map_err(|e| e.to_string())?;
-    with_verifier(Verifier {
-        chain: Some(chain),
-        pinned: if pin_roots { certs } else { Vec::new() },
-        provider,
-    })
+    with_verifier(
+        Verifier {
+            chain: Some(chain),
+            pinned: if pin_roots { certs } else { Vec::new() },
+            provider,
+        },
+        minimum,
+    )
 }
 
 /// The host's CA bundle.
@@ -119,11 +160,14 @@ pub fn system_roots() -> Result<rustls::ClientConfig, String> {
 
 /// Any certificate (an operator's explicit choice, e.g. `redfish_verify_ca = false`).
 pub fn any_certificate() -> rustls::ClientConfig {
-    with_verifier(Verifier {
-        chain: None,
-        pinned: Vec::new(),
-        provider: provider(),
-    })
+    with_verifier(
+        Verifier {
+            chain: None,
+            pinned: Vec::new(),
+            provider: provider(),
+        },
+        TlsMinimum::Tls12,
+    )
     .expect("ring supports the default protocol versions")
 }
 

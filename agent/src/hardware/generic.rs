@@ -278,8 +278,15 @@ impl GenericHardwareManager {
     }
 }
 
-/// The disks a cleaning step may erase: the device view's disks minus the node's skip list.
-fn erasable(ctx: &StepContext) -> Result<Vec<super::devices::BlockDevice>, ManagerError> {
+/// Label of the virtual floppy Ironic's virtual-media drivers attach (IPA
+/// `_is_virtual_media_device`): it carries the agent's configuration, never erased.
+const VIRTUAL_MEDIA_LABEL: &str = "ir-vfd-dev";
+
+/// The disks a cleaning step may erase: the device view's disks minus the node's skip list,
+/// virtual media and software-RAID members (left for RAID cleaning), and read-only devices. A
+/// read-only device is skipped by the metadata erase, as upstream; the full erase (`full`)
+/// fails on one unless `agent_erase_skip_read_only` is set. docs/agent.md tables each kind.
+fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<super::devices::BlockDevice>, ManagerError> {
     let mut disks = ctx.devices.list_disks();
     if let Some(skips) = ctx.node.property("skip_block_devices").and_then(Value::as_array) {
         for skip in skips
@@ -298,11 +305,25 @@ fn erasable(ctx: &StepContext) -> Result<Vec<super::devices::BlockDevice>, Manag
         .unwrap_or(false);
     let mut out = Vec::new();
     for disk in disks {
-        let ro = std::fs::read_to_string(format!("/sys/block/{}/ro", disk.kname)).is_ok_and(|v| v.trim() == "1");
-        match (ro, skip_read_only) {
-            (false, _) => out.push(disk),
-            (true, true) => tracing::warn!(device = %disk.disk.name, "read-only device skipped"),
-            (true, false) => {
+        let path = std::path::Path::new(&disk.disk.name);
+        let probe = super::devices::probe(path).ok();
+        if probe.as_ref().and_then(|p| p.label.as_deref()) == Some(VIRTUAL_MEDIA_LABEL) {
+            tracing::info!(device = %disk.disk.name, "virtual media device skipped");
+            continue;
+        }
+        if probe.as_ref().and_then(|p| p.fstype.as_deref()) == Some("linux_raid_member") {
+            tracing::warn!(device = %disk.disk.name, "software RAID member skipped: left for RAID cleaning");
+            continue;
+        }
+        let ro = std::fs::read_to_string(format!("/sys/block/{}/ro", disk.kname)).is_ok_and(|v| v.trim() == "1")
+            || crate::blockdev::path_is_read_only(path).unwrap_or(false);
+        match (ro, full, skip_read_only) {
+            (false, _, _) => out.push(disk),
+            (true, false, _) => {
+                tracing::info!(device = %disk.disk.name, "read-only device skipped by the metadata erase")
+            }
+            (true, true, true) => tracing::warn!(device = %disk.disk.name, "read-only device skipped"),
+            (true, true, false) => {
                 return Err(failed(
                     ErrorKind::BlockDeviceErase,
                     format!(
@@ -318,7 +339,7 @@ fn erasable(ctx: &StepContext) -> Result<Vec<super::devices::BlockDevice>, Manag
 
 /// Erase every erasable disk, `disk_erasure_concurrency` at a time; errors are collected.
 async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError> {
-    let disks = erasable(ctx)?;
+    let disks = erasable(ctx, full)?;
     let concurrency = ctx
         .node
         .internal_info_value("disk_erasure_concurrency")

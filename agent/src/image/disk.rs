@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 
+use crate::blockdev;
 use crate::error::{AgentError, ErrorKind};
-use crate::hardware::erase;
 
 /// Bytes held back and written last: partition table and boot code.
 pub const HEAD: u64 = 1 << 20;
@@ -33,10 +33,10 @@ pub fn open(path: &str) -> Result<File, AgentError> {
 /// disk must not boot a partial image.
 pub fn make_unbootable(path: &str) {
     let outcome = open(path).and_then(|f| {
-        let size = erase::device_size(&f).map_err(|e| write_error(path, 0, e))?;
+        let size = blockdev::device_size(&f).map_err(|e| write_error(path, 0, e))?;
         let tail = size.saturating_sub(HEAD).max(HEAD.min(size));
         f.write_all_at(&vec![0u8; HEAD.min(size) as usize], 0)
-            .and_then(|_| erase::zero_range(&f, tail, size - tail))
+            .and_then(|_| blockdev::zero_range(&f, tail, size - tail))
             .and_then(|_| f.sync_all())
             .map_err(|e| write_error(path, 0, e))
     });
@@ -143,6 +143,12 @@ pub struct Disk {
     direct: Option<File>,
     path: String,
     size: u64,
+    /// Logical sector size in bytes: the unit of the partition table's LBAs.
+    sector: u32,
+    /// Whether the image is a whole disk, whose partition table must suit `sector`.
+    whole_disk: bool,
+    /// Whether bytes past the first MiB were written since the start (or the last restart).
+    past_head: bool,
     head: Vec<u8>,
     gathered: Gather,
     written: Ranges,
@@ -152,8 +158,10 @@ impl Disk {
     /// Open `path` for an image write.
     pub fn open(path: &str) -> Result<Self, AgentError> {
         let file = open(path)?;
-        let size = erase::device_size(&file)
+        let size = blockdev::device_size(&file)
             .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("size of {path}: {e}")))?;
+        let sector = blockdev::logical_sector_size(&file)
+            .map_err(|e| AgentError::new(ErrorKind::ImageWrite, format!("sector size of {path}: {e}")))?;
         let direct = {
             use std::os::unix::fs::OpenOptionsExt;
             OpenOptions::new()
@@ -167,9 +175,33 @@ impl Disk {
             direct,
             path: path.to_owned(),
             size,
+            sector,
+            whole_disk: false,
+            past_head: false,
             head: vec![0; HEAD as usize],
             gathered: Gather::new(),
             written: Ranges::default(),
+        })
+    }
+
+    /// This image is a whole disk: its partition table is checked against the device's sector
+    /// size before the first byte past the first MiB is written, and again before the first MiB
+    /// is (see [`blockdev::geometry::check_table_fits_disk`]).
+    pub fn whole_disk(mut self) -> Self {
+        self.whole_disk = true;
+        self
+    }
+
+    fn check_table(&self, image_len: Option<u64>) -> Result<(), AgentError> {
+        if !self.whole_disk {
+            return Ok(());
+        }
+        blockdev::geometry::check_table_fits_disk(&self.head, image_len, self.sector).map_err(|e| {
+            let written = if self.past_head { "" } else { "; nothing was written" };
+            AgentError::new(
+                ErrorKind::ImageWrite,
+                format!("the image does not suit {}: {e}{written}", self.path),
+            )
         })
     }
 
@@ -219,6 +251,12 @@ impl Disk {
         if data.is_empty() {
             return Ok(());
         }
+        // The first bytes past the first MiB: the table in the held-back head decides whether
+        // anything is written at all.
+        if !self.past_head {
+            self.check_table(None)?;
+            self.past_head = true;
+        }
         while !data.is_empty() {
             let n = self.gathered.take(offset, data);
             if n == 0 {
@@ -265,7 +303,7 @@ impl Disk {
     pub fn zero_holes(&mut self, end: u64) -> Result<(), AgentError> {
         self.flush_gathered()?;
         for (start, stop) in self.written.gaps(HEAD, end) {
-            erase::zero_range(&self.file, start, stop - start).map_err(|e| write_error(&self.path, start, e))?;
+            blockdev::zero_range(&self.file, start, stop - start).map_err(|e| write_error(&self.path, start, e))?;
         }
         Ok(())
     }
@@ -273,6 +311,7 @@ impl Disk {
     /// Forget everything written so far (the download starts again from the first byte).
     pub fn restart(&mut self) {
         self.head.iter_mut().for_each(|b| *b = 0);
+        self.past_head = false;
         self.gathered.len = 0;
         self.written = Ranges::default();
     }
@@ -280,6 +319,7 @@ impl Disk {
     /// Make the image complete: flush, write the first `min(1 MiB, image_len)` bytes, sync,
     /// drop stale buffers and re-read the partition table. Returns the first MiB.
     pub fn finish(mut self, image_len: u64) -> Result<Vec<u8>, AgentError> {
+        self.check_table(Some(image_len))?;
         self.flush_gathered()?;
         let head_len = image_len.min(HEAD) as usize;
         self.file
@@ -287,8 +327,8 @@ impl Disk {
             .and_then(|_| self.file.sync_all())
             .and_then(|_| self.direct.as_ref().map_or(Ok(()), File::sync_all))
             .map_err(|e| write_error(&self.path, 0, e))?;
-        erase::flush_buffers(&self.file);
-        if let Err(e) = erase::reread_partitions(&self.file) {
+        blockdev::flush_buffers(&self.file);
+        if let Err(e) = blockdev::reread_partitions(&self.file) {
             tracing::warn!(device = %self.path, error = %e, "partition table not re-read");
         }
         Ok(self.head)

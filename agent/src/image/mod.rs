@@ -131,20 +131,24 @@ pub fn validate(info: &ImageInfo, md5_allowed: bool) -> Result<(), AgentError> {
 }
 
 async fn fetch_text(http: &reqwest::Client, url: &str) -> Result<String, AgentError> {
-    let resp = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| download_error(format!("fetching checksum {url}: {e}")))?;
+    let resp = http.get(url).send().await.map_err(|e| {
+        download_error(format!(
+            "fetching checksum {url}: {}",
+            rivet_common::error::http_error(&e)
+        ))
+    })?;
     if !resp.status().is_success() {
         return Err(download_error(format!(
             "fetching checksum {url}: HTTP {}",
             resp.status()
         )));
     }
-    resp.text()
-        .await
-        .map_err(|e| download_error(format!("fetching checksum {url}: {e}")))
+    resp.text().await.map_err(|e| {
+        download_error(format!(
+            "fetching checksum {url}: {}",
+            rivet_common::error::http_error(&e)
+        ))
+    })
 }
 
 /// The algorithm and expected digest for an image.
@@ -216,12 +220,14 @@ impl Download<'_> {
     async fn attempt(&mut self, url: &str) -> Result<Result<Attempt, AgentError>, WriterGone> {
         let job = self.job;
         let mut request = job.http.get(url);
+        // Image URLs may carry credentials in their query (temporary URLs): never shown.
+        let url = &rivet_common::error::without_url_queries(url);
         if self.sent > 0 {
             request = request.header(RANGE, format!("bytes={}-", self.sent));
         }
         let mut resp = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Ok(Ok(Attempt::Retry(format!("{url}: {e}")))),
+            Err(e) => return Ok(Ok(Attempt::Retry(rivet_common::error::http_error(&e)))),
         };
         let status = resp.status();
         if status.is_server_error() {
@@ -259,7 +265,12 @@ impl Download<'_> {
                         job.policy.stall_timeout
                     ))));
                 }
-                Ok(Err(e)) => return Ok(Ok(Attempt::Retry(format!("{url}: {e}")))),
+                Ok(Err(e)) => {
+                    return Ok(Ok(Attempt::Retry(format!(
+                        "{url}: {}",
+                        rivet_common::error::http_error(&e)
+                    ))));
+                }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             };
@@ -326,10 +337,14 @@ impl Download<'_> {
     }
 }
 
-/// Stream the image onto `device` (a disk or the root partition), verified, first MiB last.
-async fn stream_image(job: &ImageJob, device: &str) -> Result<stream::Finished, AgentError> {
+/// Stream the image onto `device` (a disk, or the root partition when not `whole_disk`),
+/// verified, first MiB last.
+async fn stream_image(job: &ImageJob, device: &str, whole_disk: bool) -> Result<stream::Finished, AgentError> {
     let (algo, expected) = expected_checksum(job).await?;
-    let disk = disk::Disk::open(device)?;
+    let mut disk = disk::Disk::open(device)?;
+    if whole_disk {
+        disk = disk.whole_disk();
+    }
     let processed = Arc::new(AtomicU64::new(0));
     let plan = stream::Plan {
         id: job.info.id.clone(),
@@ -377,10 +392,15 @@ async fn blocking<T: Send + 'static>(
 
 /// A whole-disk image, then its config drive in a partition at the end of the disk.
 async fn write_whole_disk(job: &ImageJob, device: &str, config_drive: Option<Vec<u8>>) -> Result<Written, AgentError> {
-    let finished = stream_image(job, device).await?;
+    let finished = stream_image(job, device, true).await?;
+    // An image smaller than the disk leaves its backup GPT mid-disk: move it to the end after
+    // every write, as upstream does, not only when a config drive is added.
+    let disk = device.to_owned();
+    blocking(move || partition::relocate_backup_gpt(&disk)).await?;
     if let Some(data) = config_drive {
         let disk = device.to_owned();
-        let part = blocking(move || partition::add_config_drive(&disk, &data)).await?;
+        let image_len = finished.image_len;
+        let part = blocking(move || partition::add_config_drive(&disk, &data, image_len)).await?;
         tracing::info!(partition = %part.path, "config drive written");
     }
     // Whole-disk images: the root "uuid" is the MBR disk signature (bytes 440..444).
@@ -433,7 +453,7 @@ async fn write_partition_image(
     .await?;
     let find = |role| created.iter().find(|c| c.role == Some(role)).cloned();
     let root = find(Role::Root).ok_or_else(|| AgentError::new(ErrorKind::ImageWrite, "no root partition"))?;
-    stream_image(job, &root.path).await?;
+    stream_image(job, &root.path, false).await?;
     let (parts, info) = (created.clone(), job.info.clone());
     let esp = find(Role::Esp);
     let cd = find(Role::ConfigDrive);

@@ -18,10 +18,10 @@ use rivet_common::node::Node;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::blockdev;
 use crate::error::{AgentError, ErrorKind};
-use crate::hardware::erase;
 
-const MIB: u64 = 1 << 20;
+use blockdev::geometry::MIB;
 /// Largest config drive accepted (upstream's limit for whole-disk images).
 pub const MAX_CONFIG_DRIVE: u64 = 64 * MIB;
 /// Upstream's size for the EFI system partition.
@@ -282,7 +282,7 @@ fn read_table(disk: &str) -> Result<SfdiskTable, AgentError> {
 pub fn expose(disk: &str) -> Result<Vec<Created>, AgentError> {
     let table = read_table(disk)?;
     let file = super::disk::open(disk)?;
-    if let Err(e) = erase::reread_partitions(&file) {
+    if let Err(e) = blockdev::reread_partitions(&file) {
         tracing::warn!(device = disk, error = %e, "partition table not re-read");
     }
     let kname = disk.rsplit('/').next().unwrap_or(disk);
@@ -294,7 +294,11 @@ pub fn expose(disk: &str) -> Result<Vec<Created>, AgentError> {
             .next()
             .and_then(|n| n.parse::<i32>().ok())
             .unwrap_or(i as i32 + 1);
-        let (start, size) = (p.start * table.sectorsize, p.size * table.sectorsize);
+        let (start, size) = p
+            .start
+            .checked_mul(table.sectorsize)
+            .zip(p.size.checked_mul(table.sectorsize))
+            .ok_or_else(|| failed(format!("partition {} of {disk} lies beyond any disk", p.node)))?;
         created.push(Created {
             role: None,
             path: p.node.clone(),
@@ -304,18 +308,18 @@ pub fn expose(disk: &str) -> Result<Vec<Created>, AgentError> {
         });
     }
     // Partitions the kernel still has from an older table go first.
-    for old in erase::partitions(kname) {
+    for old in blockdev::partitions(kname) {
         if !created
             .iter()
             .any(|c| (c.number, c.start, c.size) == (old.number, old.start, old.size))
         {
-            erase::forget_partition(&file, old.number)
+            blockdev::forget_partition(&file, old.number)
                 .map_err(|e| failed(format!("removing stale partition {} of {disk}: {e}", old.name)))?;
         }
     }
     for c in &created {
         let (number, start, size) = (c.number, c.start, c.size);
-        erase::add_partition(&file, number, start, size)
+        blockdev::add_partition(&file, number, start, size)
             .map_err(|e| failed(format!("adding partition {number} of {disk}: {e}")))?;
     }
     // devtmpfs or udev creates the nodes; give them a moment, as upstream does.
@@ -387,28 +391,48 @@ pub fn make_file_systems(created: &[Created], info: &ImageInfo) -> Result<(), Ag
     Ok(())
 }
 
-/// The config drive's bytes: fetched when `value` is a URL, base64-decoded when it decodes
-/// (else taken as it is), gunzipped when gzipped; at most 64 MiB.
+/// The config drive's bytes: fetched when `value` is a URL, else base64 (IPA's `get_configdrive`);
+/// gunzipped when gzipped; at most 64 MiB; and a file-system image (ISO 9660 or FAT), since
+/// that is what cloud-init and Ignition read from the `config-2` partition. What cannot be a
+/// config drive is refused before anything is written (upstream writes the text as it is).
 pub async fn config_drive_bytes(value: &str, http: &reqwest::Client) -> Result<Vec<u8>, AgentError> {
     let invalid = |why: String| AgentError::new(ErrorKind::InvalidCommandParams, format!("config drive: {why}"));
-    let raw = if value.starts_with("http://") || value.starts_with("https://") {
+    let from_url = value.starts_with("http://") || value.starts_with("https://");
+    let raw = if from_url {
         let resp = http
             .get(value)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| AgentError::new(ErrorKind::ImageDownload, format!("config drive {value}: {e}")))?;
+            .map_err(|e| {
+                AgentError::new(
+                    ErrorKind::ImageDownload,
+                    format!("config drive: {}", rivet_common::error::http_error(&e)),
+                )
+            })?;
         resp.bytes()
             .await
-            .map_err(|e| AgentError::new(ErrorKind::ImageDownload, format!("config drive {value}: {e}")))?
+            .map_err(|e| {
+                AgentError::new(
+                    ErrorKind::ImageDownload,
+                    format!("config drive: {}", rivet_common::error::http_error(&e)),
+                )
+            })?
             .to_vec()
     } else {
         value.as_bytes().to_vec()
     };
     let compact: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(&compact)
-        .unwrap_or(raw);
+    let decoded = match base64::engine::general_purpose::STANDARD.decode(&compact) {
+        Ok(decoded) => decoded,
+        // A URL may serve the image itself rather than its base64.
+        Err(_) if from_url => raw,
+        Err(e) => {
+            return Err(invalid(format!(
+                "it is not base64 ({e}); a config drive is a gzipped image, base64-encoded, or its URL"
+            )));
+        }
+    };
     let data = if decoded.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(decoded.as_slice())
@@ -425,10 +449,24 @@ pub async fn config_drive_bytes(value: &str, http: &reqwest::Client) -> Result<V
     if data.len() as u64 > MAX_CONFIG_DRIVE {
         return Err(invalid(format!("larger than {} MiB", MAX_CONFIG_DRIVE >> 20)));
     }
+    if !is_file_system_image(&data) {
+        return Err(invalid(format!(
+            "its {} bytes are neither an ISO 9660 nor a FAT file system image",
+            data.len()
+        )));
+    }
     Ok(data)
 }
 
-/// Copy a config drive onto its partition.
+/// ISO 9660 (`CD001` in the first volume descriptor, at 32 KiB + 1) or FAT (boot signature and
+/// the FAT type string of FAT12/16 or FAT32).
+fn is_file_system_image(data: &[u8]) -> bool {
+    let at = |offset: usize, magic: &[u8]| data.get(offset..offset + magic.len()) == Some(magic);
+    at(32769, b"CD001") || (at(510, &[0x55, 0xaa]) && (at(54, b"FAT") || at(82, b"FAT32")))
+}
+
+/// Copy a config drive onto its partition and zero the rest of it: a partition Rivet writes
+/// holds only what Rivet wrote (a reused `config-2` partition keeps no tail of an older drive).
 pub fn write_config_drive(part: &Created, data: &[u8]) -> Result<(), AgentError> {
     if data.len() as u64 > part.size {
         return Err(failed(format!(
@@ -439,16 +477,37 @@ pub fn write_config_drive(part: &Created, data: &[u8]) -> Result<(), AgentError>
         )));
     }
     let file = super::disk::open(&part.path)?;
+    let len = data.len() as u64;
     file.write_all_at(data, 0)
+        .and_then(|_| blockdev::zero_range(&file, len, part.size - len))
         .and_then(|_| file.sync_all())
         .map_err(|e| failed(format!("writing the config drive to {}: {e}", part.path)))?;
-    erase::flush_buffers(&file);
+    blockdev::flush_buffers(&file);
     Ok(())
 }
 
-/// Put a config drive on a whole-disk image: into its `config-2` partition if it has one, else a
-/// new 64 MiB partition at the end of the disk. Returns the partition.
-pub fn add_config_drive(disk: &str, data: &[u8]) -> Result<Created, AgentError> {
+/// Move the backup GPT of a whole-disk image to the end of the disk (an image smaller than the
+/// disk leaves it where the image ended), and grow the table's usable area with it. Nothing to do
+/// for MBR tables or a disk without a table.
+pub fn relocate_backup_gpt(disk: &str) -> Result<(), AgentError> {
+    let file = super::disk::open(disk)?;
+    let sector = blockdev::logical_sector_size(&file).map_err(|e| failed(format!("sector size of {disk}: {e}")))?;
+    let mut head = vec![0u8; 2 * sector as usize];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|e| failed(format!("reading the partition table of {disk}: {e}")))?;
+    drop(file);
+    if blockdev::geometry::gpt_sector_size(&head) != Some(sector) {
+        return Ok(());
+    }
+    run("sfdisk", &["--quiet", "--relocate", "gpt-bak-std", disk], None)?;
+    Ok(())
+}
+
+/// Put a config drive on a whole-disk image of `image_len` bytes: into its `config-2` partition
+/// if it has one, else a new partition at the end of the disk, after the image's partitions and
+/// after its last byte (64 MiB as upstream, or the free tail when that is smaller but holds the
+/// drive). Returns the partition.
+pub fn add_config_drive(disk: &str, data: &[u8], image_len: u64) -> Result<Created, AgentError> {
     let existing = expose(disk)?;
     let labelled: Vec<&Created> = existing
         .iter()
@@ -472,12 +531,8 @@ pub fn add_config_drive(disk: &str, data: &[u8]) -> Result<Created, AgentError> 
             )));
         }
     }
-    let mut table = read_table(disk)?;
-    if table.label == "gpt" {
-        // A whole-disk image smaller than the disk leaves the backup GPT mid-disk: move it to the end.
-        run("sfdisk", &["--quiet", "--relocate", "gpt-bak-std", disk], None)?;
-        table = read_table(disk)?;
-    } else if table.partitions.len() >= 4 {
+    let table = read_table(disk)?;
+    if table.label != "gpt" && table.partitions.len() >= 4 {
         return Err(failed(format!(
             "{disk} has four primary partitions already; no room for a config drive"
         )));
@@ -485,19 +540,25 @@ pub fn add_config_drive(disk: &str, data: &[u8]) -> Result<Created, AgentError> 
     let sector = table.sectorsize;
     let disk_sectors = {
         let file = super::disk::open(disk)?;
-        erase::device_size(&file).map_err(|e| failed(format!("size of {disk}: {e}")))? / sector
+        blockdev::device_size(&file).map_err(|e| failed(format!("size of {disk}: {e}")))? / sector
     };
-    let last = table.lastlba.unwrap_or(disk_sectors - 1);
-    let align = MIB / sector;
-    let start = (last + 1 - CONFIG_DRIVE_PART / sector) / align * align;
-    let used_end = table.partitions.iter().map(|p| p.start + p.size).max().unwrap_or(0);
-    if start < used_end {
-        return Err(failed(format!("no room for a config drive at the end of {disk}")));
-    }
+    let last = table.lastlba.or_else(|| disk_sectors.checked_sub(1)).unwrap_or(0);
+    let used_end = table
+        .partitions
+        .iter()
+        .filter_map(|p| p.start.checked_add(p.size))
+        .chain([image_len.div_ceil(sector)])
+        .max()
+        .unwrap_or(0);
+    // Upstream's 64 MiB at the end of the disk; on a disk with less room after the image, the
+    // free tail, as long as the drive fits in it.
+    let (start, length) =
+        blockdev::geometry::tail_partition(sector, last, used_end, CONFIG_DRIVE_PART, data.len() as u64)
+            .map_err(|e| failed(format!("no room for a config drive on {disk}: {e}")))?;
     run(
         "sfdisk",
         &["--quiet", "--append", disk],
-        Some(&format!("start={start}, size={}, type=L\n", last + 1 - start)),
+        Some(&format!("start={start}, size={length}, type=L\n")),
     )?;
     let after = expose(disk)?;
     let part = after

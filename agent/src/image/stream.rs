@@ -54,6 +54,8 @@ pub struct Finished {
     pub head: Vec<u8>,
     /// Bytes of the file.
     pub file_len: u64,
+    /// Bytes the image covers on the disk (its virtual size for qcow2).
+    pub image_len: u64,
     /// The format it was written as.
     pub format: Format,
 }
@@ -147,6 +149,7 @@ impl Writer<'_> {
         Ok(Finished {
             head,
             file_len: self.file_len,
+            image_len,
             format,
         })
     }

@@ -141,6 +141,26 @@ async fn lookup_gives_up_with_a_clear_error() {
     assert!(conductor.snapshot().lookups.len() > 1, "it retried first");
 }
 
+/// Issue 15: with a 25 s budget the agent quit at 17.9 s, because it gave up as soon as the next
+/// backoff would cross the deadline. A backoff longer than the whole budget must still leave
+/// one more attempt, at the deadline.
+#[tokio::test]
+async fn lookup_uses_its_whole_budget() {
+    let conductor = FakeConductor::start(Some("1.115"), vec![LookupReply::Status(404)], vec![202]).await;
+    let mut settings = crate::support::base_settings();
+    settings.api_url = Some(conductor.url().parse().expect("url"));
+    let mut config = crate::support::resolve(settings);
+    config.lookup.total = std::time::Duration::from_secs(2);
+    config.lookup.interval = std::time::Duration::from_secs(60);
+    config.lookup.max_backoff = std::time::Duration::from_secs(60);
+    rivet_agent::start(config).await.expect_err("gives up");
+    assert_eq!(
+        conductor.snapshot().lookups.len(),
+        2,
+        "the first attempt, then one at the deadline instead of giving up early"
+    );
+}
+
 #[tokio::test]
 async fn masked_token_without_a_token_is_a_clear_failure() {
     let conductor = FakeConductor::start(Some("1.115"), vec![found(Some("******"))], vec![202]).await;

@@ -48,7 +48,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
     run(Command::new("partx").args(["--update", &device.path]));
     // No udevd here, so no /dev/loopNp1: make the file system at the partition's offset.
     let kname = device.path.trim_start_matches("/dev/").to_owned();
-    let parts = rivet_agent::hardware::erase::partitions(&kname);
+    let parts = rivet_agent::blockdev::partitions(&kname);
     assert_eq!(parts.len(), 1, "the kernel sees the new partition");
     let (start, len) = (parts[0].start, parts[0].size);
     run(Command::new("mkfs.ext4").args([
@@ -165,5 +165,50 @@ async fn erase_steps_are_listed_as_ipa_lists_them() {
         ),
         (Some(json!(99)), Some(json!(10)), Some(json!(0)))
     );
+    agent.shutdown();
+}
+
+/// Issue 15: a read-only device (BMC virtual media, install media; `losetup -r` here) made
+/// `erase_devices_metadata` fail. Upstream skips read-only devices in the metadata erase; the
+/// full erase fails on one unless `agent_erase_skip_read_only` is set.
+#[tokio::test]
+async fn read_only_devices_are_skipped_by_the_metadata_erase_and_refused_by_the_full_one() {
+    let device = LoopDevice::read_only(8 << 20, Some(0xab));
+    let agent = agent_for(&device).await;
+    let r = clean_step(&agent, "erase_devices_metadata", json!({})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(read_at(&device.path, 0, 16), vec![0xab; 16], "nothing was written");
+    let r = clean_step(&agent, "erase_devices_express", json!({})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let r = clean_step(&agent, "erase_devices", json!({})).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    let error = r["command_error"].to_string();
+    assert!(
+        error.contains("is read-only and agent_erase_skip_read_only is not set"),
+        "{error}"
+    );
+    let r = clean_step(&agent, "erase_devices", json!({"agent_erase_skip_read_only": true})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        read_at(&device.path, 4 << 20, 16),
+        vec![0xab; 16],
+        "nothing was written"
+    );
+    agent.shutdown();
+}
+
+/// Ironic's virtual-media floppy (label `ir-vfd-dev`) carries the agent's configuration: no
+/// erase step touches it (IPA `_is_virtual_media_device`).
+#[tokio::test]
+async fn the_virtual_media_floppy_is_never_erased() {
+    let device = LoopDevice::new(8 << 20);
+    run(Command::new("mkfs.vfat").args(["-n", "ir-vfd-dev", &device.path]));
+    let before = read_at(&device.path, 0, 4096);
+    let agent = agent_for(&device).await;
+    for step in ["erase_devices_metadata", "erase_devices"] {
+        let r = clean_step(&agent, step, json!({})).await;
+        assert_eq!(r["command_status"], "SUCCEEDED", "{step}: {r}");
+        assert_eq!(read_at(&device.path, 0, 4096), before, "{step} left the floppy alone");
+    }
     agent.shutdown();
 }

@@ -600,17 +600,221 @@ fn table(device: &str) -> (String, Vec<(u64, u64, String)>) {
 
 /// A config drive as Ironic sends it: a 1 MiB FAT file system labelled config-2, gzipped, base64.
 fn config_drive(dir: &Path) -> String {
+    config_drive_of(dir, 1024, None)
+}
+
+/// A config drive of `kib` KiB, with `marker` bytes filling its last KiB when given (inside the
+/// FAT data area: still a FAT image, and recognisable on the disk afterwards).
+fn config_drive_of(dir: &Path, kib: u64, marker: Option<u8>) -> String {
     use base64::Engine;
     use std::io::Write;
-    let path = dir.join("cd.img");
+    let path = dir.join(format!("cd-{kib}.img"));
+    let _ = std::fs::remove_file(&path);
     tool(
         "mkfs.vfat",
-        &["-C", path.to_str().expect("utf-8"), "1024", "-n", "config-2"],
+        &["-C", path.to_str().expect("utf-8"), &kib.to_string(), "-n", "config-2"],
     );
+    let mut data = std::fs::read(&path).expect("config drive");
+    if let Some(byte) = marker {
+        let len = data.len();
+        data[len - 1024..].fill(byte);
+    }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&std::fs::read(&path).expect("config drive"))
-        .expect("gzip");
+    gz.write_all(&data).expect("gzip");
     base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"))
+}
+
+/// A whole-disk GPT image of `mib` MiB with one 4 MiB partition, its table laid out for
+/// `sector`-byte sectors.
+fn gpt_image(dir: &Path, mib: u64, sector: u32) -> Vec<u8> {
+    let path = dir.join(format!("gpt-{mib}-{sector}.img"));
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(mib << 20))
+        .expect("image file");
+    // sfdisk lays a file out in 512-byte sectors; other sizes through a loop device over it.
+    let loop_dev = (sector != 512).then(|| {
+        tool(
+            "losetup",
+            &[
+                "--find",
+                "--show",
+                "--sector-size",
+                &sector.to_string(),
+                path.to_str().expect("utf-8"),
+            ],
+        )
+        .trim()
+        .to_owned()
+    });
+    let target = loop_dev
+        .clone()
+        .unwrap_or_else(|| path.to_str().expect("utf-8").to_owned());
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .args(["--quiet", &target])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    {
+        use std::io::Write;
+        let mut stdin = sfdisk.stdin.take().expect("stdin");
+        stdin.write_all(b"label: gpt\nsize=4MiB, type=L\n").expect("script");
+    }
+    let ok = sfdisk.wait().expect("sfdisk").success();
+    if let Some(dev) = &loop_dev {
+        tool("losetup", &["-d", dev]);
+    }
+    assert!(ok, "sfdisk made the image's table");
+    std::fs::read(&path).expect("image")
+}
+
+/// Deploy `image` as a whole-disk image to `device`, with `configdrive` when given.
+async fn deploy_whole_disk(device: &LoopDevice, image: Vec<u8>, configdrive: Option<String>) -> Value {
+    let server = image_server_with(
+        Arc::new(image.clone()),
+        HashMap::from([("/whole.img".to_owned(), image.clone())]),
+    )
+    .await;
+    let agent = agent_for(device).await;
+    let info = json!({"id": "whole.img", "urls": [format!("{}/whole.img", server.url)], "disk_format": "raw",
+        "os_hash_algo": "sha256", "os_hash_value": sha256(&image)});
+    let params = json!({"step": {"interface": "deploy", "step": "write_image",
+            "args": {"image_info": info, "configdrive": configdrive}},
+        "node": {"uuid": "n", "properties": {"root_device": {"name": device.path}}},
+        "ports": []});
+    let r = command(&agent, "deploy.execute_deploy_step", params).await;
+    agent.shutdown();
+    r
+}
+
+fn sfdisk_verify(device: &str) -> (bool, String) {
+    let out = std::process::Command::new("sfdisk")
+        .args(["--verify", device])
+        .output()
+        .expect("sfdisk");
+    (
+        out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("not at the end"),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Issue 15: a GPT built for 512-byte sectors written to a 4096-byte-sector disk was reported
+/// SUCCEEDED while the kernel saw only the protective MBR (and with a config drive the error
+/// blamed the room). It is refused before anything is written, naming both sizes; so is the
+/// reverse; an image built for the disk's sector size deploys.
+#[tokio::test]
+async fn an_image_for_another_sector_size_is_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (image_sector, disk_sector, configdrive) in [(512, 4096, false), (512, 4096, true), (4096, 512, false)] {
+        let device = if disk_sector == 512 {
+            LoopDevice::new(64 << 20)
+        } else {
+            LoopDevice::with_sector_size(64 << 20, disk_sector)
+        };
+        let cd = configdrive.then(|| config_drive(dir.path()));
+        let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, image_sector), cd).await;
+        assert_eq!(r["command_status"], "FAILED", "{r}");
+        let details = r["command_error"]["details"].as_str().expect("details");
+        assert!(
+            details.contains(&format!("laid out for {image_sector}-byte sectors"))
+                && details.contains(&format!("{disk_sector}-byte logical sectors"))
+                && details.contains("nothing was written"),
+            "{image_sector} on {disk_sector}: {details}"
+        );
+        assert!(!details.contains("no room"), "{details}");
+    }
+    let device = LoopDevice::with_sector_size(64 << 20, 4096);
+    let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, 4096), Some(config_drive(dir.path()))).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let (label, parts) = table(&device.path);
+    assert_eq!((label.as_str(), parts.len()), ("gpt", 2), "{parts:?}");
+    let (ok, said) = sfdisk_verify(&device.path);
+    assert!(ok, "{said}");
+}
+
+/// Issue 15: without a config drive the backup GPT stayed where the image ended.
+#[tokio::test]
+async fn the_backup_gpt_is_moved_to_the_end_after_every_whole_disk_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = LoopDevice::new(64 << 20);
+    let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, 512), None).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let (ok, said) = sfdisk_verify(&device.path);
+    assert!(ok, "the backup GPT is at the end of the device: {said}");
+}
+
+/// Issue 15: on disks of 64 MiB or less the config-drive placement wrapped around (sfdisk was
+/// asked for sector 18446744073709549568). The drive takes the free tail when 64 MiB do not
+/// fit, and a disk with no room says how much there is.
+#[tokio::test]
+async fn config_drives_on_small_disks_take_the_free_tail_or_say_there_is_no_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for disk_mib in [64, 32] {
+        let device = LoopDevice::new(disk_mib << 20);
+        let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, 512), Some(config_drive(dir.path()))).await;
+        assert_eq!(r["command_status"], "SUCCEEDED", "{disk_mib} MiB: {r}");
+        let (_, parts) = table(&device.path);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let (start, size, _) = parts[1];
+        assert_eq!(start, (16 << 20) / 512, "right after the image, MiB-aligned");
+        assert_eq!(start + size, (disk_mib << 20) / 512 - 33, "to the last usable sector");
+        let cd = blkid(&format!("{}p2", device.path));
+        assert_eq!(cd.get("LABEL").map(String::as_str), Some("config-2"), "{cd:?}");
+    }
+    // An image that fills the disk: no room, said as such, and no wrapped sector number.
+    let device = LoopDevice::new(16 << 20);
+    let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, 512), Some(config_drive(dir.path()))).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    let details = r["command_error"]["details"].as_str().expect("details");
+    assert!(
+        details.contains("no room for a config drive") && details.contains("KiB free"),
+        "{details}"
+    );
+    assert!(!details.contains("18446744073709"), "{details}");
+}
+
+/// Issue 15: redeploying without cleaning left the tail of the previous config drive in the
+/// reused partition. A partition the agent writes holds only what it wrote.
+#[tokio::test]
+async fn a_redeployed_config_drive_leaves_nothing_of_the_old_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = LoopDevice::with_content(96 << 20, None, true);
+    let image = gpt_image(dir.path(), 16, 512);
+    let r = deploy_whole_disk(
+        &device,
+        image.clone(),
+        Some(config_drive_of(dir.path(), 4096, Some(0xcd))),
+    )
+    .await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let (_, parts) = table(&device.path);
+    let (start, size, _) = parts[1];
+    let old_tail = (start * 512 + (4 << 20) - 1024, 1024usize);
+    let read = |offset: u64, len: usize| {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&device.path).expect("open");
+        f.seek(SeekFrom::Start(offset)).expect("seek");
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).expect("read");
+        buf
+    };
+    assert_eq!(
+        read(old_tail.0, old_tail.1),
+        vec![0xcd; 1024],
+        "the first drive is there"
+    );
+    let r = deploy_whole_disk(&device, image, Some(config_drive(dir.path()))).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let (_, again) = table(&device.path);
+    assert_eq!(again[1].0, start, "the same place at the end of the disk");
+    let after = read(start * 512 + (1 << 20), ((size * 512) - (1 << 20)) as usize);
+    assert!(
+        after.iter().all(|b| *b == 0),
+        "nothing of the old drive after the new one"
+    );
 }
 
 const ROOT_UUID: &str = "2f6b1f5a-1f6d-4c9e-9d39-3d0f0c6b5a11";
@@ -841,4 +1045,32 @@ async fn install_bootloader_says_what_is_missing_and_leaves_nothing_mounted() {
     let details = r["command_error"]["details"].as_str().expect("details");
     assert!(details.contains("has the root UUID 00000000"), "{details}");
     agent.shutdown();
+}
+
+/// Issue 15: a config drive that is not base64 was written verbatim and reported SUCCEEDED. The
+/// agent refuses what it cannot decode, and what is not a file-system image, before writing.
+#[tokio::test]
+async fn a_config_drive_that_cannot_be_one_is_refused_before_writing() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("{\"meta_data\": {".to_owned(), "it is not base64"),
+        ("plain text".to_owned(), "it is not base64"),
+        (
+            base64::engine::general_purpose::STANDARD.encode(b"hello"),
+            "neither an ISO 9660 nor a FAT file system image",
+        ),
+    ];
+    for (value, want) in cases {
+        let device = LoopDevice::with_content(32 << 20, Some(OLD), false);
+        let r = deploy_whole_disk(&device, gpt_image(dir.path(), 16, 512), Some(value.clone())).await;
+        assert_eq!(r["command_status"], "FAILED", "{value}: {r}");
+        let details = r["command_error"]["details"].to_string();
+        assert!(details.contains(want), "{value}: {details}");
+        let mut data = Vec::new();
+        std::fs::File::open(&device.path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .expect("read device");
+        assert!(data.iter().all(|b| *b == OLD), "{value}: nothing was written");
+    }
 }

@@ -335,15 +335,28 @@ impl LoopDevice {
     /// A loop device whose kernel partitions appear as `/dev/loopNpM`, over `content` (or a
     /// sparse file).
     pub fn with_content(size: u64, fill: Option<u8>, partscan: bool) -> Self {
+        let extra: &[&str] = if partscan { &["--partscan"] } else { &[] };
+        Self::with_losetup_args(size, fill, extra)
+    }
+
+    /// A read-only loop device (`losetup -r`), as BMC virtual media and install media are.
+    pub fn read_only(size: u64, fill: Option<u8>) -> Self {
+        Self::with_losetup_args(size, fill, &["--read-only"])
+    }
+
+    /// A loop device with `sector` -byte logical sectors (`losetup --sector-size`), as 4Kn disks.
+    pub fn with_sector_size(size: u64, sector: u32) -> Self {
+        Self::with_losetup_args(size, None, &["--sector-size", &sector.to_string(), "--partscan"])
+    }
+
+    fn with_losetup_args(size: u64, fill: Option<u8>, extra: &[&str]) -> Self {
         let file = tempfile::NamedTempFile::new().expect("backing file");
         match fill {
             Some(byte) => std::fs::write(file.path(), vec![byte; size as usize]).expect("fill"),
             None => file.as_file().set_len(size).expect("sparse size"),
         }
         let mut args = vec!["--find", "--show"];
-        if partscan {
-            args.push("--partscan");
-        }
+        args.extend_from_slice(extra);
         let out = std::process::Command::new("losetup")
             .args(&args)
             .arg(file.path())

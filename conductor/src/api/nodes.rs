@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
 use crate::engine::ProvisionRequest;
 use crate::model::{ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, node_field_known};
-use crate::states::state;
+use crate::states::{PROTECT_ALLOWED, state};
 use crate::time::now_iso;
 
 /// Fields a client may set at creation or patch (besides the interfaces).
@@ -47,6 +47,87 @@ const WRITABLE: &[&str] = &[
     "boot_mode",
     "secure_boot",
 ];
+
+/// Fields a JSON patch may touch: Ironic's `PATCH_ALLOWED_FIELDS` (API node controller), the
+/// interfaces among them.
+const PATCH_ALLOWED: &[&str] = &[
+    "automated_clean",
+    "chassis_uuid",
+    "conductor_group",
+    "description",
+    "disable_power_off",
+    "driver",
+    "driver_info",
+    "extra",
+    "instance_info",
+    "instance_name",
+    "instance_uuid",
+    "lessee",
+    "maintenance",
+    "name",
+    "network_data",
+    "owner",
+    "properties",
+    "protected",
+    "protected_reason",
+    "resource_class",
+    "retired",
+    "retired_reason",
+    "shard",
+    "parent_node",
+];
+
+fn is_patchable(field: &str) -> bool {
+    PATCH_ALLOWED.contains(&field)
+        || field
+            .strip_suffix("_interface")
+            .is_some_and(|k| INTERFACE_KINDS.contains(&k))
+}
+
+/// What a field becomes when a patch removes it: Ironic sets the field to `None`, which the
+/// node object turns into the field's default. Where Ironic 39 answers 500 instead
+/// (`conductor_group`, `automated_clean`) this is the value a new node has (docs/compatibility.md).
+fn removed_value(field: &str) -> Value {
+    match field {
+        "conductor_group" => json!(""),
+        "network_data" => json!({}),
+        "protected" | "retired" | "disable_power_off" => json!(false),
+        _ => Value::Null,
+    }
+}
+
+/// Ironic's rules for `protected` and `retired` (conductor `_check_update_protected` and
+/// `_check_update_retired`): a reason only with its flag, the flag cleared with its reason,
+/// protection only for active or rescued nodes, no retiring of an available node.
+fn check_protected_and_retired(before: &NodeRecord, after: &mut JsonObject) -> Result<(), ApiError> {
+    let flag = |doc: &JsonObject, f: &str| doc.get(f).and_then(Value::as_bool).unwrap_or(false);
+    for (field, reason) in [("protected", "protected_reason"), ("retired", "retired_reason")] {
+        let was = before.attr(field).as_bool().unwrap_or(false);
+        let now = flag(after, field);
+        if was != now || before.attr(field) != *after.get(field).unwrap_or(&Value::Null) {
+            if !now {
+                after.insert(reason.to_owned(), Value::Null);
+            } else if field == "protected" && !PROTECT_ALLOWED.contains(&before.provision_state.as_str()) {
+                return Err(ApiError::Conflict(format!(
+                    "Node {} can only be made protected in provision states 'active' or 'rescue', the current state is '{}'",
+                    before.uuid, before.provision_state
+                )));
+            } else if field == "retired" && before.provision_state == state::AVAILABLE {
+                return Err(ApiError::Conflict(format!(
+                    "Node {} can not have 'retired' set in provision state 'available', the current state is '{}'",
+                    before.uuid, before.provision_state
+                )));
+            }
+        }
+        let reason_set = after.get(reason).is_some_and(|r| !r.is_null() && r != "");
+        if reason_set && after.get(reason) != Some(&before.attr(reason)) && !now {
+            return Err(ApiError::BadRequest(format!(
+                "The {reason} field can only be set when {field} is True"
+            )));
+        }
+    }
+    Ok(())
+}
 
 fn is_writable(field: &str) -> bool {
     WRITABLE.contains(&field)
@@ -312,9 +393,10 @@ pub(super) async fn update(
                 continue;
             };
             let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-            if !is_writable(root) {
+            if !is_patchable(root) {
                 return Err(ApiError::BadRequest(format!(
-                    "'/{root}' is an internal or read-only attribute and can not be updated"
+                    "Cannot patch {path}. Only the following can be updated: {}",
+                    PATCH_ALLOWED.join(", ")
                 )));
             }
             if !node_field_known(root, ctx.version) {
@@ -339,7 +421,12 @@ pub(super) async fn update(
         let mut node = conductor.node(&node.uuid).await?;
         let mut doc = Value::Object(node.raw_fields());
         json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
-        let doc = doc.as_object().cloned().unwrap_or_default();
+        let mut doc = doc.as_object().cloned().unwrap_or_default();
+        // A removed field takes its default; leaving it out would keep the old value.
+        for field in PATCH_ALLOWED.iter().filter(|f| ATTR_FIELDS.contains(f)) {
+            doc.entry(*field).or_insert_with(|| removed_value(field));
+        }
+        check_protected_and_retired(&node, &mut doc)?;
         let driver_changed = doc.get("driver").and_then(Value::as_str) != Some(node.driver.as_str());
         let mut interfaces = BTreeMap::new();
         for kind in INTERFACE_KINDS {

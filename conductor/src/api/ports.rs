@@ -12,7 +12,8 @@ use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
-use crate::model::{PORT_ATTR_FIELDS, PortRecord};
+use crate::model::{PORT_ATTR_FIELDS, PortRecord, port_attr_default};
+use crate::states::{PORT_CONNECTIVITY_UPDATE_ALLOWED, state};
 use crate::time::now_iso;
 
 /// Normalise a MAC (6 bytes Ethernet, 20 bytes InfiniBand) to lower-case colon form.
@@ -214,14 +215,20 @@ pub(super) async fn update(
     let result = async {
         let mut doc = port.to_api(crate::api::MAX_VERSION, &ctx.base, None);
         json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
-        let doc = doc.as_object().cloned().unwrap_or_default();
+        let mut doc = doc.as_object().cloned().unwrap_or_default();
+        // A removed field takes its default; leaving it out would keep the old value.
+        for field in PORT_ATTR_FIELDS {
+            doc.entry(*field).or_insert_with(|| port_attr_default(field));
+        }
         if doc.get("uuid").and_then(Value::as_str) != Some(port.uuid.as_str()) {
             return Err(ApiError::BadRequest(
                 "'/uuid' is a read-only attribute and can not be updated".into(),
             ));
         }
+        let before = port.clone();
         port.node_uuid = resolve_node(&state, &doc).await?;
         apply(&mut port, &doc)?;
+        check_update_allowed(&state, &before, &port).await?;
         port.updated_at = Some(now_iso());
         state.conductor.db.update_port(&port).await?;
         Ok(())
@@ -230,6 +237,48 @@ pub(super) async fn update(
     lock.release().await?;
     result?;
     Ok(Json(port.to_api(ctx.version, &ctx.base, None)))
+}
+
+/// Ironic's rules for changing a port (conductor `update_port`): its address not while the node
+/// is active or has an instance, its connectivity only while the node is enrolled, inspected or
+/// manageable; maintenance mode lifts both.
+async fn check_update_allowed(state: &AppState, before: &PortRecord, after: &PortRecord) -> Result<(), ApiError> {
+    let node = state.conductor.node(&before.node_uuid).await?;
+    if node.maintenance {
+        return Ok(());
+    }
+    let has_instance = node.attr("instance_uuid").as_str().is_some_and(|u| !u.is_empty());
+    if before.address != after.address && (node.provision_state == state::ACTIVE || has_instance) {
+        return Err(ApiError::Conflict(format!(
+            "Cannot update hardware address for port {} as node {} is active or has instance UUID assigned",
+            before.uuid, node.uuid
+        )));
+    }
+    const CONNECTIVITY: [&str; 4] = [
+        "portgroup_uuid",
+        "pxe_enabled",
+        "local_link_connection",
+        "physical_network",
+    ];
+    let value = |p: &PortRecord, f: &str| {
+        if f == "pxe_enabled" {
+            json!(p.pxe_enabled)
+        } else {
+            p.attr(f)
+        }
+    };
+    let changed = CONNECTIVITY.iter().any(|f| value(before, f) != value(after, f));
+    if changed && !PORT_CONNECTIVITY_UPDATE_ALLOWED.contains(&node.provision_state.as_str()) {
+        return Err(ApiError::Conflict(format!(
+            "Port {} can not have any connectivity attributes ({}) updated unless node {} is in a {} state or in maintenance mode. The current state is {}.",
+            before.uuid,
+            CONNECTIVITY.join(", "),
+            node.uuid,
+            PORT_CONNECTIVITY_UPDATE_ALLOWED.join(", "),
+            node.provision_state
+        )));
+    }
+    Ok(())
 }
 
 pub(super) async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, ApiError> {

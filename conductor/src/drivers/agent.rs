@@ -166,6 +166,11 @@ pub async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), Driver
             tracing::warn!(node = %task.node.uuid, %message, "agent has no service steps");
             return Ok(());
         }
+        Err(e) if e.is_transient() => {
+            return Err(DriverError::AgentNotReady(format!(
+                "Could not get the {flow} steps from the agent yet: {e}"
+            )));
+        }
         Err(e) => return Err(failed(format!("Failed to get the {flow} steps from the agent: {e}"))),
     };
     if result.command_status != CommandStatus::Succeeded {
@@ -254,8 +259,19 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
 /// `image_info` for the agent from `instance_info` (reference §4.9).
 pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
     let ii = &node.instance_info;
-    let text = |k: &str| ii.get(k).and_then(Value::as_str).map(str::to_owned);
-    let source = text("image_source").ok_or_else(|| {
+    // Absent and null are "not given"; any other type is an error that names the field, never
+    // "missing" (an operator who set a number must be told it is a number).
+    let text = |k: &str| -> Result<Option<String>, DriverError> {
+        match ii.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(DriverError::Invalid(format!(
+                "instance_info.{k} must be a string, got {}: {other}",
+                rivet_common::json_type(other)
+            ))),
+        }
+    };
+    let source = text("image_source")?.ok_or_else(|| {
         DriverError::Invalid(format!(
             "Node {} failed to validate deploy image info. Some parameters were missing. Missing are: ['instance_info.image_source']",
             node.uuid
@@ -267,9 +283,9 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
         )));
     }
     let (algo, value, checksum) = (
-        text("image_os_hash_algo"),
-        text("image_os_hash_value"),
-        text("image_checksum"),
+        text("image_os_hash_algo")?,
+        text("image_os_hash_value")?,
+        text("image_checksum")?,
     );
     if checksum.is_none() && (algo.is_none() || value.is_none()) {
         return Err(DriverError::Invalid(format!(
@@ -285,9 +301,9 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
         .to_owned();
     let mut info = json!({
         "id": id,
-        "urls": [text("image_url").unwrap_or(source)],
-        "disk_format": text("image_disk_format"),
-        "container_format": text("image_container_format"),
+        "urls": [text("image_url")?.unwrap_or(source)],
+        "disk_format": text("image_disk_format")?,
+        "container_format": text("image_container_format")?,
         "stream_raw_images": true,
         "node_uuid": node.uuid,
     });
@@ -298,7 +314,7 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
         info["os_hash_algo"] = json!(a);
         info["os_hash_value"] = json!(v);
     }
-    let image_type = text("image_type").unwrap_or_else(|| "whole-disk".into());
+    let image_type = text("image_type")?.unwrap_or_else(|| "whole-disk".into());
     if image_type == "partition" {
         let mb = |k: &str, gb: Option<&str>| {
             ii.get(k).and_then(Value::as_u64).or_else(|| {
@@ -311,9 +327,9 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
         info["root_mb"] = json!(mb("root_mb", Some("root_gb")).unwrap_or(0));
         info["swap_mb"] = json!(mb("swap_mb", None).unwrap_or(0));
         info["ephemeral_mb"] = json!(mb("ephemeral_mb", Some("ephemeral_gb")).unwrap_or(0));
-        info["ephemeral_format"] = json!(text("ephemeral_format"));
+        info["ephemeral_format"] = json!(text("ephemeral_format")?);
         info["preserve_ephemeral"] = json!(ii.get("preserve_ephemeral").and_then(Value::as_bool).unwrap_or(false));
-        info["deploy_boot_mode"] = json!(text("deploy_boot_mode").unwrap_or_else(|| "bios".into()));
+        info["deploy_boot_mode"] = json!(text("deploy_boot_mode")?.unwrap_or_else(|| "bios".into()));
     } else {
         info["image_type"] = json!("whole-disk");
     }
@@ -344,12 +360,7 @@ impl AgentDeploy {
 
     async fn write_image(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
         let info = image_info(&task.node)?;
-        let configdrive = task
-            .node
-            .instance_info
-            .get("configdrive")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let configdrive = crate::configdrive::for_agent(&task.node).await?;
         let step = Step {
             step: "write_image".into(),
             interface: "deploy".into(),
@@ -563,5 +574,61 @@ impl Deploy for AgentDeploy {
         let management = task.driver.management.clone();
         management.set_boot_device(&mut task.node, "disk", true).await?;
         power_action(task, "power on").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(instance_info: Value) -> NodeRecord {
+        let mut node = NodeRecord {
+            uuid: "1be26c0b-03f2-4d2e-ae87-c02d7f33c123".into(),
+            ..NodeRecord::default()
+        };
+        node.instance_info = instance_info.as_object().cloned().unwrap_or_default();
+        node
+    }
+
+    #[test]
+    fn image_info_names_a_field_of_the_wrong_type_instead_of_calling_it_missing() {
+        let good = json!({"image_source": "http://127.0.0.1/os.img", "image_checksum": "a".repeat(64)});
+        assert!(image_info(&node(good.clone())).is_ok());
+        let cases = [
+            (
+                json!({"image_source": 42}),
+                "instance_info.image_source must be a string, got a number: 42",
+            ),
+            (
+                json!({"image_source": {"a": 1}}),
+                "instance_info.image_source must be a string, got an object",
+            ),
+            (
+                json!({"image_source": ["http://x/i"]}),
+                "instance_info.image_source must be a string, got an array",
+            ),
+            (
+                json!({"image_source": true}),
+                "instance_info.image_source must be a string, got a boolean",
+            ),
+        ];
+        for (info, want) in cases {
+            let err = image_info(&node(info.clone())).expect_err("refused").to_string();
+            assert!(err.contains(want), "{info}: {err}");
+            assert!(!err.contains("missing"), "{info}: {err}");
+        }
+        for field in ["image_checksum", "image_url", "image_disk_format", "image_type"] {
+            let mut info = good.clone();
+            info[field] = json!(7);
+            let err = image_info(&node(info)).expect_err("refused").to_string();
+            assert!(
+                err.contains(&format!("instance_info.{field} must be a string")),
+                "{field}: {err}"
+            );
+        }
+        let err = image_info(&node(json!({"image_source": null})))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("Missing are: ['instance_info.image_source']"), "{err}");
     }
 }

@@ -134,7 +134,7 @@ async fn download(url: &str, dest: &Path) -> Result<(), String> {
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("downloading {url}: {}", rivet_common::error::error_chain(&e)))?;
+            .map_err(|e| format!("downloading {url}: {}", rivet_common::error::http_error(&e)))?;
         if !response.status().is_success() {
             return Err(format!("downloading {url}: HTTP {}", response.status().as_u16()));
         }
@@ -144,7 +144,7 @@ async fn download(url: &str, dest: &Path) -> Result<(), String> {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("downloading {url}: {}", rivet_common::error::error_chain(&e)))?
+            .map_err(|e| format!("downloading {url}: {}", rivet_common::error::http_error(&e)))?
         {
             file.write_all(&chunk)
                 .await

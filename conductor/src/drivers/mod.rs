@@ -41,6 +41,10 @@ pub enum DriverError {
     /// The operation failed (hardware, BMC, agent).
     #[error("{0}")]
     Failed(String),
+    /// The agent could not be reached or is busy (its network is still coming up, it is
+    /// rebooting): nothing failed, the work is tried again on the agent's next heartbeat.
+    #[error("{0}")]
+    AgentNotReady(String),
 }
 
 /// How a step ended.

@@ -168,7 +168,7 @@ impl Redfish {
         let response = request.send().await.map_err(|e| {
             DriverError::Failed(format!(
                 "{what}: the BMC is unreachable: {}",
-                rivet_common::error::error_chain(&e)
+                rivet_common::error::http_error(&e)
             ))
         })?;
         let status = response.status();

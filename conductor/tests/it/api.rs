@@ -188,7 +188,7 @@ async fn bad_input_is_a_clear_4xx() {
                 Some(json!([{"op": "replace", "path": "/provision_state", "value": "active"}])),
             )
             .await;
-            (s, b, "read-only")
+            (s, b, "Cannot patch /provision_state. Only the following can be updated")
         },
         {
             let (s, b) = call(

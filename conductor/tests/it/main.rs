@@ -4,5 +4,6 @@
 mod api;
 mod cli;
 mod postgres;
+mod ramdisk;
 mod redfish;
 mod support;

@@ -1,0 +1,104 @@
+//! The ramdisk API under faults real networks produce: a heartbeat whose agent cannot be
+//! reached yet (its network blinks as it comes up) is retried on the next heartbeat, and no
+//! error text carries the agent's token.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{PATIENCE, TestConductor, call, call_version, wait_for};
+
+const MAC: &str = "52:54:00:7a:00:01";
+
+/// A loopback port nothing listens on: connections to it are refused.
+fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+async fn node_in_clean_wait(c: &TestConductor) -> String {
+    let (status, node) = call(
+        Method::POST,
+        c.url("/v1/nodes"),
+        Some(json!({"name": "blink", "driver": "fake-hardware", "deploy_interface": "direct"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{node}");
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    let (status, port) = call(
+        Method::POST,
+        c.url("/v1/ports"),
+        Some(json!({"address": MAC, "node_uuid": uuid})),
+    )
+    .await;
+    assert_eq!(status, 201, "{port}");
+    for (target, reached) in [("manage", "manageable"), ("provide", "clean wait")] {
+        let (status, body) = call(
+            Method::PUT,
+            c.url(&format!("/v1/nodes/{uuid}/states/provision")),
+            Some(json!({"target": target})),
+        )
+        .await;
+        assert_eq!(status, 202, "{target}: {body}");
+        wait_for(c, &uuid, "provision_state", reached).await;
+    }
+    uuid
+}
+
+/// Heartbeat as IPA does, then wait until the conductor has handled it (lock released).
+async fn heartbeat(c: &TestConductor, uuid: &str, token: &str, callback: &str) -> Value {
+    let before = node(c, uuid).await["driver_internal_info"]["agent_last_heartbeat"].clone();
+    let (status, body) = call_version(
+        Method::POST,
+        c.url(&format!("/v1/heartbeat/{uuid}")),
+        Some(json!({"callback_url": callback, "agent_token": token, "agent_version": "13.0.0"})),
+        Some("1.68"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let doc = node(c, uuid).await;
+        let seen = doc["driver_internal_info"]["agent_last_heartbeat"] != before;
+        if seen && doc["reservation"].is_null() {
+            return doc;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "heartbeat never handled: {doc}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn node(c: &TestConductor, uuid: &str) -> Value {
+    call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await.1
+}
+
+/// Issue 15: one valid heartbeat whose callback URL refused connections took the node to
+/// `clean failed` within 3 s, though an unreachable agent is meant to be retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_not_reachable_yet_is_retried_on_its_next_heartbeat() {
+    let c = TestConductor::start_with(|c| c.require_tls = false).await;
+    let uuid = node_in_clean_wait(&c).await;
+    let (status, found) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/lookup?addresses={MAC}")),
+        None,
+        Some("1.68"),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let token = found["config"]["agent_token"]
+        .as_str()
+        .expect("token issued")
+        .to_owned();
+    let callback = format!("http://127.0.0.1:{}", refused_port());
+    for _ in 0..2 {
+        let doc = heartbeat(&c, &uuid, &token, &callback).await;
+        assert_eq!(doc["provision_state"], "clean wait", "{doc}");
+        assert_eq!(doc["last_error"], Value::Null, "{doc}");
+        assert!(
+            !doc.to_string().contains(&token),
+            "the token appears nowhere in the node: {doc}"
+        );
+    }
+}
