@@ -165,7 +165,7 @@ impl FromStr for DiskAllow {
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
             .collect();
-        crate::hardware::devices::parse_allowlist(&patterns)?;
+        parse_allowlist(&patterns)?;
         if patterns.is_empty() {
             return Err("no device pattern given".into());
         }
@@ -464,9 +464,9 @@ pub struct AgentConfig {
     /// Directory of executable hardware managers.
     pub hardware_managers_dir: PathBuf,
     /// Time limits of executable managers.
-    pub manager_timeouts: crate::hardware::executable::Timeouts,
+    pub manager_timeouts: ManagerTimeouts,
     /// Image download retries and timeouts.
-    pub image_download: crate::image::DownloadPolicy,
+    pub image_download: DownloadPolicy,
     /// Disk-backed spool directory for images that cannot be streamed.
     pub image_spool_dir: Option<PathBuf>,
 }
@@ -554,20 +554,18 @@ impl AgentConfig {
             boot,
             debug: s.debug.unwrap_or(false),
             disk_allow: match s.disk_allow {
-                Some(allow) => Some(crate::hardware::devices::parse_allowlist(&allow.0).map_err(|reason| {
-                    ConfigError::Invalid {
-                        key: "disk_allow".into(),
-                        source_name: "settings",
-                        value: allow.0.join(","),
-                        reason,
-                    }
+                Some(allow) => Some(parse_allowlist(&allow.0).map_err(|reason| ConfigError::Invalid {
+                    key: "disk_allow".into(),
+                    source_name: "settings",
+                    value: allow.0.join(","),
+                    reason,
                 })?),
                 None => None,
             },
             hardware_managers_dir: s
                 .hardware_managers_dir
                 .unwrap_or_else(|| PathBuf::from("/etc/rivet/managers.d")),
-            image_download: crate::image::DownloadPolicy {
+            image_download: DownloadPolicy {
                 stall_timeout: s
                     .image_download_connection_timeout
                     .map(Seconds::duration)
@@ -579,7 +577,7 @@ impl AgentConfig {
                     .unwrap_or(Duration::from_secs(10)),
             },
             image_spool_dir: s.image_spool_dir,
-            manager_timeouts: crate::hardware::executable::Timeouts {
+            manager_timeouts: ManagerTimeouts {
                 step: s
                     .hardware_manager_step_timeout
                     .map(Seconds::duration)
@@ -588,6 +586,58 @@ impl AgentConfig {
             },
         })
     }
+}
+
+/// Download retry policy (upstream `image_download_connection_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadPolicy {
+    /// Longest wait for a connection or for more data.
+    pub stall_timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Pause between attempts.
+    pub interval: Duration,
+}
+
+impl Default for DownloadPolicy {
+    fn default() -> Self {
+        DownloadPolicy {
+            stall_timeout: Duration::from_secs(60),
+            retries: 9,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long calls to an executable hardware manager may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerTimeouts {
+    /// `describe`, `evaluate`, `get_steps`.
+    pub query: Duration,
+    /// `run_step`, unless the step declares its own `timeout` (seconds).
+    pub step: Duration,
+}
+
+impl Default for ManagerTimeouts {
+    fn default() -> Self {
+        ManagerTimeouts {
+            query: Duration::from_secs(30),
+            step: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Parse `--disk-allow` patterns.
+pub fn parse_allowlist(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
+    patterns
+        .iter()
+        .map(|p| {
+            if !p.starts_with("/dev/") {
+                return Err(format!("device pattern {p:?} must start with /dev/"));
+            }
+            glob::Pattern::new(p).map_err(|e| format!("device pattern {p:?}: {e}"))
+        })
+        .collect()
 }
 
 fn ipv6_enabled() -> bool {

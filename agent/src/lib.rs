@@ -205,58 +205,17 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
 
 /// Start the agent with the given commands and extra hardware managers (compiled-in vendor
 /// managers, test managers). The generic manager and the executables of the managers directory
-/// are always loaded.
+/// are always loaded. The steps, in order: managers and state, the session with Ironic (lookup),
+/// the listening socket, the callback address, the server's TLS, the API, the heartbeats.
 pub async fn start_with(
     config: AgentConfig,
     registry: commands::Registry,
     extra_managers: Vec<Arc<dyn HardwareManager>>,
 ) -> Result<RunningAgent, StartError> {
-    let devices = DeviceView::new(config.disk_allow.clone(), config.is_ramdisk);
-    let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(hardware::generic::GenericHardwareManager::new(
-        config.boot.bootif.clone(),
-    ))];
-    candidates.extend(extra_managers);
-    candidates.extend(hardware::executable::load_dir(&config.hardware_managers_dir, config.manager_timeouts).await);
-    let managers = Managers::load(candidates).await;
-    let state = Arc::new(AgentState::new(config, managers, devices));
+    let state = load_state(config, extra_managers).await;
     let config = &state.config;
     let executor = Arc::new(Executor::new(registry, Arc::clone(&state)));
-
-    let mut tls_min = config.tls_min_version;
-    let mut session = None;
-    if !config.standalone && !config.api_urls.is_empty() {
-        let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
-        let client = Arc::new(IronicClient::new(
-            config.api_urls.clone(),
-            http,
-            config.ironic_api_version,
-            config.global_request_id.clone(),
-        ));
-        let inventory = collect_inventory(&state)
-            .await
-            .map_err(|e| StartError::Advertise(e.to_string()))?;
-        let macs: Vec<String> = inventory.interfaces.iter().map(|i| i.mac_address.clone()).collect();
-        if macs.is_empty() {
-            tracing::warn!("no network interface with a MAC address: lookup can only succeed by node UUID");
-        }
-        let answer = lookup(&client, &state, &macs).await?;
-        let mut client = client;
-        if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3")
-            && tls_min != TlsMinVersion::Tls13
-        {
-            // Unlike upstream, the raised floor also applies to our own requests from now on.
-            tls_min = TlsMinVersion::Tls13;
-            let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
-            client = Arc::new(client.with_http(http));
-        }
-        let timeout = Duration::from_secs(answer.config.heartbeat_timeout.max(1));
-        session = Some((client, answer.node.uuid.clone(), timeout));
-    } else if config.standalone {
-        tracing::info!("standalone mode: no lookup, no heartbeats");
-    } else {
-        tracing::warn!("no Ironic API URL configured: the agent will not heartbeat");
-    }
-
+    let (session, tls_min) = open_session(&state).await?;
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -265,47 +224,12 @@ pub async fn start_with(
         addr: config.listen,
         source,
     })?;
-
-    // The callback host: explicit, an interface's address, or the route towards the API.
-    let advertise_host = match (&config.advertise_host, &config.network_interface, &session) {
-        (Some(host), _, _) => Some(host.clone()),
-        (None, Some(iface), _) => Some(
-            netutil::interface_ipv4(iface)
-                .ok_or_else(|| StartError::Advertise(format!("interface {iface} has no IPv4 address")))?
-                .to_string(),
-        ),
-        (None, None, Some(_)) => {
-            let (attempts, pause) = config.ip_lookup;
-            Some(
-                netutil::detect_advertise_ip(&config.api_urls, attempts, pause)
-                    .await
-                    .map_err(StartError::Advertise)?
-                    .to_string(),
-            )
-        }
-        (None, None, None) => None,
-    };
-
+    let advertise_host = advertise_host(config, session.is_some()).await?;
     let api_version = match &session {
-        Some((client, _, _)) => Some(client.api_version().await),
+        Some(session) => Some(session.client.api_version().await),
         None => None,
     };
-    let (certified, auto) = match &config.server_tls {
-        ServerTls::Static { cert, key } => (Some(tls::load_certified_key(cert, key)?), false),
-        ServerTls::Auto if api_version.is_some_and(|v| v >= ApiVersion::AGENT_VERIFY_CA) => {
-            let host = advertise_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
-            let ip: IpAddr = host.parse().map_err(|_| {
-                StartError::Advertise(format!(
-                    "auto TLS needs an IP address to certify, got {host:?} (set --advertise-host to an IP)"
-                ))
-            })?;
-            let hostname = nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "rivet-agent".into());
-            (Some(tls::generate_self_signed(ip, &hostname)?), true)
-        }
-        _ => (None, false),
-    };
+    let (certified, auto) = server_certificate(config, api_version, advertise_host.as_deref(), local_addr)?;
     let scheme = if certified.is_some() { "https" } else { "http" };
     let callback_url = advertise_host
         .as_ref()
@@ -315,43 +239,21 @@ pub async fn start_with(
         agent: Arc::clone(&state),
         executor,
         scheme,
-    })
-    .into_make_service_with_connect_info::<SocketAddr>();
+    });
     let handle = axum_server::Handle::new();
-    let server = match &certified {
-        Some(key) => {
-            let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(key, tls_min)?));
-            let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
-                .map_err(|source| StartError::Bind {
-                    addr: local_addr,
-                    source,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(app))
-        }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(|source| StartError::Bind {
-                    addr: local_addr,
-                    source,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(app))
-        }
-    };
+    let server = serve(listener, app, certified.as_ref(), tls_min, handle.clone())?;
     tracing::info!(%local_addr, scheme, callback = callback_url.as_deref().unwrap_or("-"), "command API serving");
 
     let (stop_heartbeats, stop_rx) = watch::channel(false);
     let verify_ca = certified.filter(|_| auto).map(|k| k.cert_pem);
-    let node_uuid = session.as_ref().map(|(_, uuid, _)| uuid.clone());
+    let node_uuid = session.as_ref().map(|s| s.node_uuid.clone());
     let heartbeater = match (session, &callback_url) {
-        (Some((client, node_uuid, heartbeat_timeout)), Some(callback)) => {
+        (Some(session), Some(callback)) => {
             let hb = Heartbeater {
-                client,
-                node_uuid,
+                client: session.client,
+                node_uuid: session.node_uuid,
                 state: Arc::clone(&state),
-                heartbeat_timeout,
+                heartbeat_timeout: session.heartbeat_timeout,
                 callback_url: callback.clone(),
                 verify_ca: verify_ca.clone(),
             };
@@ -359,18 +261,7 @@ pub async fn start_with(
         }
         _ => None,
     };
-
-    // Lockdown and rescue stop the API and heartbeats once the answer has gone out.
-    let mut lifecycle = state.subscribe_lifecycle();
-    let stop = stop_heartbeats.clone();
-    let shutdown_handle = handle.clone();
-    tokio::spawn(async move {
-        if lifecycle.wait_for(|l| *l != Lifecycle::Serving).await.is_ok() {
-            stop.send_replace(true);
-            shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-        }
-    });
-
+    stop_when_done(&state, stop_heartbeats.clone(), handle.clone());
     Ok(RunningAgent {
         local_addr,
         callback_url,
@@ -382,4 +273,159 @@ pub async fn start_with(
         stop_heartbeats,
         heartbeater,
     })
+}
+
+/// The managers (generic, compiled-in, executables of the managers directory), ranked, and the
+/// agent's state around them.
+async fn load_state(config: AgentConfig, extra_managers: Vec<Arc<dyn HardwareManager>>) -> Arc<AgentState> {
+    let devices = DeviceView::new(config.disk_allow.clone(), config.is_ramdisk);
+    let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(hardware::generic::GenericHardwareManager::new(
+        config.boot.bootif.clone(),
+    ))];
+    candidates.extend(extra_managers);
+    candidates.extend(hardware::executable::load_dir(&config.hardware_managers_dir, config.manager_timeouts).await);
+    let managers = Managers::load(candidates).await;
+    Arc::new(AgentState::new(config, managers, devices))
+}
+
+/// The agent's session with Ironic, once the node is looked up.
+struct Session {
+    client: Arc<IronicClient>,
+    node_uuid: String,
+    heartbeat_timeout: Duration,
+}
+
+/// Look the node up (unless standalone or without an API URL), and the TLS floor from then on:
+/// the configured one, raised to 1.3 when Ironic asks for it.
+async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVersion), StartError> {
+    let config = &state.config;
+    let tls_min = config.tls_min_version;
+    if config.standalone {
+        tracing::info!("standalone mode: no lookup, no heartbeats");
+        return Ok((None, tls_min));
+    }
+    if config.api_urls.is_empty() {
+        tracing::warn!("no Ironic API URL configured: the agent will not heartbeat");
+        return Ok((None, tls_min));
+    }
+    let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
+    let client = Arc::new(IronicClient::new(
+        config.api_urls.clone(),
+        http,
+        config.ironic_api_version,
+        config.global_request_id.clone(),
+    ));
+    let inventory = collect_inventory(state)
+        .await
+        .map_err(|e| StartError::Advertise(e.to_string()))?;
+    let macs: Vec<String> = inventory.interfaces.iter().map(|i| i.mac_address.clone()).collect();
+    if macs.is_empty() {
+        tracing::warn!("no network interface with a MAC address: lookup can only succeed by node UUID");
+    }
+    let answer = lookup(&client, state, &macs).await?;
+    let (client, tls_min) = if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3")
+        && tls_min != TlsMinVersion::Tls13
+    {
+        // Unlike upstream, the raised floor also applies to our own requests from now on.
+        let http = tls::http_client(&config.client_tls, TlsMinVersion::Tls13, config.http_request_timeout)?;
+        (Arc::new(client.with_http(http)), TlsMinVersion::Tls13)
+    } else {
+        (client, tls_min)
+    };
+    let session = Session {
+        client,
+        node_uuid: answer.node.uuid.clone(),
+        heartbeat_timeout: Duration::from_secs(answer.config.heartbeat_timeout.max(1)),
+    };
+    Ok((Some(session), tls_min))
+}
+
+/// The callback host: explicit, an interface's address, or (with a session) the route towards
+/// the API.
+async fn advertise_host(config: &AgentConfig, has_session: bool) -> Result<Option<String>, StartError> {
+    Ok(match (&config.advertise_host, &config.network_interface) {
+        (Some(host), _) => Some(host.clone()),
+        (None, Some(iface)) => Some(
+            netutil::interface_ipv4(iface)
+                .ok_or_else(|| StartError::Advertise(format!("interface {iface} has no IPv4 address")))?
+                .to_string(),
+        ),
+        (None, None) if has_session => {
+            let (attempts, pause) = config.ip_lookup;
+            Some(
+                netutil::detect_advertise_ip(&config.api_urls, attempts, pause)
+                    .await
+                    .map_err(StartError::Advertise)?
+                    .to_string(),
+            )
+        }
+        (None, None) => None,
+    })
+}
+
+/// The server's certificate: static, auto-generated for the callback IP when Ironic is new
+/// enough to pin it (`agent_verify_ca`), or none (plain HTTP). The flag says auto-generated.
+fn server_certificate(
+    config: &AgentConfig,
+    api_version: Option<ApiVersion>,
+    advertise_host: Option<&str>,
+    local_addr: SocketAddr,
+) -> Result<(Option<tls::CertifiedKey>, bool), StartError> {
+    Ok(match &config.server_tls {
+        ServerTls::Static { cert, key } => (Some(tls::load_certified_key(cert, key)?), false),
+        ServerTls::Auto if api_version.is_some_and(|v| v >= ApiVersion::AGENT_VERIFY_CA) => {
+            let host = advertise_host.map_or_else(|| local_addr.ip().to_string(), str::to_owned);
+            let ip: IpAddr = host.parse().map_err(|_| {
+                StartError::Advertise(format!(
+                    "auto TLS needs an IP address to certify, got {host:?} (set --advertise-host to an IP)"
+                ))
+            })?;
+            let hostname = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "rivet-agent".into());
+            (Some(tls::generate_self_signed(ip, &hostname)?), true)
+        }
+        _ => (None, false),
+    })
+}
+
+/// Serve the command API on `listener`, over TLS with `certified` when given.
+fn serve(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    certified: Option<&tls::CertifiedKey>,
+    tls_min: TlsMinVersion,
+    handle: axum_server::Handle<SocketAddr>,
+) -> Result<JoinHandle<std::io::Result<()>>, StartError> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let bind_error = |source| StartError::Bind { addr, source };
+    Ok(match certified {
+        Some(key) => {
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(key, tls_min)?));
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                .map_err(bind_error)?
+                .handle(handle);
+            tokio::spawn(server.serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener).map_err(bind_error)?.handle(handle);
+            tokio::spawn(server.serve(app))
+        }
+    })
+}
+
+/// Lockdown and rescue stop the API and heartbeats once their answer has gone out.
+fn stop_when_done(state: &AgentState, stop_heartbeats: watch::Sender<bool>, handle: axum_server::Handle<SocketAddr>) {
+    let mut lifecycle = state.subscribe_lifecycle();
+    tokio::spawn(async move {
+        if lifecycle.wait_for(|l| *l != Lifecycle::Serving).await.is_ok() {
+            stop_heartbeats.send_replace(true);
+            handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        }
+    });
 }

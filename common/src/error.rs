@@ -22,14 +22,16 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// An HTTP client's error in one line with its whole cause chain ("error sending request for
 /// url (http://10.0.0.5:9999/v1/commands/): client error (Connect): tcp connect error:
-/// Connection refused (os error 111)"), and with every URL's query string cut off, since agent
-/// tokens travel there (`?agent_token=…`): the text goes to logs and `last_error`.
+/// Connection refused (os error 111)"), with every URL's credentials cut off (see
+/// [`without_url_secrets`]): the text goes to logs and `last_error`.
 pub fn http_error(err: &dyn std::error::Error) -> String {
-    without_url_queries(&error_chain(err))
+    without_url_secrets(&error_chain(err))
 }
 
-/// `text` with the query string of each `http://` or `https://` URL in it removed.
-pub fn without_url_queries(text: &str) -> String {
+/// `text` with the secrets of each `http://` or `https://` URL in it removed: the query string
+/// (agent tokens travel as `?agent_token=…`, temporary image URLs carry their signature there)
+/// and the user information (`user:password@`).
+pub fn without_url_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = ["http://", "https://"].iter().filter_map(|s| rest.find(s)).min() {
@@ -39,7 +41,16 @@ pub fn without_url_queries(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ',' | ']'))
             .unwrap_or(url.len());
         let (url, after) = url.split_at(end);
-        out.push_str(url.split_once('?').map_or(url, |(base, _)| base));
+        let url = url.split_once('?').map_or(url, |(base, _)| base);
+        let (scheme, tail) = url.split_once("://").unwrap_or(("", url));
+        let authority_end = tail.find('/').unwrap_or(tail.len());
+        let tail = match tail[..authority_end].rfind('@') {
+            Some(at) => &tail[at + 1..],
+            None => tail,
+        };
+        out.push_str(scheme);
+        out.push_str("://");
+        out.push_str(tail);
         rest = after;
     }
     out.push_str(rest);
@@ -132,7 +143,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_queries_are_cut_from_error_texts() {
+    fn url_secrets_are_cut_from_error_texts() {
         let cases = [
             (
                 "error sending request for url (http://10.0.0.5:9999/v1/commands/?wait=true&agent_token=s3cret): refused",
@@ -142,11 +153,16 @@ mod tests {
                 "https://a/b?x=1 and http://c/d?agent_token=t",
                 "https://a/b and http://c/d",
             ),
+            (
+                "fetching (http://glance:pw@10.0.0.1:8080/i?temp_url_sig=s): 403",
+                "fetching (http://10.0.0.1:8080/i): 403",
+            ),
+            ("http://user@h/p", "http://h/p"),
             ("no url here", "no url here"),
             ("http://plain/path", "http://plain/path"),
         ];
         for (text, want) in cases {
-            assert_eq!(without_url_queries(text), want);
+            assert_eq!(without_url_secrets(text), want);
         }
     }
 

@@ -266,19 +266,6 @@ pub fn probe_range(file: &std::fs::File, offset: u64, size: u64) -> Result<Probe
     Ok(probe_values(&prober))
 }
 
-/// Parse `--disk-allow` patterns.
-pub fn parse_allowlist(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
-    patterns
-        .iter()
-        .map(|p| {
-            if !p.starts_with("/dev/") {
-                return Err(format!("device pattern {p:?} must start with /dev/"));
-            }
-            glob::Pattern::new(p).map_err(|e| format!("device pattern {p:?}: {e}"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +300,7 @@ mod tests {
     #[test]
     fn allowlist_hides_everything_else_and_admits_loops() {
         let dir = fake_machine();
-        let allow = parse_allowlist(&["/dev/loop0".into()]).expect("valid");
+        let allow = crate::config::parse_allowlist(&["/dev/loop0".into()]).expect("valid");
         let view = DeviceView::new(Some(allow), false).with_root(SysRoot(dir.path().to_owned()));
         assert_eq!(names(&view), ["/dev/loop0"]);
         assert!(view.check_destructive("/dev/loop0").is_ok());
@@ -329,7 +316,10 @@ mod tests {
         assert!(plain.check_machine_changes("delete boot entries").is_err());
         let ramdisk = DeviceView::new(None, true);
         assert!(ramdisk.check_destructive("/dev/sda").is_ok());
-        assert!(parse_allowlist(&["loop*".into()]).is_err(), "patterns name /dev paths");
+        assert!(
+            crate::config::parse_allowlist(&["loop*".into()]).is_err(),
+            "patterns name /dev paths"
+        );
     }
 
     #[test]

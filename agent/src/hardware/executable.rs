@@ -37,23 +37,7 @@ pub const PROTOCOL_ENV: (&str, &str) = ("RIVET_MANAGER_PROTOCOL", "1");
 /// Largest answer accepted from a program, so a runaway one cannot exhaust memory.
 const MAX_OUTPUT: usize = 16 << 20;
 
-/// How long calls may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// `describe`, `evaluate`, `get_steps`.
-    pub query: Duration,
-    /// `run_step`, unless the step declares its own `timeout` (seconds).
-    pub step: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            query: Duration::from_secs(30),
-            step: Duration::from_secs(3600),
-        }
-    }
-}
+pub use crate::config::ManagerTimeouts as Timeouts;
 
 /// A manager implemented by an executable.
 #[derive(Debug)]

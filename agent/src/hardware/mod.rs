@@ -17,7 +17,6 @@
 
 pub mod devices;
 pub mod erase;
-pub mod ethtool;
 pub mod executable;
 pub mod generic;
 pub mod hints;

@@ -4,6 +4,8 @@
 //! tree in tests): no `lshw`, `lscpu` or `lsblk` text is parsed. Collection is synchronous and
 //! touches only small files; callers run it on a blocking thread.
 
+pub mod ethtool;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -75,11 +77,7 @@ pub fn interfaces(root: &SysRoot) -> Vec<NetworkInterface> {
             continue;
         }
         let live = root.0 == Path::new("/");
-        let permanent = if live {
-            crate::hardware::ethtool::permanent_mac(&name)
-        } else {
-            None
-        };
+        let permanent = if live { ethtool::permanent_mac(&name) } else { None };
         let Some(mac) = permanent
             .or_else(|| read_trimmed(&dir.join("address")))
             .map(|m| m.to_ascii_lowercase())
