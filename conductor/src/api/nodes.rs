@@ -46,6 +46,7 @@ const WRITABLE: &[&str] = &[
     "instance_name",
     "boot_mode",
     "secure_boot",
+    "disable_power_off",
 ];
 
 /// Fields a JSON patch may touch: Ironic's `PATCH_ALLOWED_FIELDS` (API node controller), the
@@ -197,8 +198,11 @@ fn apply_fields(
             && WRITABLE.contains(field)
         {
             match (*field, value) {
-                ("automated_clean" | "protected" | "retired" | "secure_boot", Value::Bool(_) | Value::Null) => {}
-                ("automated_clean" | "protected" | "retired" | "secure_boot", other) => {
+                (
+                    "automated_clean" | "protected" | "retired" | "secure_boot" | "disable_power_off",
+                    Value::Bool(_) | Value::Null,
+                ) => {}
+                ("automated_clean" | "protected" | "retired" | "secure_boot" | "disable_power_off", other) => {
                     return Err(ApiError::BadRequest(format!(
                         "Invalid value for {field}: expected a boolean, got {other}"
                     )));
