@@ -205,9 +205,14 @@ async fn secrets_reach_no_log_line_and_no_api_document() {
     let documents: String = documents.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
     assert!(logs.contains("image"), "the logs were captured");
+    let unreachable = logs
+        .lines()
+        .find(|l| l.contains("not reachable"))
+        .expect("the unreachable agent's failed calls were logged (and are searched)");
+    // Issue 15: client errors said "error sending request for url …" without the cause.
     assert!(
-        logs.contains("not reachable"),
-        "the unreachable agent's failed calls were logged (and are searched)"
+        unreachable.contains("Connection refused"),
+        "the cause is said: {unreachable}"
     );
     let mut secrets: Vec<(&str, String)> = vec![
         ("BMC password", BMC_PASSWORD.into()),
