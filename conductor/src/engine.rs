@@ -179,7 +179,7 @@ impl Conductor {
     pub async fn provision(
         self: &Arc<Self>,
         ident: &str,
-        req: ProvisionRequest,
+        mut req: ProvisionRequest,
         version: ApiVersion,
     ) -> Result<(), EngineError> {
         let verb = states::verb(&req.target).ok_or_else(|| {
@@ -213,8 +213,9 @@ impl Conductor {
         if req.configdrive.is_some() && !["active", "deploy", "rebuild"].contains(&verb.target) {
             return Err(wrong_target("configdrive", "active"));
         }
+        // Checked once, in the form the node keeps it: an empty one is none (Ironic).
         if let Some(cd) = &req.configdrive {
-            crate::configdrive::validate(cd).map_err(EngineError::Invalid)?;
+            req.configdrive = crate::configdrive::validate(cd).map_err(EngineError::Invalid)?;
         }
         let illegal = |node: &NodeRecord| {
             format!(
@@ -285,13 +286,8 @@ impl Conductor {
                             .map_err(|e| EngineError::Invalid(format!("{kind} validation failed: {e}")))?;
                     }
                 }
-                // Checked in `provision`; an empty one leaves instance_info as it is (Ironic).
-                if let Some(cd) = req
-                    .configdrive
-                    .as_ref()
-                    .and_then(|cd| crate::configdrive::validate(cd).ok().flatten())
-                {
-                    task.node.instance_info.insert("configdrive".into(), cd);
+                if let Some(cd) = &req.configdrive {
+                    task.node.instance_info.insert("configdrive".into(), cd.clone());
                 }
                 match &req.deploy_steps {
                     Some(user) => drop(

@@ -398,27 +398,20 @@ pub fn make_file_systems(created: &[Created], info: &ImageInfo) -> Result<(), Ag
 pub async fn config_drive_bytes(value: &str, http: &reqwest::Client) -> Result<Vec<u8>, AgentError> {
     let invalid = |why: String| AgentError::new(ErrorKind::InvalidCommandParams, format!("config drive: {why}"));
     let from_url = value.starts_with("http://") || value.starts_with("https://");
+    let download_failed = |e: reqwest::Error| {
+        AgentError::new(
+            ErrorKind::ImageDownload,
+            format!("config drive: {}", rivet_common::error::http_error(&e)),
+        )
+    };
     let raw = if from_url {
         let resp = http
             .get(value)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| {
-                AgentError::new(
-                    ErrorKind::ImageDownload,
-                    format!("config drive: {}", rivet_common::error::http_error(&e)),
-                )
-            })?;
-        resp.bytes()
-            .await
-            .map_err(|e| {
-                AgentError::new(
-                    ErrorKind::ImageDownload,
-                    format!("config drive: {}", rivet_common::error::http_error(&e)),
-                )
-            })?
-            .to_vec()
+            .map_err(download_failed)?;
+        resp.bytes().await.map_err(download_failed)?.to_vec()
     } else {
         value.as_bytes().to_vec()
     };

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
 use crate::engine::ProvisionRequest;
-use crate::model::{ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, node_field_known};
+use crate::model::{ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, attr_default, node_field_known};
 use crate::states::{PROTECT_ALLOWED, state};
 use crate::time::now_iso;
 
@@ -78,23 +78,12 @@ const PATCH_ALLOWED: &[&str] = &[
     "parent_node",
 ];
 
-fn is_patchable(field: &str) -> bool {
-    PATCH_ALLOWED.contains(&field)
+/// Whether `field` is in `list` or is an interface field (`<kind>_interface`).
+fn listed_or_interface(list: &[&str], field: &str) -> bool {
+    list.contains(&field)
         || field
             .strip_suffix("_interface")
             .is_some_and(|k| INTERFACE_KINDS.contains(&k))
-}
-
-/// What a field becomes when a patch removes it: Ironic sets the field to `None`, which the
-/// node object turns into the field's default. Where Ironic 39 answers 500 instead
-/// (`conductor_group`, `automated_clean`) this is the value a new node has (docs/compatibility.md).
-fn removed_value(field: &str) -> Value {
-    match field {
-        "conductor_group" => json!(""),
-        "network_data" => json!({}),
-        "protected" | "retired" | "disable_power_off" => json!(false),
-        _ => Value::Null,
-    }
 }
 
 /// Ironic's rules for `protected` and `retired` (conductor `_check_update_protected` and
@@ -128,13 +117,6 @@ fn check_protected_and_retired(before: &NodeRecord, after: &mut JsonObject) -> R
         }
     }
     Ok(())
-}
-
-fn is_writable(field: &str) -> bool {
-    WRITABLE.contains(&field)
-        || field
-            .strip_suffix("_interface")
-            .is_some_and(|k| INTERFACE_KINDS.contains(&k))
 }
 
 /// Ironic's logical names: RFC 3986 unreserved characters.
@@ -327,7 +309,7 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let doc: JsonObject = parse_body(&body)?;
     for key in doc.keys() {
-        if key != "uuid" && !is_writable(key) {
+        if key != "uuid" && !listed_or_interface(WRITABLE, key) {
             return Err(ApiError::BadRequest(format!(
                 "Unknown or read-only attribute for a new node: {key}"
             )));
@@ -397,7 +379,7 @@ pub(super) async fn update(
                 continue;
             };
             let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-            if !is_patchable(root) {
+            if !listed_or_interface(PATCH_ALLOWED, root) {
                 return Err(ApiError::BadRequest(format!(
                     "Cannot patch {path}. Only the following can be updated: {}",
                     PATCH_ALLOWED.join(", ")
@@ -426,9 +408,12 @@ pub(super) async fn update(
         let mut doc = Value::Object(node.raw_fields());
         json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
         let mut doc = doc.as_object().cloned().unwrap_or_default();
-        // A removed field takes its default; leaving it out would keep the old value.
+        // A removed field takes its default, the value a new node has (Ironic sets None, which
+        // its node object turns into the default; for `conductor_group` and `automated_clean`
+        // Ironic 39 answers 500 instead, see docs/compatibility.md). Leaving it out would keep
+        // the old value.
         for field in PATCH_ALLOWED.iter().filter(|f| ATTR_FIELDS.contains(f)) {
-            doc.entry(*field).or_insert_with(|| removed_value(field));
+            doc.entry(*field).or_insert_with(|| attr_default(field));
         }
         check_protected_and_retired(&node, &mut doc)?;
         let driver_changed = doc.get("driver").and_then(Value::as_str) != Some(node.driver.as_str());

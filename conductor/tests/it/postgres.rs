@@ -7,7 +7,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestConductor, call, wait_for};
+use crate::support::{TestConductor, call, walk};
 
 struct Postgres {
     bin: PathBuf,
@@ -128,16 +128,12 @@ async fn the_conductor_runs_on_postgresql() {
     )
     .await;
     assert_eq!(status, 409, "unique MACs are enforced by PostgreSQL too");
-    for (target, state) in [("manage", "manageable"), ("provide", "available"), ("active", "active")] {
-        let (status, body) = call(
-            Method::PUT,
-            c.url(&format!("/v1/nodes/{uuid}/states/provision")),
-            Some(json!({"target": target})),
-        )
-        .await;
-        assert_eq!(status, 202, "{target}: {body}");
-        wait_for(&c, &uuid, "provision_state", state).await;
-    }
+    walk(
+        &c,
+        &uuid,
+        &[("manage", "manageable"), ("provide", "available"), ("active", "active")],
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..12 {
         let url = c.url(&format!("/v1/nodes/{uuid}"));

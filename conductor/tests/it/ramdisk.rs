@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, TestConductor, call, call_version, wait_for};
+use crate::support::{PATIENCE, TestConductor, call, call_version, walk};
 
 const MAC: &str = "52:54:00:7a:00:01";
 
@@ -33,16 +33,7 @@ async fn node_in_clean_wait(c: &TestConductor) -> String {
     )
     .await;
     assert_eq!(status, 201, "{port}");
-    for (target, reached) in [("manage", "manageable"), ("provide", "clean wait")] {
-        let (status, body) = call(
-            Method::PUT,
-            c.url(&format!("/v1/nodes/{uuid}/states/provision")),
-            Some(json!({"target": target})),
-        )
-        .await;
-        assert_eq!(status, 202, "{target}: {body}");
-        wait_for(c, &uuid, "provision_state", reached).await;
-    }
+    walk(c, &uuid, &[("manage", "manageable"), ("provide", "clean wait")]).await;
     uuid
 }
 

@@ -91,6 +91,21 @@ pub async fn wait_for(c: &TestConductor, node: &str, field: &str, want: &str) ->
     }
 }
 
+/// Walk a node as an operator does: send each provision target (202) and wait for the state it
+/// leads to.
+pub async fn walk(c: &TestConductor, node: &str, steps: &[(&str, &str)]) {
+    for (target, reached) in steps {
+        let (status, body) = call(
+            reqwest::Method::PUT,
+            c.url(&format!("/v1/nodes/{node}/states/provision")),
+            Some(serde_json::json!({"target": target})),
+        )
+        .await;
+        assert_eq!(status, 202, "{target}: {body}");
+        wait_for(c, node, "provision_state", reached).await;
+    }
+}
+
 pub fn fixture(rel: &str) -> Value {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/upstream")
