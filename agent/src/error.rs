@@ -177,6 +177,27 @@ impl AgentError {
     }
 }
 
+/// Python's `repr` of a JSON value, as upstream's messages print dicts
+/// (`{'priority': 99, 'interface': 'deploy'}`).
+pub fn py_repr(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +219,15 @@ mod tests {
                 .to_fault()
                 .faultcode,
             "Server"
+        );
+    }
+
+    #[test]
+    fn py_repr_matches_python() {
+        let v = serde_json::json!({"priority": 99, "interface": "deploy", "ok": true, "none": null, "l": [1, "a"]});
+        assert_eq!(
+            py_repr(&v),
+            "{'priority': 99, 'interface': 'deploy', 'ok': True, 'none': None, 'l': [1, 'a']}"
         );
     }
 }

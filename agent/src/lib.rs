@@ -13,6 +13,7 @@ pub mod blockdev;
 pub mod cmdline;
 pub mod commands;
 pub mod config;
+pub mod disk;
 pub mod error;
 mod extensions;
 pub mod hardware;
@@ -21,6 +22,7 @@ pub mod image;
 pub mod inventory;
 pub mod ironic;
 pub mod netutil;
+pub mod progress;
 pub mod state;
 pub mod tls;
 pub mod tools;
@@ -29,7 +31,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rivet_common::inventory::Inventory;
 use rivet_common::version::ApiVersion;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,8 +38,7 @@ use tokio::task::JoinHandle;
 use crate::api::AppState;
 use crate::commands::Executor;
 use crate::config::{AgentConfig, ServerTls, TlsMinVersion};
-use crate::error::AgentError;
-use crate::hardware::devices::DeviceView;
+use crate::disk::devices::DeviceView;
 use crate::hardware::{HardwareManager, Managers};
 use crate::heartbeat::Heartbeater;
 use crate::ironic::IronicClient;
@@ -72,6 +72,9 @@ pub enum StartError {
     /// No address to advertise.
     #[error("cannot determine the callback address: {0}")]
     Advertise(String),
+    /// Two hardware managers share a name.
+    #[error(transparent)]
+    Managers(#[from] hardware::DuplicateManager),
 }
 
 /// How the agent ended.
@@ -83,18 +86,6 @@ pub enum Exit {
     Lockdown,
     /// `rescue.finalize_rescue`.
     Rescued,
-}
-
-/// The inventory from the best manager that provides one (upstream `dispatch_to_managers`).
-pub async fn collect_inventory(state: &AgentState) -> Result<Inventory, AgentError> {
-    let devices = state.devices.clone();
-    state
-        .managers
-        .dispatch("list_hardware_info", |manager| {
-            let devices = devices.clone();
-            async move { manager.list_hardware_info(&devices).await }
-        })
-        .await
 }
 
 /// A started agent.
@@ -212,7 +203,7 @@ pub async fn start_with(
     registry: commands::Registry,
     extra_managers: Vec<Arc<dyn HardwareManager>>,
 ) -> Result<RunningAgent, StartError> {
-    let state = load_state(config, extra_managers).await;
+    let state = load_state(config, extra_managers).await?;
     let config = &state.config;
     let executor = Arc::new(Executor::new(registry, Arc::clone(&state)));
     let (session, tls_min) = open_session(&state).await?;
@@ -277,15 +268,18 @@ pub async fn start_with(
 
 /// The managers (generic, compiled-in, executables of the managers directory), ranked, and the
 /// agent's state around them.
-async fn load_state(config: AgentConfig, extra_managers: Vec<Arc<dyn HardwareManager>>) -> Arc<AgentState> {
+async fn load_state(
+    config: AgentConfig,
+    extra_managers: Vec<Arc<dyn HardwareManager>>,
+) -> Result<Arc<AgentState>, StartError> {
     let devices = DeviceView::new(config.disk_allow.clone(), config.is_ramdisk);
     let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(hardware::generic::GenericHardwareManager::new(
         config.boot.bootif.clone(),
     ))];
     candidates.extend(extra_managers);
     candidates.extend(hardware::executable::load_dir(&config.hardware_managers_dir, config.manager_timeouts).await);
-    let managers = Managers::load(candidates).await;
-    Arc::new(AgentState::new(config, managers, devices))
+    let managers = Managers::load(candidates).await?;
+    Ok(Arc::new(AgentState::new(config, managers, devices)))
 }
 
 /// The agent's session with Ironic, once the node is looked up.
@@ -315,7 +309,9 @@ async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVers
         config.ironic_api_version,
         config.global_request_id.clone(),
     ));
-    let inventory = collect_inventory(state)
+    let inventory = state
+        .managers
+        .inventory(&state.devices)
         .await
         .map_err(|e| StartError::Advertise(e.to_string()))?;
     let macs: Vec<String> = inventory.interfaces.iter().map(|i| i.mac_address.clone()).collect();

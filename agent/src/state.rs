@@ -1,15 +1,21 @@
 //! What the running agent knows and shares between its parts: configuration, the node from
 //! lookup, the token, the lifecycle (serving, locked down, rescued) and the wish for a heartbeat.
 
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
+use rivet_common::image::ImageInfo;
 use rivet_common::node::Node;
+use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::config::AgentConfig;
-use crate::hardware::Managers;
-use crate::hardware::devices::DeviceView;
+use crate::disk::devices::DeviceView;
+use crate::error::{AgentError, ErrorKind};
+use crate::hardware::{ImageWriter, Managers};
+use crate::image::{self, ImageJob, image_client, validate};
+use crate::progress::Progress;
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +44,7 @@ pub struct AgentState {
     lifecycle: watch::Sender<Lifecycle>,
     heartbeat_wanted: Notify,
     status_message: Mutex<Option<String>>,
-    partition_uuids: Mutex<Option<serde_json::Value>>,
+    partition_uuids: Mutex<Option<Value>>,
     lookup_config: RwLock<Option<rivet_common::ramdisk::LookupConfig>>,
 }
 
@@ -134,7 +140,7 @@ impl AgentState {
     }
 
     /// Partition UUIDs recorded by the last `prepare_image`.
-    pub fn partition_uuids(&self) -> Option<serde_json::Value> {
+    pub fn partition_uuids(&self) -> Option<Value> {
         self.partition_uuids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -142,7 +148,7 @@ impl AgentState {
     }
 
     /// Record partition UUIDs of the image just written.
-    pub fn set_partition_uuids(&self, uuids: serde_json::Value) {
+    pub fn set_partition_uuids(&self, uuids: Value) {
         *self.partition_uuids.lock().unwrap_or_else(PoisonError::into_inner) = Some(uuids);
     }
 
@@ -188,5 +194,71 @@ impl AgentState {
     /// Move to a terminal lifecycle state.
     pub fn set_lifecycle(&self, next: Lifecycle) {
         self.lifecycle.send_replace(next);
+    }
+
+    /// Progress that lands in this agent's heartbeats (`agent_status_message`).
+    pub fn progress(self: &Arc<Self>) -> Progress {
+        let state = Arc::clone(self);
+        Progress::new(move |message| state.set_status_message(message))
+    }
+
+    /// Run `standby.prepare_image` (and the `write_image` step) for this agent: client and policy
+    /// from its configuration, the node from its cache, and the partition UUIDs recorded for
+    /// `standby.get_partition_uuids`.
+    pub async fn prepare_image(
+        &self,
+        info: ImageInfo,
+        configdrive: Option<&Value>,
+        progress: Progress,
+    ) -> Result<String, AgentError> {
+        let configdrive = match configdrive {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(AgentError::new(
+                    ErrorKind::InvalidCommandParams,
+                    format!(
+                        "configdrive must be a URL or base64 of gzipped data (the conductor builds it), not {}",
+                        if other.is_object() { "an object" } else { "this" }
+                    ),
+                ));
+            }
+        };
+        let md5_allowed = self
+            .lookup_config()
+            .and_then(|c| c.agent_md5_checksum_enable.into_option())
+            .unwrap_or(true);
+        validate(&info, md5_allowed)?;
+        let config = &self.config;
+        let job = ImageJob {
+            info,
+            node: self.node(),
+            devices: self.devices.clone(),
+            progress,
+            http: image_client(
+                &config.client_tls,
+                config.tls_min_version,
+                config.image_download.stall_timeout,
+            )?,
+            policy: config.image_download,
+            md5_allowed,
+            spool_dir: config.image_spool_dir.clone(),
+            configdrive,
+        };
+        let written = image::prepare_image(job).await?;
+        self.set_partition_uuids(written.partition_uuids);
+        Ok(written.message)
+    }
+}
+
+#[async_trait]
+impl ImageWriter for AgentState {
+    async fn write_image(
+        &self,
+        info: ImageInfo,
+        configdrive: Option<&Value>,
+        progress: Progress,
+    ) -> Result<String, AgentError> {
+        self.prepare_image(info, configdrive, progress).await
     }
 }

@@ -40,7 +40,7 @@ pub struct Surface {
 }
 
 /// A JSON value of bounded depth and size.
-fn json_value() -> impl Strategy<Value = Value> {
+pub fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),

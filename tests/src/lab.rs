@@ -447,10 +447,7 @@ impl HardwareManager for SimHardwareManager {
         })
     }
 
-    async fn list_hardware_info(
-        &self,
-        _: &rivet_agent::hardware::devices::DeviceView,
-    ) -> Result<Inventory, ManagerError> {
+    async fn list_hardware_info(&self, _: &rivet_agent::disk::devices::DeviceView) -> Result<Inventory, ManagerError> {
         Ok(Inventory {
             interfaces: vec![NetworkInterface {
                 name: "eth0".into(),

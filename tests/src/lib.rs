@@ -8,3 +8,4 @@ pub mod fuzz;
 pub mod lab;
 pub mod proxy;
 pub mod system;
+pub mod vendor;

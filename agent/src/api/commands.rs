@@ -8,7 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use rivet_common::command::{CommandList, CommandResult};
 use serde_json::Value;
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::shared::AppState;
 
 /// Query parameters upstream reads: `agent_token` and `wait`.
 struct CommandQuery {

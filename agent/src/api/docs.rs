@@ -5,7 +5,7 @@ use axum::extract::State;
 use http::HeaderMap;
 use rivet_common::agent_api::{Link, MediaType, RootDoc, StatusDoc, V1Doc, VersionEntry};
 
-use super::AppState;
+use super::shared::AppState;
 
 /// The request's URL root (`http://host:port`), as upstream builds its links.
 fn url_root(state: &AppState, headers: &HeaderMap) -> String {

@@ -9,9 +9,9 @@
 mod commands;
 mod docs;
 mod error;
+mod shared;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -22,21 +22,8 @@ use axum::routing::get;
 use http::header::{CONTENT_TYPE, SERVER};
 use http::{HeaderValue, StatusCode};
 
-use crate::commands::Executor;
-use crate::state::AgentState;
-
 pub use error::ApiError;
-
-/// What handlers share.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// Agent state (token, config).
-    pub agent: Arc<AgentState>,
-    /// Command execution.
-    pub executor: Arc<Executor>,
-    /// `https` when the API is served over TLS.
-    pub scheme: &'static str,
-}
+pub use shared::AppState;
 
 /// The agent API router.
 pub fn app(state: AppState) -> Router {

@@ -13,7 +13,7 @@ use rivet_common::command::{CommandResult, CommandStatus};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{CommandOutcome, Mode, Params, Registry};
+use super::registry::{CommandOutcome, Mode, Params, Registry};
 use crate::error::{AgentError, ErrorKind};
 use crate::state::AgentState;
 

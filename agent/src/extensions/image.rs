@@ -17,7 +17,7 @@ pub(super) fn register(registry: &mut Registry) {
 /// upstream, what was done is logged.
 async fn install_bootloader(state: Arc<AgentState>, args: bootloader::Request) -> CommandOutcome {
     let disks = state.devices.list_disks();
-    let device = crate::hardware::hints::choose_root_device(&disks, state.node().as_ref())?;
+    let device = crate::disk::hints::choose_root_device(&disks, state.node().as_ref())?;
     let path = device.disk.name.clone();
     state.devices.check_destructive(&path)?;
     let devices = state.devices.clone();

@@ -13,7 +13,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::json;
 
-use super::NoParams;
+use crate::commands::NoParams;
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::error::{AgentError, ErrorKind};
 use crate::state::AgentState;

@@ -12,14 +12,7 @@ mod standby;
 mod steps;
 mod system;
 
-use serde::Deserialize;
-
 use crate::commands::Registry;
-
-/// Parameters of commands that take none.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
 
 /// Every built-in extension.
 pub fn registry() -> Registry {

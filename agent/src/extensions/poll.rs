@@ -6,7 +6,7 @@ use rivet_common::ramdisk::LookupResponse;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::NoParams;
+use crate::commands::NoParams;
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::error::{AgentError, ErrorKind};
 use crate::state::{AgentState, TokenOutcome};
@@ -18,7 +18,7 @@ pub(super) fn register(registry: &mut Registry) {
 
 /// A freshly collected inventory (not the one cached at start-up).
 async fn get_hardware_info(state: Arc<AgentState>, _: NoParams) -> CommandOutcome {
-    let inventory = crate::collect_inventory(&state).await?;
+    let inventory = state.managers.inventory(&state.devices).await?;
     serde_json::to_value(inventory).map_err(|e| AgentError::new(ErrorKind::CommandExecution, e.to_string()))
 }
 

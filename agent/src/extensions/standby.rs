@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::reboot::RebootMode;
 use serde_json::{Value, json};
 
-use super::NoParams;
+use crate::commands::NoParams;
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::error::{AgentError, ErrorKind};
 use crate::state::AgentState;
@@ -36,14 +36,16 @@ struct PrepareImage {
 
 /// Write an image to the root device (reference §7); the answer text is upstream's.
 async fn prepare_image(state: Arc<AgentState>, args: PrepareImage) -> CommandOutcome {
-    let progress = crate::hardware::Progress::to_agent(Arc::clone(&state));
+    let progress = state.progress();
     let configdrive = args.configdrive.or_else(|| {
         args.image_info
             .configdrive
             .as_option()
             .map(|c| Value::String(c.clone()))
     });
-    let message = crate::image::prepare_for_agent(&state, args.image_info, configdrive.as_ref(), progress).await?;
+    let message = state
+        .prepare_image(args.image_info, configdrive.as_ref(), progress)
+        .await?;
     Ok(Value::String(message))
 }
 

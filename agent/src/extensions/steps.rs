@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::commands::{Command, CommandOutcome, Registry};
+use crate::error::py_repr;
 use crate::error::{AgentError, ErrorKind};
-use crate::hardware::{Progress, StepContext, py_repr};
+use crate::hardware::StepContext;
 use crate::state::AgentState;
 
 pub(super) fn register(registry: &mut Registry) {
@@ -93,9 +94,9 @@ async fn execute_step(state: Arc<AgentState>, step_type: StepType, mut args: Exe
         ports: args.ports,
         args: step_args,
         devices: state.devices.clone(),
-        progress: Progress::to_agent(Arc::clone(&state)),
+        progress: state.progress(),
         step_type: Some(step_type),
-        agent: Some(Arc::clone(&state)),
+        image_writer: Some(Arc::clone(&state) as Arc<dyn crate::hardware::ImageWriter>),
     };
     let outcome = state.managers.dispatch(&name, |manager| {
         let ctx = ctx.clone();

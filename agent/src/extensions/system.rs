@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::NoParams;
+use crate::commands::NoParams;
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::state::{AgentState, Lifecycle};
 

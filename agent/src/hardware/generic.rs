@@ -13,8 +13,8 @@ use rivet_common::steps::{ArgSpec, Step, StepType};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::devices::DeviceView;
 use super::{HardwareManager, ManagerError, StepContext, SupportLevel};
+use crate::disk::devices::DeviceView;
 use crate::error::{AgentError, ErrorKind};
 use crate::inventory::{self, SysRoot};
 
@@ -286,7 +286,7 @@ const VIRTUAL_MEDIA_LABEL: &str = "ir-vfd-dev";
 /// virtual media and software-RAID members (left for RAID cleaning), and read-only devices. A
 /// read-only device is skipped by the metadata erase, as upstream; the full erase (`full`)
 /// fails on one unless `agent_erase_skip_read_only` is set. docs/agent.md tables each kind.
-fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<super::devices::BlockDevice>, ManagerError> {
+fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<crate::disk::devices::BlockDevice>, ManagerError> {
     let mut disks = ctx.devices.list_disks();
     if let Some(skips) = ctx.node.property("skip_block_devices").and_then(Value::as_array) {
         for skip in skips
@@ -294,8 +294,8 @@ fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<super::devices::BlockDe
             .filter_map(Value::as_object)
             .filter(|s| !s.contains_key("volume_name"))
         {
-            let hints = super::hints::parse(skip)?;
-            disks.retain(|d| !super::hints::matches(d, &hints));
+            let hints = crate::disk::hints::parse(skip)?;
+            disks.retain(|d| !crate::disk::hints::matches(d, &hints));
         }
     }
     let skip_read_only = ctx
@@ -306,7 +306,7 @@ fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<super::devices::BlockDe
     let mut out = Vec::new();
     for disk in disks {
         let path = std::path::Path::new(&disk.disk.name);
-        let probe = super::devices::probe(path).ok();
+        let probe = crate::disk::devices::probe(path).ok();
         if probe.as_ref().and_then(|p| p.label.as_deref()) == Some(VIRTUAL_MEDIA_LABEL) {
             tracing::info!(device = %disk.disk.name, "virtual media device skipped");
             continue;
@@ -362,7 +362,7 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
             .and_then(Value::as_bool)
             .unwrap_or(default)
     };
-    let policy = super::secure_erase::Policy {
+    let policy = crate::disk::secure_erase::Policy {
         nvme: flag("agent_enable_nvme_secure_erase", true),
         ata: flag("agent_enable_ata_secure_erase", true),
     };
@@ -377,7 +377,7 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
             let name = disk.disk.name.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 if full {
-                    super::erase::erase_device(
+                    crate::disk::erase::erase_device(
                         &disk,
                         &devices,
                         (passes, zeroize),
@@ -386,7 +386,7 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
                         &progress,
                     )
                 } else {
-                    super::erase::erase_metadata(&disk, &devices)
+                    crate::disk::erase::erase_metadata(&disk, &devices)
                 }
             })
             .await
@@ -421,10 +421,12 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
 
 /// The `write_image` deploy step: `standby.prepare_image` run directly, answering its result.
 async fn write_image(ctx: &StepContext) -> Result<Value, ManagerError> {
-    let agent = ctx
-        .agent
-        .clone()
-        .ok_or_else(|| failed(ErrorKind::CommandExecution, "write_image needs the agent's state"))?;
+    let writer = ctx.image_writer.clone().ok_or_else(|| {
+        failed(
+            ErrorKind::CommandExecution,
+            "write_image needs the agent's image writer",
+        )
+    })?;
     let info = ctx
         .args
         .get("image_info")
@@ -432,8 +434,9 @@ async fn write_image(ctx: &StepContext) -> Result<Value, ManagerError> {
         .ok_or_else(|| failed(ErrorKind::InvalidCommandParams, "write_image needs image_info"))?;
     let info: rivet_common::image::ImageInfo = serde_json::from_value(info)
         .map_err(|e| failed(ErrorKind::InvalidCommandParams, format!("image_info: {e}")))?;
-    let message =
-        crate::image::prepare_for_agent(&agent, info, ctx.args.get("configdrive"), ctx.progress.clone()).await?;
+    let message = writer
+        .write_image(info, ctx.args.get("configdrive"), ctx.progress.clone())
+        .await?;
     Ok(serde_json::json!({ "result": format!("prepare_image: {message}") }))
 }
 

@@ -15,12 +15,8 @@
 //! Two ways to add a manager (docs/vendor-guide.md): implement this trait in Rust and pass it to
 //! [`crate::start_with`], or drop an executable into the managers directory ([`executable`]).
 
-pub mod devices;
-pub mod erase;
 pub mod executable;
 pub mod generic;
-pub mod hints;
-pub mod secure_erase;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,9 +29,9 @@ use rivet_common::node::{Node, Port};
 use rivet_common::steps::{HardwareManagerVersions, Step, StepType, StepsResult};
 use serde_json::Value;
 
+use crate::disk::devices::DeviceView;
 use crate::error::{AgentError, ErrorKind};
-use crate::state::AgentState;
-use devices::DeviceView;
+use crate::progress::Progress;
 
 /// How well a manager supports this machine. Vendors may go above `SERVICE_PROVIDER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,67 +79,6 @@ impl ManagerError {
     }
 }
 
-/// Reports progress of a long step: heartbeats carry the latest message.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    sink: ProgressSink,
-}
-
-#[derive(Debug, Clone)]
-enum ProgressSink {
-    Agent(Arc<AgentState>),
-    Record(Arc<std::sync::Mutex<Vec<String>>>),
-    Discard,
-}
-
-impl Progress {
-    /// Progress that goes to the agent's heartbeats.
-    pub fn to_agent(state: Arc<AgentState>) -> Self {
-        Progress {
-            sink: ProgressSink::Agent(state),
-        }
-    }
-
-    /// Progress that goes nowhere (probes).
-    pub fn discard() -> Self {
-        Progress {
-            sink: ProgressSink::Discard,
-        }
-    }
-
-    /// Progress kept in a list (tests, embedders that display it themselves).
-    pub fn recording() -> (Self, Arc<std::sync::Mutex<Vec<String>>>) {
-        let list = Arc::new(std::sync::Mutex::new(Vec::new()));
-        (
-            Progress {
-                sink: ProgressSink::Record(Arc::clone(&list)),
-            },
-            list,
-        )
-    }
-
-    /// Publish a progress message.
-    pub fn report(&self, message: impl Into<String>) {
-        let message = message.into();
-        tracing::info!(progress = %message, "step progress");
-        match &self.sink {
-            ProgressSink::Agent(state) => state.set_status_message(Some(message)),
-            ProgressSink::Record(list) => list
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(message),
-            ProgressSink::Discard => {}
-        }
-    }
-
-    /// Clear the message when the work is done.
-    pub fn clear(&self) {
-        if let ProgressSink::Agent(state) = &self.sink {
-            state.set_status_message(None);
-        }
-    }
-}
-
 /// What a step method receives.
 #[derive(Debug, Clone)]
 pub struct StepContext {
@@ -159,8 +94,23 @@ pub struct StepContext {
     pub progress: Progress,
     /// The flow the step belongs to, when run as a step.
     pub step_type: Option<StepType>,
-    /// The agent (node cache, configuration), for built-in steps that need it.
-    pub agent: Option<Arc<AgentState>>,
+    /// The agent's image writer, for the built-in `write_image` step (`None` outside an agent).
+    pub image_writer: Option<Arc<dyn ImageWriter>>,
+}
+
+/// What the running agent lends a step beyond its context: its image writer, with the agent's
+/// download client, policy, node cache and partition-UUID record. The agent's state implements it;
+/// keeping it a trait keeps managers below the state in the module graph.
+#[async_trait]
+pub trait ImageWriter: Send + Sync + std::fmt::Debug {
+    /// `standby.prepare_image` with the agent's settings; answers upstream's result text
+    /// (`image (<id>) written to device <dev> …`).
+    async fn write_image(
+        &self,
+        info: rivet_common::image::ImageInfo,
+        configdrive: Option<&Value>,
+        progress: Progress,
+    ) -> Result<String, AgentError>;
 }
 
 /// A hardware manager. Every method has a "not supported" default.
@@ -178,6 +128,11 @@ pub trait HardwareManager: Send + Sync + std::fmt::Debug {
     /// Version in the `hardware_manager_version` map; change it whenever steps change.
     fn version(&self) -> String {
         "1.0".to_owned()
+    }
+
+    /// Where the manager comes from, for messages (an executable's path; "built in" otherwise).
+    fn origin(&self) -> String {
+        "built in".to_owned()
     }
 
     /// How well this manager supports the machine; evaluated once at start-up.
@@ -201,6 +156,18 @@ pub trait HardwareManager: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Two managers answered the same name.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("two hardware managers are named {name:?}: {first} and {second}; rename or remove one")]
+pub struct DuplicateManager {
+    /// The name both answered.
+    pub name: String,
+    /// Where the first comes from.
+    pub first: String,
+    /// Where the second comes from.
+    pub second: String,
+}
+
 /// The loaded managers, best first.
 #[derive(Debug, Clone, Default)]
 pub struct Managers {
@@ -208,11 +175,45 @@ pub struct Managers {
 }
 
 impl Managers {
-    /// Evaluate every manager once, drop those without support, order by support (stable).
-    pub async fn load(candidates: Vec<Arc<dyn HardwareManager>>) -> Managers {
+    /// The inventory from the best manager that provides one (upstream `dispatch_to_managers`
+    /// of `list_hardware_info`).
+    pub async fn inventory(&self, devices: &DeviceView) -> Result<Inventory, AgentError> {
+        self.dispatch("list_hardware_info", |manager| {
+            let devices = devices.clone();
+            async move { manager.list_hardware_info(&devices).await }
+        })
+        .await
+    }
+
+    /// Evaluate every manager once (all at once, so a slow one costs its own time limit, not
+    /// the sum), drop those without support, order by support (stable: ties keep load order).
+    ///
+    /// Two managers with the same name are refused: the version map and step merging key on it.
+    pub async fn load(candidates: Vec<Arc<dyn HardwareManager>>) -> Result<Managers, DuplicateManager> {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for manager in &candidates {
+            if let Some(first) = seen.insert(manager.name(), manager.origin()) {
+                return Err(DuplicateManager {
+                    name: manager.name(),
+                    first,
+                    second: manager.origin(),
+                });
+            }
+        }
+        let mut evaluations = tokio::task::JoinSet::new();
+        for (index, manager) in candidates.into_iter().enumerate() {
+            evaluations.spawn(async move { (index, manager.evaluate_hardware_support().await, manager) });
+        }
+        let mut evaluated = Vec::new();
+        while let Some(joined) = evaluations.join_next().await {
+            match joined {
+                Ok(one) => evaluated.push(one),
+                Err(e) => tracing::error!(error = %e, "evaluating a hardware manager failed; not loaded"),
+            }
+        }
+        evaluated.sort_by_key(|(index, _, _)| *index);
         let mut ranked = Vec::new();
-        for manager in candidates {
-            let level = manager.evaluate_hardware_support().await;
+        for (_, level, manager) in evaluated {
             if level == SupportLevel::NONE {
                 tracing::info!(manager = %manager.class_name(), "hardware manager does not support this machine; not loaded");
                 continue;
@@ -221,7 +222,7 @@ impl Managers {
             ranked.push((level, manager));
         }
         ranked.sort_by_key(|(level, _)| std::cmp::Reverse(*level));
-        Managers { ranked }
+        Ok(Managers { ranked })
     }
 
     /// Managers in dispatch order with their support levels.
@@ -235,18 +236,20 @@ impl Managers {
     }
 
     /// Call `method` on the managers in order until one answers (upstream `dispatch_to_managers`).
+    /// When nobody answers, the error carries the reasons the managers that declined gave.
     pub async fn dispatch<T, F, Fut>(&self, method: &str, call: F) -> Result<T, AgentError>
     where
         F: Fn(Arc<dyn HardwareManager>) -> Fut,
         Fut: Future<Output = Result<T, ManagerError>>,
     {
+        let mut declined = Vec::new();
         for (_, manager) in &self.ranked {
             match call(Arc::clone(manager)).await {
                 Ok(answer) => return Ok(answer),
                 Err(ManagerError::NotImplemented) => continue,
                 Err(ManagerError::Incompatible(why)) => {
                     tracing::debug!(manager = %manager.class_name(), method, reason = %why, "incompatible; asking the next manager");
-                    continue;
+                    declined.push(why);
                 }
                 Err(err) => {
                     tracing::error!(manager = %manager.class_name(), method, error = %err, "hardware manager method failed");
@@ -254,10 +257,11 @@ impl Managers {
                 }
             }
         }
-        Err(AgentError::new(
-            ErrorKind::HardwareManagerMethodNotFound,
-            format!("Could not find method: {method}"),
-        ))
+        let mut message = format!("Could not find method: {method}");
+        if !declined.is_empty() {
+            message = format!("{message} ({})", declined.join("; "));
+        }
+        Err(AgentError::new(ErrorKind::HardwareManagerMethodNotFound, message))
     }
 
     /// Ask every manager for its steps of `step_type` and merge them as upstream does.
@@ -272,7 +276,10 @@ impl Managers {
             match manager.get_steps(step_type, node, ports).await {
                 Ok(steps) => per_manager.push((manager.class_name(), *level, steps)),
                 Err(ManagerError::NotImplemented | ManagerError::Incompatible(_)) => {}
-                Err(err) => return Err(err.into_agent_error()),
+                // One broken manager costs only its own steps.
+                Err(err) => {
+                    tracing::error!(manager = %manager.class_name(), origin = %manager.origin(), ?step_type, error = %err, "listing steps failed; the manager's steps are left out");
+                }
             }
         }
         Ok(StepsResult {
@@ -313,30 +320,9 @@ pub fn merge_steps(per_manager: Vec<(String, SupportLevel, Vec<Step>)>) -> Vec<(
         .collect()
 }
 
-/// Python's `repr` of a JSON value, as upstream's messages print dicts
-/// (`{'priority': 99, 'interface': 'deploy'}`).
-pub fn py_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Value::Array(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn step(name: &str, priority: i64) -> Step {
         Step {
@@ -390,15 +376,6 @@ mod tests {
                 ("MainlineManager".to_owned(), vec!["duped_ml".to_owned()]),
                 ("ZGenericManager".to_owned(), vec!["prio".to_owned()]),
             ]
-        );
-    }
-
-    #[test]
-    fn py_repr_matches_python() {
-        let v = json!({"priority": 99, "interface": "deploy", "ok": true, "none": null, "l": [1, "a"]});
-        assert_eq!(
-            py_repr(&v),
-            "{'priority': 99, 'interface': 'deploy', 'ok': True, 'none': None, 'l': [1, 'a']}"
         );
     }
 }

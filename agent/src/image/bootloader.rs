@@ -15,8 +15,8 @@ use nix::mount::{MntFlags, MsFlags};
 use serde::Deserialize;
 
 use super::partition::{self, Created};
+use crate::disk::devices::DeviceView;
 use crate::error::{AgentError, ErrorKind};
-use crate::hardware::devices::DeviceView;
 use crate::tools;
 
 /// The EFI system partition's GPT type.
@@ -70,7 +70,7 @@ impl Mounted {
         // The kernel does not guess file system types (mount(8) asks blkid): neither do we.
         let fstype = match fstype {
             Some(t) => t.to_owned(),
-            None => crate::hardware::devices::probe(Path::new(source))
+            None => crate::disk::devices::probe(Path::new(source))
                 .ok()
                 .and_then(|p| p.fstype)
                 .ok_or_else(|| failed(format!("{source} holds no file system to mount")))?,
@@ -115,7 +115,7 @@ impl Drop for Mounted {
 /// The partition whose file system UUID or partition UUID is `uuid`.
 fn by_uuid<'a>(parts: &'a [Created], uuid: &str) -> Option<&'a Created> {
     parts.iter().find(|p| {
-        crate::hardware::devices::probe(Path::new(&p.path)).is_ok_and(|found| {
+        crate::disk::devices::probe(Path::new(&p.path)).is_ok_and(|found| {
             [found.uuid, found.part_uuid]
                 .iter()
                 .flatten()
@@ -228,7 +228,7 @@ fn uefi_entry(
 ) -> Result<Option<String>, AgentError> {
     let found = esp_uuid.and_then(|u| by_uuid(parts, u)).or_else(|| {
         parts.iter().find(|p| {
-            crate::hardware::devices::probe(Path::new(&p.path))
+            crate::disk::devices::probe(Path::new(&p.path))
                 .is_ok_and(|f| f.part_type.is_some_and(|t| t.eq_ignore_ascii_case(ESP_TYPE)))
         })
     });

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, RANGE};
 use tokio::sync::mpsc;
 
-use super::ImageJob;
 use super::checksum;
+use super::job::ImageJob;
 use super::stream::Msg;
 pub use crate::config::DownloadPolicy;
 use crate::error::{AgentError, ErrorKind};

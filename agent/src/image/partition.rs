@@ -505,7 +505,7 @@ pub fn add_config_drive(disk: &str, data: &[u8], image_len: u64) -> Result<Creat
     let labelled: Vec<&Created> = existing
         .iter()
         .filter(|c| {
-            crate::hardware::devices::probe(std::path::Path::new(&c.path))
+            crate::disk::devices::probe(std::path::Path::new(&c.path))
                 .is_ok_and(|p| p.label.as_deref() == Some(CONFIG_DRIVE_LABEL))
         })
         .collect();

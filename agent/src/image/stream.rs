@@ -15,7 +15,7 @@ use super::format::{self, Format};
 use super::qcow2::Qcow2Stream;
 use super::spool::Spool;
 use crate::error::{AgentError, ErrorKind};
-use crate::hardware::Progress;
+use crate::progress::Progress;
 
 /// What the download half sends.
 #[derive(Debug)]

@@ -9,7 +9,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::download::{Download, WriterGone, expected_checksum};
-use super::{ImageJob, Written, disk, format, partition, stream};
+use super::job::{ImageJob, Written};
+use super::{disk, format, partition, stream};
 use crate::error::{AgentError, ErrorKind};
 
 /// Chunks in flight between the download and the writing half.
@@ -91,7 +92,7 @@ async fn write_whole_disk(job: &ImageJob, device: &str, config_drive: Option<Vec
 
 /// A file system UUID, else the partition's own UUID (what upstream reads from lsblk).
 fn partition_uuid(path: &str) -> Option<String> {
-    let probe = crate::hardware::devices::probe(std::path::Path::new(path)).ok()?;
+    let probe = crate::disk::devices::probe(std::path::Path::new(path)).ok()?;
     probe.uuid.or(probe.part_uuid)
 }
 
@@ -99,7 +100,7 @@ fn partition_uuid(path: &str) -> Option<String> {
 /// made and the config drive copied.
 async fn write_partition_image(
     job: &ImageJob,
-    device: &crate::hardware::devices::BlockDevice,
+    device: &crate::disk::devices::BlockDevice,
     config_drive: Option<Vec<u8>>,
 ) -> Result<Written, AgentError> {
     use partition::Role;
@@ -116,7 +117,7 @@ async fn write_partition_image(
     let disk = path.clone();
     let created = blocking(move || {
         if !preserve {
-            crate::hardware::erase::erase_metadata(&target, &devices)?;
+            crate::disk::erase::erase_metadata(&target, &devices)?;
         }
         partition::create(&disk, &layout)
     })
@@ -163,7 +164,7 @@ pub async fn prepare_image(job: ImageJob) -> Result<Written, AgentError> {
         None => None,
     };
     let disks = job.devices.list_disks();
-    let device = crate::hardware::hints::choose_root_device(&disks, job.node.as_ref())?;
+    let device = crate::disk::hints::choose_root_device(&disks, job.node.as_ref())?;
     let path = device.disk.name.clone();
     job.devices.check_destructive(&path)?;
     let partition_image = job.info.image_type.as_option().is_some_and(|t| t == "partition");

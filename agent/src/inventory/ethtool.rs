@@ -26,9 +26,7 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
-mod ioctl {
-    nix::ioctl_readwrite_bad!(siocethtool, super::SIOCETHTOOL, super::IfReq);
-}
+nix::ioctl_readwrite_bad!(siocethtool, SIOCETHTOOL, IfReq);
 
 /// The permanent MAC of `interface`, if the driver reports a non-zero one.
 pub fn permanent_mac(interface: &str) -> Option<String> {
@@ -56,7 +54,7 @@ pub fn permanent_mac(interface: &str) -> Option<String> {
     // SAFETY: `req` is a correctly laid out `struct ifreq` whose `ifr_data` points at `perm`, a
     // live `ethtool_perm_addr` with `size` bytes of room; both outlive the call, and the kernel
     // writes at most `size` bytes into `perm.data`.
-    unsafe { ioctl::siocethtool(socket.as_raw_fd(), &mut req) }.ok()?;
+    unsafe { siocethtool(socket.as_raw_fd(), &mut req) }.ok()?;
     let len = (perm.size as usize).min(MAX_ADDR_LEN);
     let bytes = &perm.data[..len];
     if len == 0 || bytes.iter().all(|b| *b == 0) {

@@ -61,7 +61,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
     ]));
     let disk = std::fs::File::open(&device.path).expect("open");
     assert_eq!(
-        rivet_agent::hardware::devices::probe_range(&disk, start, len)
+        rivet_agent::disk::devices::probe_range(&disk, start, len)
             .expect("probe")
             .fstype
             .as_deref(),
@@ -69,7 +69,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
     );
     drop(disk);
     assert_eq!(
-        rivet_agent::hardware::devices::probe(std::path::Path::new(&device.path))
+        rivet_agent::disk::devices::probe(std::path::Path::new(&device.path))
             .expect("probe")
             .pttype
             .as_deref(),
@@ -88,7 +88,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
         read_at(&device.path, size - (1 << 20), 1 << 20).iter().all(|b| *b == 0),
         "the backup GPT is zeroed"
     );
-    let after = rivet_agent::hardware::devices::probe(std::path::Path::new(&device.path)).expect("probe");
+    let after = rivet_agent::disk::devices::probe(std::path::Path::new(&device.path)).expect("probe");
     assert_eq!((after.pttype, after.fstype), (None, None), "no signature left");
     assert!(
         !std::path::Path::new(&format!("/sys/block/{kname}/{kname}p1")).exists(),
@@ -96,7 +96,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
     );
     let disk = std::fs::File::open(&device.path).expect("open");
     assert_eq!(
-        rivet_agent::hardware::devices::probe_range(&disk, start, len)
+        rivet_agent::disk::devices::probe_range(&disk, start, len)
             .expect("probe")
             .fstype,
         None,

@@ -353,7 +353,10 @@ async fn executable_managers_report_progress_and_failures_clearly() {
     let cases = [
         ("script_crash", "failed with exit status: 3: disk controller exploded"),
         ("script_garbage", "output that is not JSON"),
-        ("script_slow", "did not answer run_step within"),
+        (
+            "script_slow",
+            "did not finish run_step within 0.5 s; its processes were stopped",
+        ),
         ("script_errors", "firmware refused the update"),
     ];
     for (step, text) in cases {
@@ -388,15 +391,15 @@ async fn executable_progress_lines_reach_the_caller() {
     let manager = rivet_agent::hardware::executable::ExecutableManager::load(&dir.path().join("m"), Default::default())
         .await
         .expect("loads");
-    let (progress, seen) = rivet_agent::hardware::Progress::recording();
+    let (progress, seen) = rivet_agent::progress::Progress::recording();
     let ctx = StepContext {
         node: Node::default(),
         ports: Vec::new(),
         args: Default::default(),
-        devices: rivet_agent::hardware::devices::DeviceView::new(Some(Vec::new()), false),
+        devices: rivet_agent::disk::devices::DeviceView::new(Some(Vec::new()), false),
         progress,
         step_type: Some(StepType::Clean),
-        agent: None,
+        image_writer: None,
     };
     let out = manager.execute("script_step", ctx).await.expect("runs");
     assert_eq!(out, json!({"ran": "script_step"}));

@@ -336,7 +336,7 @@ async fn progress_is_reported_from_first_byte_to_verification() {
     let image = Arc::new(image());
     let server = image_server(Arc::clone(&image)).await;
     let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
-    let (progress, seen) = rivet_agent::hardware::Progress::recording();
+    let (progress, seen) = rivet_agent::progress::Progress::recording();
     let config = resolve(base_settings());
     let info = json!({"id": "disk.raw", "urls": [format!("{}/disk.raw", server.url)], "disk_format": "raw",
         "os_hash_algo": "sha256", "os_hash_value": sha256(&image)});
@@ -344,10 +344,7 @@ async fn progress_is_reported_from_first_byte_to_verification() {
     let job = rivet_agent::image::ImageJob {
         info: serde_json::from_value(info).expect("image_info"),
         node: Some(serde_json::from_value(node).expect("node")),
-        devices: rivet_agent::hardware::devices::DeviceView::new(
-            Some(vec![device.path.parse().expect("pattern")]),
-            false,
-        ),
+        devices: rivet_agent::disk::devices::DeviceView::new(Some(vec![device.path.parse().expect("pattern")]), false),
         progress,
         http: rivet_agent::image::image_client(
             &config.client_tls,

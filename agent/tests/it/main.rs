@@ -6,4 +6,5 @@ mod conductor;
 mod disks;
 mod hardware;
 mod images;
+mod layout;
 mod support;

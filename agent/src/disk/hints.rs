@@ -13,7 +13,7 @@ use rivet_common::node::Node;
 use serde_json::Value;
 
 use super::devices::BlockDevice;
-use super::py_repr;
+use crate::error::py_repr;
 use crate::error::{AgentError, ErrorKind};
 
 /// Disks smaller than this are not chosen without hints.

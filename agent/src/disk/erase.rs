@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use rand::RngCore;
 
-use super::Progress;
 use super::devices::{BlockDevice, DeviceView};
 use crate::blockdev::{
     Partition, device_size, flush_buffers, forget_partition, partitions, reread_partitions, zero_range,
 };
 use crate::error::{AgentError, ErrorKind};
+use crate::progress::Progress;
 
 /// Bytes zeroed at each end of a device by metadata erasure.
 const EDGE: u64 = 1 << 20;
