@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rivet_agent::config::{AgentConfig, BootParams, Cli};
+use rivet_agent::config::Cli;
 use rivet_agent::error::{AgentError, ErrorKind};
 use rivet_agent::hardware::{HardwareManager, ManagerError, StepContext, SupportLevel};
 use rivet_common::node::{Node, Port};
@@ -85,7 +85,8 @@ impl HardwareManager for AcmeControllerManager {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_args(std::env::args_os())?;
-    let config = AgentConfig::resolve(cli.settings, BootParams::default(), false)?;
+    // The same sources as rivet-agent: config file, kernel command line, ramdisk marker.
+    let config = rivet_agent::load_config(cli)?;
     tracing_subscriber::fmt().init();
     tokio::runtime::Runtime::new()?.block_on(async {
         let agent = rivet_agent::start_with(

@@ -27,6 +27,7 @@ pub mod state;
 pub mod tls;
 pub mod tools;
 
+use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +87,35 @@ pub enum Exit {
     Lockdown,
     /// `rescue.finalize_rescue`.
     Rescued,
+}
+
+/// Set by the Rivet ramdisk's init in PID 1's environment.
+const RAMDISK_MARKER: &[u8] = b"RIVET_RAMDISK=1";
+
+fn pid1_is_ramdisk() -> bool {
+    std::fs::read("/proc/1/environ").is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == RAMDISK_MARKER))
+}
+
+/// The agent's configuration from every source, as `rivet-agent` reads it: the config file
+/// (`--config`), the kernel command line (`--kernel-cmdline`, `ipa-*` keys), then the flags in
+/// `cli`; whether this is a ramdisk from PID 1's `RIVET_RAMDISK=1`. Agents built with extra
+/// managers (docs/vendor-guide.md) call it so they read the same settings.
+pub fn load_config(cli: config::Cli) -> anyhow::Result<AgentConfig> {
+    let file = match &cli.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            config::Settings::from_toml(path, &text)?
+        }
+        None => config::Settings::default(),
+    };
+    let cmdline_text = std::fs::read_to_string(&cli.kernel_cmdline).unwrap_or_default();
+    let kernel = cmdline::parse_kernel_settings(&cmdline_text)?;
+    for key in &kernel.ignored {
+        tracing::debug!(key, "kernel parameter not used by rivet-agent");
+    }
+    let settings = file.overlay(kernel.settings).overlay(cli.settings);
+    Ok(AgentConfig::resolve(settings, kernel.boot, pid1_is_ramdisk())?)
 }
 
 /// A started agent.

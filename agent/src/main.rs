@@ -4,34 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rivet_agent::config::{AgentConfig, Cli, Settings};
-use rivet_agent::{Exit, cmdline};
+use rivet_agent::Exit;
+use rivet_agent::config::{AgentConfig, Cli};
 use tracing_subscriber::EnvFilter;
-
-/// Set by the Rivet ramdisk's init in PID 1's environment.
-const RAMDISK_MARKER: &[u8] = b"RIVET_RAMDISK=1";
-
-fn pid1_is_ramdisk() -> bool {
-    std::fs::read("/proc/1/environ").is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == RAMDISK_MARKER))
-}
-
-fn load_config(cli: Cli) -> anyhow::Result<AgentConfig> {
-    let file = match &cli.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-            Settings::from_toml(path, &text)?
-        }
-        None => Settings::default(),
-    };
-    let cmdline_text = std::fs::read_to_string(&cli.kernel_cmdline).unwrap_or_default();
-    let kernel = cmdline::parse_kernel_settings(&cmdline_text)?;
-    for key in &kernel.ignored {
-        tracing::debug!(key, "kernel parameter not used by rivet-agent");
-    }
-    let settings = file.overlay(kernel.settings).overlay(cli.settings);
-    Ok(AgentConfig::resolve(settings, kernel.boot, pid1_is_ramdisk())?)
-}
 
 fn init_tracing(debug: bool) {
     let default = if debug { "debug" } else { "info" };
@@ -93,7 +68,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let config = match load_config(cli) {
+    let config = match rivet_agent::load_config(cli) {
         Ok(config) => config,
         Err(e) => {
             // Logging is not set up before the configuration is known; this is the one place

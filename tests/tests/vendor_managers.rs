@@ -262,3 +262,48 @@ async fn exiting_early_or_late_is_a_clear_error() {
         agent.shutdown();
     }
 }
+
+/// The guide's shell example in the ramdisk's userland: a root holding only the static busybox
+/// (Debian's busybox-static, as imagebuild puts in the ramdisk) and its applets, entered with
+/// chroot; the agent calls it through a one-line wrapper.
+#[tokio::test]
+async fn the_shell_example_runs_with_busybox_alone() {
+    let managers = Managers::new();
+    let root = managers.dir.path().join("busybox-root");
+    std::fs::create_dir_all(root.join("bin")).expect("root");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("busybox-static is installed (deps/debian-packages)");
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    let installed = std::process::Command::new("chroot")
+        .arg(&root)
+        .args(["/bin/busybox", "--install", "-s", "/bin"])
+        .status()
+        .expect("chroot runs (as root)");
+    assert!(installed.success(), "busybox --install in the chroot");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/examples/managers/acme-bios.sh");
+    std::fs::copy(example, root.join("acme-bios")).expect("copy example");
+    managers.install_raw(
+        "60-acme-bios",
+        &format!("#!/bin/sh\nexec chroot {} /bin/sh /acme-bios\n", root.display()),
+    );
+    let agent = start(managers, 10, 10).await;
+    let steps = agent.clean_steps().await;
+    assert_eq!(listed(&steps, "acme_bios"), ["apply_bios_profile"], "{steps}");
+    let run = agent
+        .run_clean_step("apply_bios_profile", json!({"profile": "performance"}))
+        .await;
+    assert_eq!(
+        run["command_result"]["clean_result"],
+        json!({"profile": "performance", "applied": true}),
+        "{run}"
+    );
+    let run = agent.run_clean_step("apply_bios_profile", json!({})).await;
+    assert!(
+        details(&run).ends_with("step apply_bios_profile: argument profile is required"),
+        "{run}"
+    );
+    unharmed(&agent).await;
+    agent.shutdown();
+}

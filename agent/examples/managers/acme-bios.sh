@@ -7,11 +7,12 @@
 set -eu
 request=$(cat)
 
-# Extract the "method" (and "step") value without needing jq in the ramdisk.
-field() { printf '%s' "$request" | sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
-method=$(field method)
+# The agent gives the method, step and step type as variables too, so only step arguments need
+# reading from the JSON. `field NAME` prints the string value of key NAME wherever it is in the
+# request (key order does not matter; give arguments names no other key uses). No jq needed.
+field() { printf '%s' "$request" | tr -d '\n' | sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
 
-case "$method" in
+case "$RIVET_MANAGER_METHOD" in
   describe)
     echo '{"name": "acme_bios", "version": "1.3"}' ;;
   evaluate)
@@ -23,7 +24,7 @@ case "$method" in
       echo '{"support": 0}'
     fi ;;
   get_steps)
-    case "$(field step_type)" in
+    case "$RIVET_MANAGER_STEP_TYPE" in
       clean|service)
         echo '{"steps": [{"step": "apply_bios_profile", "priority": 0, "interface": "bios",
           "reboot_requested": true, "abortable": false,
@@ -31,7 +32,7 @@ case "$method" in
       *) echo '{"steps": []}' ;;
     esac ;;
   run_step)
-    case "$(field step)" in
+    case "$RIVET_MANAGER_STEP" in
       apply_bios_profile)
         profile=$(field profile)
         if [ -z "$profile" ]; then echo '{"error": "argument profile is required"}'; exit 0; fi
@@ -39,8 +40,8 @@ case "$method" in
         # A real manager calls the vendor tool here.
         echo '{"progress": "BIOS profile '"$profile"' staged for the next boot"}'
         echo '{"result": {"profile": "'"$profile"'", "applied": true}}' ;;
-      *) echo '{"incompatible": "acme_bios has no step '"$(field step)"'"}' ;;
+      *) echo '{"incompatible": "acme_bios has no step '"$RIVET_MANAGER_STEP"'"}' ;;
     esac ;;
   *)
-    echo "unknown method $method" >&2; exit 2 ;;
+    echo "unknown method $RIVET_MANAGER_METHOD" >&2; exit 2 ;;
 esac

@@ -531,3 +531,59 @@ async fn generic_steps_are_ipas_own_definitions() {
     }
     a.agent.shutdown();
 }
+
+/// The Rust example of docs/vendor-guide.md, built by `cargo test` and run as its own process
+/// with the same flags as `rivet-agent`: its manager's step answers through the real API.
+#[tokio::test]
+async fn the_rust_example_manager_runs_as_an_agent() {
+    let exe = std::env::current_exe().expect("test binary");
+    let example = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|debug| debug.join("examples/vendor_manager"))
+        .expect("target dir");
+    assert!(example.exists(), "cargo test builds {}", example.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(&example)
+        .args([
+            "--standalone",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+        ])
+        .args([
+            "--agent-token",
+            TOKEN,
+            "--kernel-cmdline",
+            "/dev/null",
+            "--disk-allow",
+            "/dev/rivet-no-disk*",
+        ])
+        .arg("--hardware-managers-dir")
+        .arg(empty.path())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("example starts");
+    let url = format!("http://127.0.0.1:{port}/v1/commands/?wait=true&agent_token={TOKEN}");
+    let body = json!({"name": "clean.execute_clean_step", "params": {"step": {"step": "reset_controller",
+        "interface": "raid", "priority": 0, "args": {}}, "node": node(), "ports": []}});
+    let http = crate::support::http();
+    let mut answer = None;
+    for _ in 0..200 {
+        if let Ok(r) = http.post(&url).json(&body).send().await {
+            answer = Some(r.json::<Value>().await.expect("JSON"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let answer = answer.expect("the example agent answered");
+    assert_eq!(answer["command_status"], "SUCCEEDED", "{answer}");
+    assert!(!answer["command_result"]["clean_result"].is_null(), "{answer}");
+}

@@ -30,6 +30,13 @@ use crate::progress::Progress;
 /// Environment variable telling the program which protocol version it speaks to.
 pub const PROTOCOL_ENV: (&str, &str) = ("RIVET_MANAGER_PROTOCOL", "1");
 
+/// Request keys also given as environment variables: `(key, variable)`.
+pub const REQUEST_ENV: [(&str, &str); 3] = [
+    ("method", "RIVET_MANAGER_METHOD"),
+    ("step", "RIVET_MANAGER_STEP"),
+    ("step_type", "RIVET_MANAGER_STEP_TYPE"),
+];
+
 /// How much of stderr is kept for the error message.
 pub const STDERR_TAIL: usize = 4096;
 
@@ -107,8 +114,17 @@ pub async fn call(
     let method = request["method"].as_str().unwrap_or("?").to_owned();
     let mut text = serde_json::to_vec(request).map_err(|e| Failure(e.to_string()))?;
     text.push(b'\n');
-    let mut child = tokio::process::Command::new(program)
-        .env(PROTOCOL_ENV.0, PROTOCOL_ENV.1)
+    let mut command = tokio::process::Command::new(program);
+    command.env(PROTOCOL_ENV.0, PROTOCOL_ENV.1);
+    // The request's scalar keys as variables too, so a shell program needs no JSON parsing to
+    // know what it is asked.
+    for (key, var) in REQUEST_ENV {
+        match request.get(key).and_then(Value::as_str) {
+            Some(value) => command.env(var, value),
+            None => command.env_remove(var),
+        };
+    }
+    let mut child = command
         .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
