@@ -230,9 +230,19 @@ impl AgentState {
             .unwrap_or(true);
         validate(&info, md5_allowed)?;
         let config = &self.config;
+        let node = self.node();
+        let devices = &self.devices;
+        let root_device = self
+            .managers
+            .first_answer("get_os_install_device", |manager| {
+                let node = node.clone();
+                async move { manager.get_os_install_device(node.as_ref(), devices).await }
+            })
+            .await?;
         let job = ImageJob {
             info,
-            node: self.node(),
+            node,
+            root_device,
             devices: self.devices.clone(),
             progress,
             http: image_client(

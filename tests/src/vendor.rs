@@ -324,3 +324,22 @@ pub fn generated_managers(seed: [u8; 32], count: usize) -> Vec<GeneratedManager>
         })
         .collect()
 }
+
+/// The members of a base64 gzip tarball (`log.collect_system_logs`): name → text.
+pub fn tar_members(base64_archive: &str) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine;
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_archive)
+        .expect("base64");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let mut out = std::collections::BTreeMap::new();
+    for entry in archive.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut text = String::new();
+        let _ = entry.read_to_string(&mut text);
+        out.insert(name, text);
+    }
+    out
+}

@@ -307,3 +307,57 @@ async fn the_shell_example_runs_with_busybox_alone() {
     unharmed(&agent).await;
     agent.shutdown();
 }
+
+/// IPA's other hooks, taken on by naming them in `describe`: inventory additions (a standard
+/// key is not overwritten), system-log members, and the install device.
+#[tokio::test]
+async fn an_executable_takes_on_the_hooks_it_names() {
+    let managers = Managers::new();
+    managers.install(
+        "50-acme",
+        r#"case "$RIVET_MANAGER_METHOD" in
+  describe) echo '{"name": "acme", "hooks": ["inventory_additions", "collect_system_logs", "get_os_install_device"]}' ;;
+  evaluate) echo '{"support": 5}' ;;
+  get_steps) echo '{"steps": []}' ;;
+  inventory_additions) echo '{"result": {"acme_raid": {"controllers": 2}, "cpu": "overwritten?"}}' ;;
+  collect_system_logs) echo '{"result": {"raid-controller.log": "controller 0: optimal"}}' ;;
+  get_os_install_device) echo '{"result": "/dev/sdz"}' ;;
+  *) echo "called for $RIVET_MANAGER_METHOD" >&2; exit 9 ;;
+esac"#,
+    );
+    let agent = start(managers, 10, 10).await;
+    let info = agent.command("poll.get_hardware_info", json!({})).await;
+    let inventory = &info["command_result"];
+    assert_eq!(inventory["acme_raid"], json!({"controllers": 2}), "{info}");
+    assert!(
+        inventory["cpu"].is_object(),
+        "the standard key stays: {}",
+        inventory["cpu"]
+    );
+
+    let logs = agent.command("log.collect_system_logs", json!({})).await;
+    let archive = logs["command_result"]["system_logs"].as_str().expect("system_logs");
+    let members = rivet_tests::vendor::tar_members(archive);
+    assert_eq!(
+        members.get("managers/acme/raid-controller.log").map(String::as_str),
+        Some("controller 0: optimal"),
+        "{:?}",
+        members.keys().collect::<Vec<_>>()
+    );
+
+    let image_info = json!({"id": "img", "urls": ["http://127.0.0.1:9/img"], "disk_format": "raw",
+        "os_hash_algo": "sha256", "os_hash_value": "0".repeat(64)});
+    let run = agent
+        .command(
+            "standby.prepare_image",
+            json!({"image_info": image_info, "configdrive": null}),
+        )
+        .await;
+    assert_eq!(run["command_error"]["type"], "DeviceNotFound", "{run}");
+    assert!(
+        details(&run).contains("a hardware manager chose /dev/sdz to install the OS on"),
+        "{run}"
+    );
+    unharmed(&agent).await;
+    agent.shutdown();
+}

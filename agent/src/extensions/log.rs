@@ -98,7 +98,7 @@ fn tarball(members: Vec<(String, Vec<u8>)>) -> std::io::Result<Vec<u8>> {
     gz.finish()
 }
 
-async fn collect_system_logs(_: Arc<AgentState>, _: NoParams) -> CommandOutcome {
+async fn collect_system_logs(state: Arc<AgentState>, _: NoParams) -> CommandOutcome {
     let mut members = Vec::new();
     for (name, program, args) in COMMANDS {
         if let Some(output) = run_capped(program, args).await {
@@ -118,6 +118,14 @@ async fn collect_system_logs(_: Arc<AgentState>, _: NoParams) -> CommandOutcome 
         .unwrap_or_default();
         members.extend(files);
     }
+    members.extend(
+        state
+            .managers
+            .system_logs()
+            .await
+            .into_iter()
+            .map(|(name, data)| (name, cap(data))),
+    );
     let count = members.len();
     let archive = tokio::task::spawn_blocking(move || tarball(members))
         .await

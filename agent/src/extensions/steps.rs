@@ -97,6 +97,7 @@ async fn execute_step(state: Arc<AgentState>, step_type: StepType, mut args: Exe
         progress: state.progress(),
         step_type: Some(step_type),
         image_writer: Some(Arc::clone(&state) as Arc<dyn crate::hardware::ImageWriter>),
+        managers: state.managers.clone(),
     };
     let outcome = state.managers.dispatch(&name, |manager| {
         let ctx = ctx.clone();

@@ -337,6 +337,79 @@ fn erasable(ctx: &StepContext, full: bool) -> Result<Vec<crate::disk::devices::B
     Ok(out)
 }
 
+/// How `erase_devices` overwrites a disk: upstream's `driver_internal_info` keys.
+#[derive(Debug, Clone, Copy)]
+struct EraseSettings {
+    passes: u32,
+    zeroize: bool,
+    policy: crate::disk::secure_erase::Policy,
+    continue_if_failed: bool,
+}
+
+impl EraseSettings {
+    fn of(ctx: &StepContext) -> EraseSettings {
+        let flag = |key: &str, default: bool| {
+            ctx.node
+                .internal_info_value(key)
+                .and_then(Value::as_bool)
+                .unwrap_or(default)
+        };
+        EraseSettings {
+            passes: ctx
+                .node
+                .internal_info_value("agent_erase_devices_iterations")
+                .and_then(Value::as_u64)
+                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            zeroize: flag("agent_erase_devices_zeroize", true),
+            policy: crate::disk::secure_erase::Policy {
+                nvme: flag("agent_enable_nvme_secure_erase", true),
+                ata: flag("agent_enable_ata_secure_erase", true),
+            },
+            continue_if_failed: flag("agent_continue_if_secure_erase_failed", false)
+                || flag("agent_continue_if_ata_erase_failed", false),
+        }
+    }
+}
+
+/// The generic full erase of one disk (firmware erase, else overwrite), on a blocking thread.
+async fn overwrite(disk: &crate::disk::devices::BlockDevice, ctx: &StepContext) -> Result<(), AgentError> {
+    let settings = EraseSettings::of(ctx);
+    let (disk, devices, progress) = (disk.clone(), ctx.devices.clone(), ctx.progress.clone());
+    let name = disk.disk.name.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::disk::erase::erase_device(
+            &disk,
+            &devices,
+            (settings.passes, settings.zeroize),
+            settings.policy,
+            settings.continue_if_failed,
+            &progress,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(AgentError::new(
+            ErrorKind::BlockDeviceErase,
+            format!("erase of {name} crashed: {e}"),
+        ))
+    })
+}
+
+/// One disk of a full erase: the managers in rank order through `erase_block_device` (the
+/// generic manager's own answer is [`overwrite`]), as upstream's `erase_devices` does.
+async fn erase_one(disk: crate::disk::devices::BlockDevice, ctx: StepContext) -> Result<(), AgentError> {
+    ctx.devices.check_destructive(&disk.disk.name)?;
+    if ctx.managers.ranked().is_empty() {
+        return overwrite(&disk, &ctx).await;
+    }
+    ctx.managers
+        .dispatch("erase_block_device", |manager| {
+            let (disk, ctx) = (disk.clone(), ctx.clone());
+            async move { manager.erase_block_device(&disk, &ctx).await }
+        })
+        .await
+}
+
 /// Erase every erasable disk, `disk_erasure_concurrency` at a time; errors are collected.
 async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError> {
     let disks = erasable(ctx, full)?;
@@ -346,56 +419,26 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
         .and_then(Value::as_u64)
         .unwrap_or(1)
         .clamp(1, 64) as usize;
-    let passes = ctx
-        .node
-        .internal_info_value("agent_erase_devices_iterations")
-        .and_then(Value::as_u64)
-        .unwrap_or(1) as u32;
-    let zeroize = ctx
-        .node
-        .internal_info_value("agent_erase_devices_zeroize")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    let flag = |key: &str, default: bool| {
-        ctx.node
-            .internal_info_value(key)
-            .and_then(Value::as_bool)
-            .unwrap_or(default)
-    };
-    let policy = crate::disk::secure_erase::Policy {
-        nvme: flag("agent_enable_nvme_secure_erase", true),
-        ata: flag("agent_enable_ata_secure_erase", true),
-    };
-    let continue_if_failed =
-        flag("agent_continue_if_secure_erase_failed", false) || flag("agent_continue_if_ata_erase_failed", false);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut jobs = Vec::new();
     for disk in disks {
-        let (devices, progress, slots) = (ctx.devices.clone(), ctx.progress.clone(), std::sync::Arc::clone(&slots));
+        let (ctx, slots) = (ctx.clone(), std::sync::Arc::clone(&slots));
         jobs.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let name = disk.disk.name.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                if full {
-                    crate::disk::erase::erase_device(
-                        &disk,
-                        &devices,
-                        (passes, zeroize),
-                        policy,
-                        continue_if_failed,
-                        &progress,
-                    )
-                } else {
-                    crate::disk::erase::erase_metadata(&disk, &devices)
-                }
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(AgentError::new(
-                    ErrorKind::BlockDeviceErase,
-                    format!("erase of {name} crashed: {e}"),
-                ))
-            });
+            let outcome = if full {
+                erase_one(disk, ctx).await
+            } else {
+                let devices = ctx.devices.clone();
+                tokio::task::spawn_blocking(move || crate::disk::erase::erase_metadata(&disk, &devices))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(AgentError::new(
+                            ErrorKind::BlockDeviceErase,
+                            format!("erase of {name} crashed: {e}"),
+                        ))
+                    })
+            };
             (name, outcome)
         }));
     }
@@ -490,6 +533,14 @@ impl HardwareManager for GenericHardwareManager {
 
     fn version(&self) -> String {
         "1.2".into()
+    }
+
+    async fn erase_block_device(
+        &self,
+        disk: &crate::disk::devices::BlockDevice,
+        ctx: &StepContext,
+    ) -> Result<(), ManagerError> {
+        overwrite(disk, ctx).await.map_err(ManagerError::Failed)
     }
 
     async fn evaluate_hardware_support(&self) -> SupportLevel {

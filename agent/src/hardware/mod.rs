@@ -29,7 +29,7 @@ use rivet_common::node::{Node, Port};
 use rivet_common::steps::{HardwareManagerVersions, Step, StepType, StepsResult};
 use serde_json::Value;
 
-use crate::disk::devices::DeviceView;
+use crate::disk::devices::{BlockDevice, DeviceView};
 use crate::error::{AgentError, ErrorKind};
 use crate::progress::Progress;
 
@@ -96,6 +96,9 @@ pub struct StepContext {
     pub step_type: Option<StepType>,
     /// The agent's image writer, for the built-in `write_image` step (`None` outside an agent).
     pub image_writer: Option<Arc<dyn ImageWriter>>,
+    /// Every loaded manager, for steps that hand part of their work to them as upstream does
+    /// (`erase_devices` asks each for `erase_block_device`); empty outside an agent.
+    pub managers: Managers,
 }
 
 /// What the running agent lends a step beyond its context: its image writer, with the agent's
@@ -150,6 +153,33 @@ pub trait HardwareManager: Send + Sync + std::fmt::Debug {
         Err(ManagerError::NotImplemented)
     }
 
+    /// IPA's `erase_block_device`: erase one disk for `erase_devices` in this manager's own way
+    /// (a vendor's firmware erase). Managers are asked in rank order; passing (the default)
+    /// leaves the disk to the next one and finally to the generic manager's overwrite. The disk
+    /// has passed [`DeviceView::check_destructive`].
+    async fn erase_block_device(&self, _disk: &BlockDevice, _ctx: &StepContext) -> Result<(), ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+
+    /// IPA's `get_os_install_device`: the disk (`/dev/...`) that receives the OS. Managers are
+    /// asked in rank order; when all pass (the default), root-device hints choose.
+    async fn get_os_install_device(&self, _node: Option<&Node>, _devices: &DeviceView) -> Result<String, ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+
+    /// Keys this manager adds to the inventory, beside the ones the best manager's
+    /// [`HardwareManager::list_hardware_info`] gives. Every manager is asked; a key already there
+    /// (a standard key, or one a higher-ranked manager added) is kept.
+    async fn inventory_additions(&self, _devices: &DeviceView) -> Result<JsonObject, ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+
+    /// Members this manager adds to `log.collect_system_logs`: `(name, contents)`, stored under
+    /// `managers/<manager name>/`. Every manager is asked.
+    async fn collect_system_logs(&self) -> Result<Vec<(String, Vec<u8>)>, ManagerError> {
+        Err(ManagerError::NotImplemented)
+    }
+
     /// The machine's inventory.
     async fn list_hardware_info(&self, _devices: &DeviceView) -> Result<Inventory, ManagerError> {
         Err(ManagerError::NotImplemented)
@@ -176,13 +206,71 @@ pub struct Managers {
 
 impl Managers {
     /// The inventory from the best manager that provides one (upstream `dispatch_to_managers`
-    /// of `list_hardware_info`).
+    /// of `list_hardware_info`), with every manager's [`HardwareManager::inventory_additions`].
     pub async fn inventory(&self, devices: &DeviceView) -> Result<Inventory, AgentError> {
-        self.dispatch("list_hardware_info", |manager| {
-            let devices = devices.clone();
-            async move { manager.list_hardware_info(&devices).await }
-        })
-        .await
+        let mut inventory = self
+            .dispatch("list_hardware_info", |manager| {
+                let devices = devices.clone();
+                async move { manager.list_hardware_info(&devices).await }
+            })
+            .await?;
+        let taken: Vec<String> = match serde_json::to_value(&inventory) {
+            Ok(Value::Object(standard)) => standard.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        for (_, manager) in &self.ranked {
+            match manager.inventory_additions(devices).await {
+                Ok(additions) => {
+                    for (key, value) in additions {
+                        if taken.contains(&key) || inventory.extra.contains_key(&key) {
+                            tracing::warn!(manager = %manager.name(), key, "inventory key already present; the addition is dropped");
+                        } else {
+                            inventory.extra.insert(key, value);
+                        }
+                    }
+                }
+                Err(ManagerError::NotImplemented | ManagerError::Incompatible(_)) => {}
+                Err(e) => {
+                    tracing::error!(manager = %manager.name(), error = %e, "inventory additions failed; left out")
+                }
+            }
+        }
+        Ok(inventory)
+    }
+
+    /// The first answer of `call` among the managers in rank order, `None` when every one
+    /// passes; other errors end the search (IPA's `dispatch_to_managers` for optional hooks).
+    pub async fn first_answer<T, F, Fut>(&self, method: &str, call: F) -> Result<Option<T>, AgentError>
+    where
+        F: Fn(Arc<dyn HardwareManager>) -> Fut,
+        Fut: Future<Output = Result<T, ManagerError>>,
+    {
+        match self.dispatch(method, call).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) if e.kind == ErrorKind::HardwareManagerMethodNotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every manager's [`HardwareManager::collect_system_logs`] members, named
+    /// `managers/<manager name>/<member>`; a failing manager is logged and left out.
+    pub async fn system_logs(&self) -> Vec<(String, Vec<u8>)> {
+        let mut members = Vec::new();
+        for (_, manager) in &self.ranked {
+            match manager.collect_system_logs().await {
+                Ok(files) => members.extend(files.into_iter().map(|(name, data)| {
+                    (
+                        format!("managers/{}/{}", manager.name(), name.trim_start_matches('/')),
+                        data,
+                    )
+                })),
+                Err(ManagerError::NotImplemented | ManagerError::Incompatible(_)) => {}
+                Err(e) => {
+                    tracing::error!(manager = %manager.name(), error = %e, "collecting the manager's logs failed")
+                }
+            }
+        }
+        members
     }
 
     /// Evaluate every manager once (all at once, so a slow one costs its own time limit, not

@@ -17,6 +17,9 @@ pub struct ImageJob {
     pub info: ImageInfo,
     /// The node (root-device hints).
     pub node: Option<Node>,
+    /// The disk a hardware manager's `get_os_install_device` chose; `None`: the node's
+    /// root-device hints choose.
+    pub root_device: Option<String>,
     /// Devices the agent may write.
     pub devices: DeviceView,
     /// Progress reporting.

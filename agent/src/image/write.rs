@@ -164,7 +164,17 @@ pub async fn prepare_image(job: ImageJob) -> Result<Written, AgentError> {
         None => None,
     };
     let disks = job.devices.list_disks();
-    let device = crate::disk::hints::choose_root_device(&disks, job.node.as_ref())?;
+    let device = match &job.root_device {
+        Some(chosen) => disks.iter().find(|d| d.disk.name == *chosen).cloned().ok_or_else(|| {
+            AgentError::new(
+                ErrorKind::DeviceNotFound,
+                format!(
+                    "a hardware manager chose {chosen} to install the OS on, but it is not a disk this agent may see"
+                ),
+            )
+        })?,
+        None => crate::disk::hints::choose_root_device(&disks, job.node.as_ref())?,
+    };
     let path = device.disk.name.clone();
     job.devices.check_destructive(&path)?;
     let partition_image = job.info.image_type.as_option().is_some_and(|t| t == "partition");

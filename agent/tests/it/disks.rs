@@ -212,3 +212,61 @@ async fn the_virtual_media_floppy_is_never_erased() {
     }
     agent.shutdown();
 }
+
+/// A vendor executable that takes on `erase_block_device` (IPA's per-disk hook): it records the
+/// request and answers `answer`.
+fn erase_hook_manager(dir: &std::path::Path, answer: &str) {
+    let record = dir.join("erase-request.json");
+    let script = format!(
+        "#!/bin/sh\nrequest=$(cat)\ncase \"$RIVET_MANAGER_METHOD\" in\n  \
+         describe) echo '{{\"name\": \"acme_erase\", \"hooks\": [\"erase_block_device\"]}}' ;;\n  \
+         evaluate) echo '{{\"support\": 3}}' ;;\n  get_steps) echo '{{\"steps\": []}}' ;;\n  \
+         erase_block_device) printf '%s' \"$request\" > {}; echo '{answer}' ;;\nesac\n",
+        record.display()
+    );
+    let path = dir.join("acme-erase");
+    std::fs::write(&path, script).expect("write manager");
+    std::fs::set_permissions(
+        &path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .expect("chmod");
+}
+
+#[tokio::test]
+async fn a_vendor_erase_block_device_takes_the_disk_or_passes_it_on() {
+    for (answer, vendor_erases) in [
+        (r#"{"result": null}"#, true),
+        (r#"{"incompatible": "not an Acme drive"}"#, false),
+    ] {
+        let size = 8u64 << 20;
+        let device = LoopDevice::with_content(size, Some(0xab), false);
+        let managers = tempfile::tempdir().expect("tempdir");
+        erase_hook_manager(managers.path(), answer);
+        let mut settings = base_settings();
+        settings.standalone = Some(true);
+        settings.agent_token = Some(TOKEN.into());
+        settings.disk_allow = Some(format!("{}*", device.path).parse().expect("pattern"));
+        settings.hardware_managers_dir = Some(managers.path().to_owned());
+        let agent = rivet_agent::start(resolve(settings)).await.expect("agent starts");
+        let r = clean_step(&agent, "erase_devices", json!({})).await;
+        assert_eq!(r["command_status"], "SUCCEEDED", "{answer}: {r}");
+        let request: Value = serde_json::from_slice(
+            &std::fs::read(managers.path().join("erase-request.json")).expect("the vendor was asked"),
+        )
+        .expect("request JSON");
+        assert_eq!(request["disk"]["name"], json!(device.path), "{request}");
+        assert_eq!(request["destructive"]["disks"], json!([device.path]), "{request}");
+        let middle = read_at(&device.path, 4 << 20, 16);
+        if vendor_erases {
+            assert_eq!(
+                middle,
+                vec![0xab; 16],
+                "the vendor took the disk: the generic overwrite did not run"
+            );
+        } else {
+            assert_eq!(middle, vec![0; 16], "the vendor passed: the generic overwrite ran");
+        }
+        agent.shutdown();
+    }
+}

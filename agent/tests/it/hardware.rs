@@ -400,6 +400,7 @@ async fn executable_progress_lines_reach_the_caller() {
         progress,
         step_type: Some(StepType::Clean),
         image_writer: None,
+        managers: Default::default(),
     };
     let out = manager.execute("script_step", ctx).await.expect("runs");
     assert_eq!(out, json!({"ran": "script_step"}));

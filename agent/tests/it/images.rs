@@ -344,6 +344,7 @@ async fn progress_is_reported_from_first_byte_to_verification() {
     let job = rivet_agent::image::ImageJob {
         info: serde_json::from_value(info).expect("image_info"),
         node: Some(serde_json::from_value(node).expect("node")),
+        root_device: None,
         devices: rivet_agent::disk::devices::DeviceView::new(Some(vec![device.path.parse().expect("pattern")]), false),
         progress,
         http: rivet_agent::image::image_client(

@@ -20,7 +20,7 @@
 pub mod process;
 pub mod protocol;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,7 +31,7 @@ use rivet_common::steps::{Step, StepType};
 use serde_json::{Value, json};
 
 use super::{HardwareManager, ManagerError, StepContext, SupportLevel};
-use crate::disk::devices::DeviceView;
+use crate::disk::devices::{BlockDevice, DeviceView};
 use crate::error::{AgentError, ErrorKind};
 use crate::progress::Progress;
 pub use process::{Limits, PROTOCOL_ENV};
@@ -44,6 +44,8 @@ pub struct ExecutableManager {
     path: PathBuf,
     name: String,
     version: String,
+    /// The IPA hooks it takes on ([`protocol::HOOKS`]).
+    hooks: BTreeSet<String>,
     timeouts: Timeouts,
     limits: Limits,
     /// The last listing per step type: the steps, or why listing failed.
@@ -75,11 +77,12 @@ impl ExecutableManager {
         )
         .await
         .map_err(|f| fail(f.0))?;
-        let (name, version) = protocol::describe(&answer).map_err(|r| fail(format!("describe answer: {}", r.0)))?;
+        let described = protocol::describe(&answer).map_err(|r| fail(format!("describe answer: {}", r.0)))?;
         Ok(ExecutableManager {
             path: path.to_owned(),
-            name,
-            version,
+            name: described.name,
+            version: described.version,
+            hooks: described.hooks,
             timeouts,
             limits,
             listed: Mutex::new(BTreeMap::new()),
@@ -95,6 +98,29 @@ impl ExecutableManager {
         process::call(&self.path, request, timeout, self.limits, progress)
             .await
             .map_err(|f| format!("{}: {}", self.who(), f.0))
+    }
+
+    /// Call hook `method` with `request` (plus `method`) if the program took it on in `describe`;
+    /// its answer is checked like `run_step`'s, failures are of `kind`.
+    async fn hook(
+        &self,
+        method: &str,
+        mut request: Value,
+        timeout: Duration,
+        progress: &Progress,
+        kind: ErrorKind,
+    ) -> Result<Value, ManagerError> {
+        if !self.hooks.contains(method) {
+            return Err(ManagerError::NotImplemented);
+        }
+        request["method"] = json!(method);
+        let fail = |text: String| ManagerError::Failed(AgentError::new(kind, text));
+        let answer = self.call(&request, timeout, progress).await.map_err(fail)?;
+        match protocol::outcome(method, &answer).map_err(|r| fail(format!("{}: {}", self.who(), r.0)))? {
+            protocol::Outcome::Result(result) => Ok(result),
+            protocol::Outcome::Incompatible(why) => Err(ManagerError::Incompatible(why)),
+            protocol::Outcome::Error(text) => Err(fail(format!("{} {method}: {text}", self.who()))),
+        }
     }
 
     /// Ask the program for its steps, check them, and keep the outcome for execution.
@@ -209,6 +235,97 @@ impl HardwareManager for ExecutableManager {
         }
     }
 
+    async fn erase_block_device(&self, disk: &BlockDevice, ctx: &StepContext) -> Result<(), ManagerError> {
+        let disks = [disk.disk.clone()];
+        let request = json!({"disk": disk.disk, "node": ctx.node, "destructive": destructive(&ctx.devices, &disks)});
+        let timeout = self.timeouts.step;
+        self.hook(
+            "erase_block_device",
+            request,
+            timeout,
+            &ctx.progress,
+            ErrorKind::BlockDeviceErase,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_os_install_device(&self, node: Option<&Node>, devices: &DeviceView) -> Result<String, ManagerError> {
+        let disks: Vec<_> = devices.list_disks().into_iter().map(|d| d.disk).collect();
+        let request = json!({"node": node, "destructive": destructive(devices, &disks), "disks": disks});
+        let kind = ErrorKind::DeviceNotFound;
+        let answer = self
+            .hook(
+                "get_os_install_device",
+                request,
+                self.timeouts.query,
+                &Progress::discard(),
+                kind,
+            )
+            .await?;
+        match answer.as_str() {
+            Some(device) if device.starts_with("/dev/") => Ok(device.to_owned()),
+            _ => Err(ManagerError::Failed(AgentError::new(
+                kind,
+                format!(
+                    "{}: get_os_install_device result {answer}: is not a /dev/ path",
+                    self.who()
+                ),
+            ))),
+        }
+    }
+
+    async fn inventory_additions(&self, _devices: &DeviceView) -> Result<rivet_common::JsonObject, ManagerError> {
+        let kind = ErrorKind::CommandExecution;
+        let answer = self
+            .hook(
+                "inventory_additions",
+                json!({}),
+                self.timeouts.query,
+                &Progress::discard(),
+                kind,
+            )
+            .await?;
+        match answer {
+            Value::Object(additions) => Ok(additions),
+            other => Err(ManagerError::Failed(AgentError::new(
+                kind,
+                format!("{}: inventory_additions result {other}: is not an object", self.who()),
+            ))),
+        }
+    }
+
+    async fn collect_system_logs(&self) -> Result<Vec<(String, Vec<u8>)>, ManagerError> {
+        let kind = ErrorKind::CommandExecution;
+        let answer = self
+            .hook(
+                "collect_system_logs",
+                json!({}),
+                self.timeouts.query,
+                &Progress::discard(),
+                kind,
+            )
+            .await?;
+        let refused = |why: &str| {
+            ManagerError::Failed(AgentError::new(
+                kind,
+                format!("{}: collect_system_logs result: {why}", self.who()),
+            ))
+        };
+        let Value::Object(members) = answer else {
+            return Err(refused("is not an object of {member name: text}"));
+        };
+        members
+            .into_iter()
+            .map(|(name, text)| match text {
+                Value::String(text) if !name.is_empty() && !name.split('/').any(|p| p == "..") => {
+                    Ok((name, text.into_bytes()))
+                }
+                _ => Err(refused(&format!("member {name:?} is not a name with text"))),
+            })
+            .collect()
+    }
+
     async fn get_steps(&self, step_type: StepType, node: &Node, ports: &[Port]) -> Result<Vec<Step>, ManagerError> {
         self.list(step_type, node, ports)
             .await
@@ -246,7 +363,7 @@ impl HardwareManager for ExecutableManager {
         let answer = self.call(&request, timeout, &ctx.progress).await;
         ctx.progress.clear();
         let answer = answer.map_err(|e| step_error(ctx.step_type, e))?;
-        let outcome = protocol::run_step(&answer)
+        let outcome = protocol::outcome("run_step", &answer)
             .map_err(|r| step_error(ctx.step_type, format!("{}: step {name}: {}", self.who(), r.0)))?;
         match outcome {
             protocol::Outcome::Result(result) => Ok(result),

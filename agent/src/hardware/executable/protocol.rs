@@ -58,8 +58,29 @@ fn answer_object<'a>(method: &str, answer: &'a Value) -> Result<&'a serde_json::
         .ok_or_else(|| refuse(&format!("{method} answer"), answer, "is not a JSON object"))
 }
 
-/// `describe`: `{"name": str, "version": str}` (version defaults to "1.0").
-pub fn describe(answer: &Value) -> Result<(String, String), Refused> {
+/// IPA's other manager methods an executable may take on, by naming them in `describe`'s
+/// `hooks`; it is called for no other.
+pub const HOOKS: &[&str] = &[
+    "erase_block_device",
+    "get_os_install_device",
+    "inventory_additions",
+    "collect_system_logs",
+];
+
+/// What `describe` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// The manager's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The [`HOOKS`] it takes on.
+    pub hooks: BTreeSet<String>,
+}
+
+/// `describe`: `{"name": str, "version": str, "hooks": [str]}` (version defaults to "1.0", hooks
+/// to none).
+pub fn describe(answer: &Value) -> Result<Described, Refused> {
     let object = answer_object("describe", answer)?;
     let name = object.get("name").unwrap_or(&Value::Null);
     let name = match name.as_str() {
@@ -73,7 +94,27 @@ pub fn describe(answer: &Value) -> Result<(String, String), Refused> {
             _ => return Err(refuse("version", v, "is not a string of 1-64 printable characters")),
         },
     };
-    Ok((name, version))
+    let hooks = match object.get("hooks") {
+        None | Some(Value::Null) => BTreeSet::new(),
+        Some(Value::Array(list)) => {
+            let mut hooks = BTreeSet::new();
+            for (i, hook) in list.iter().enumerate() {
+                match hook.as_str() {
+                    Some(h) if HOOKS.contains(&h) => drop(hooks.insert(h.to_owned())),
+                    _ => {
+                        return Err(refuse(
+                            &format!("hooks[{i}]"),
+                            hook,
+                            &format!("is not one of {}", HOOKS.join(", ")),
+                        ));
+                    }
+                }
+            }
+            hooks
+        }
+        Some(other) => return Err(refuse("hooks", other, "is not a list")),
+    };
+    Ok(Described { name, version, hooks })
 }
 
 fn is_name(s: &str) -> bool {
@@ -188,7 +229,7 @@ pub fn step_timeout(value: &Value) -> Result<Duration, String> {
     }
 }
 
-/// What `run_step` answered.
+/// What `run_step` (or a hook) answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// `{"result": any}`.
@@ -199,9 +240,10 @@ pub enum Outcome {
     Incompatible(String),
 }
 
-/// `run_step`: exactly one of `result`, `error` (a string) or `incompatible` (a string).
-pub fn run_step(answer: &Value) -> Result<Outcome, Refused> {
-    let object = answer_object("run_step", answer)?;
+/// The answer to `run_step` and to the hooks: exactly one of `result`, `error` (a string) or
+/// `incompatible` (a string).
+pub fn outcome(method: &str, answer: &Value) -> Result<Outcome, Refused> {
+    let object = answer_object(method, answer)?;
     let keys: Vec<&str> = ["result", "error", "incompatible"]
         .into_iter()
         .filter(|k| object.contains_key(*k))
@@ -218,7 +260,7 @@ pub fn run_step(answer: &Value) -> Result<Outcome, Refused> {
         ["error"] => Ok(Outcome::Error(text("error")?)),
         ["incompatible"] => Ok(Outcome::Incompatible(text("incompatible")?)),
         _ => Err(refuse(
-            "run_step answer",
+            &format!("{method} answer"),
             answer,
             "does not hold exactly one of result, error or incompatible",
         )),
@@ -288,16 +330,18 @@ mod tests {
 
     #[test]
     fn describe_and_evaluate_check_their_fields() {
-        assert_eq!(
-            describe(&json!({"name": "acme", "version": "2"})).expect("ok"),
-            ("acme".into(), "2".into())
-        );
-        assert_eq!(describe(&json!({"name": "acme"})).expect("ok").1, "1.0");
+        let described =
+            describe(&json!({"name": "acme", "version": "2", "hooks": ["collect_system_logs"]})).expect("ok");
+        assert_eq!((described.name.as_str(), described.version.as_str()), ("acme", "2"));
+        assert!(described.hooks.contains("collect_system_logs"));
+        assert_eq!(describe(&json!({"name": "acme"})).expect("ok").version, "1.0");
         for bad in [
             json!({}),
             json!({"name": ""}),
             json!({"name": "a b"}),
             json!({"name": "a", "version": 2}),
+            json!({"name": "a", "hooks": ["flash_everything"]}),
+            json!({"name": "a", "hooks": "erase_block_device"}),
         ] {
             assert!(describe(&bad).is_err(), "{bad}");
         }
@@ -321,11 +365,11 @@ mod tests {
     #[test]
     fn run_step_answers_hold_exactly_one_outcome() {
         assert_eq!(
-            run_step(&json!({"result": null})).expect("ok"),
+            outcome("run_step", &json!({"result": null})).expect("ok"),
             Outcome::Result(Value::Null)
         );
         assert_eq!(
-            run_step(&json!({"error": "x"})).expect("ok"),
+            outcome("run_step", &json!({"error": "x"})).expect("ok"),
             Outcome::Error("x".into())
         );
         for bad in [
@@ -334,7 +378,7 @@ mod tests {
             json!({"error": 5}),
             json!("done"),
         ] {
-            assert!(run_step(&bad).is_err(), "{bad}");
+            assert!(outcome("run_step", &bad).is_err(), "{bad}");
         }
     }
 }
