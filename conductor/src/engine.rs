@@ -153,26 +153,131 @@ impl Conductor {
         Ok(())
     }
 
-    /// Clear this conductor's stale locks and fail flows it abandoned (reference §8.2).
-    pub async fn recover_on_start(&self) -> Result<(), EngineError> {
+    /// Clear this conductor's stale locks and resume every flow it left mid-way: each node in a
+    /// working state goes back to its last saved point, in the background, under its lock
+    /// ([`Conductor::resume`]). Upstream fails them all (reference §8.2); Rivet loses none.
+    pub async fn recover_on_start(self: &Arc<Self>) -> Result<(), EngineError> {
         let cleared = self.db.clear_reservations(self.locks.host()).await?;
         if cleared > 0 {
             tracing::warn!(cleared, "released locks left by a previous run of this conductor");
         }
-        for (stuck, failed) in states::STUCK_ON_START {
-            for mut node in self.db.nodes_in_states(&[stuck]).await? {
-                if node.reservation.is_some() {
+        for node in self.db.nodes_in_states(states::WORKING_STATES).await? {
+            if node.reservation.is_some() {
+                // Another conductor is working on it.
+                continue;
+            }
+            let lock = match self.locks.acquire(&node.uuid).await {
+                Ok(lock) => lock,
+                Err(e) => {
+                    tracing::warn!(node = %node.uuid, error = %e, "cannot lock a node to resume it");
                     continue;
                 }
-                let message = format!("The {stuck} state can't be resumed by conductor {}", self.locks.host());
-                node.provision_state = (*failed).to_owned();
-                node.last_error = Some(message.clone());
-                node.provision_updated_at = Some(now_iso());
-                self.save(&mut node).await?;
-                self.db.add_history(&node.uuid, "ERROR", &message).await?;
-            }
+            };
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.resume(lock, node.uuid).await });
         }
         Ok(())
+    }
+
+    /// Resume one node's flow after a restart, holding its lock; a node that cannot resume
+    /// fails with the reason.
+    async fn resume(self: Arc<Self>, lock: NodeLock, uuid: String) {
+        let task = match self.node(&uuid).await {
+            Ok(node) => self.task(node).await,
+            Err(e) => Err(e),
+        };
+        match task {
+            Ok(mut task) => {
+                if let Err(message) = self.resume_flow(&mut task).await {
+                    tracing::error!(node = %uuid, error = %message, "resuming failed");
+                    self.fail(&mut task, &message).await;
+                }
+            }
+            Err(e) => tracing::error!(node = %uuid, error = %e, "cannot load a node to resume it"),
+        }
+        if let Err(e) = lock.release().await {
+            tracing::error!(node = %uuid, error = %e, "could not release the node lock");
+        }
+    }
+
+    /// Where a node's flow goes on after a restart (docs/conductor.md "Restarts"):
+    ///
+    /// * no step started yet: the flow's start runs again (it builds the step list and
+    ///   prepares again; booting the agent twice is harmless);
+    /// * an in-band step was running: the node waits for the agent's next heartbeat, which shows
+    ///   whether the agent has the command (then its result is taken as usual) or never got it
+    ///   (then it is sent again);
+    /// * an out-of-band step that is safe to repeat (power actions, the deploy interface's own
+    ///   steps, `fake` interfaces) runs again;
+    /// * any other out-of-band step fails the node: it may have half-happened.
+    async fn resume_flow(&self, task: &mut Task) -> Result<(), String> {
+        let state = task.node.provision_state.clone();
+        let target = states::resume_target(&state, task.node.target_provision_state.as_deref())
+            .ok_or_else(|| format!("internal: no flow resumes state {state}"))?;
+        let host = self.locks.host().to_owned();
+        let Some(flow) = flow_of(&task.node) else {
+            self.resumed(
+                task,
+                &format!("Conductor {host} restarted during {state}; the {target} flow runs again"),
+            )
+            .await?;
+            return self.run_flow(task, target).await;
+        };
+        let key = flow.as_str();
+        let current = match flow {
+            StepType::Clean => &task.node.clean_step,
+            StepType::Deploy => &task.node.deploy_step,
+            StepType::Service => &task.node.service_step,
+        };
+        let started = task
+            .node
+            .driver_internal_info
+            .contains_key(&format!("{key}_step_index"))
+            && !current.is_empty();
+        if !started {
+            self.resumed(
+                task,
+                &format!(
+                    "Conductor {host} restarted during {state} before its first step; the {flow} flow starts again"
+                ),
+            )
+            .await?;
+            return self.run_flow(task, target).await;
+        }
+        let step: Step =
+            serde_json::from_value(Value::Object(current.clone())).map_err(|e| format!("corrupt current step: {e}"))?;
+        let name = format!("{}.{}", step.interface, step.step);
+        if agent_driver::is_in_band(&task.node, flow, &step) {
+            task.node
+                .driver_internal_info
+                .insert(format!("resume_{key}_step"), json!(true));
+            self.resumed(task, &format!("Conductor {host} restarted during {flow} step {name}; waiting for the agent to show whether it has the step"))
+                .await?;
+            return self.event(&mut task.node, "wait").await;
+        }
+        if agent_driver::is_repeatable(&task.node, flow, &step) {
+            task.node
+                .driver_internal_info
+                .insert(format!("skip_current_{key}_step"), json!(false));
+            self.resumed(
+                task,
+                &format!("Conductor {host} restarted during {flow} step {name}; the step runs again"),
+            )
+            .await?;
+            return self.run_steps(task, flow).await;
+        }
+        Err(format!(
+            "Conductor {host} stopped during {flow} step {name}, which is not safe to repeat; start {flow} again"
+        ))
+    }
+
+    /// Record in the node's history how it resumes.
+    async fn resumed(&self, task: &mut Task, message: &str) -> Result<(), String> {
+        tracing::warn!(node = %task.node.uuid, "{message}");
+        self.db
+            .add_history(&task.node.uuid, "WARNING", message)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Apply an operator verb (`PUT .../states/provision`).
@@ -409,6 +514,7 @@ impl Conductor {
         for key in ["clean", "deploy", "service"] {
             node.driver_internal_info.remove(&format!("{key}_step_index"));
             node.driver_internal_info.remove(&format!("skip_current_{key}_step"));
+            node.driver_internal_info.remove(&format!("resume_{key}_step"));
         }
         node.clean_step.clear();
         node.deploy_step.clear();
@@ -608,6 +714,7 @@ impl Conductor {
         let key = flow.as_str();
         let list = Self::list_of(&task.node, flow)?;
         let dii = &mut task.node.driver_internal_info;
+        dii.remove(&format!("resume_{key}_step"));
         let skip_current = dii
             .remove(&format!("skip_current_{key}_step"))
             .and_then(|v| v.as_bool())

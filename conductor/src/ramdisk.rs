@@ -415,20 +415,47 @@ impl Conductor {
             .iter()
             .all(|c| c.command_name.starts_with("get_") && c.command_name.ends_with("_steps"));
         if freshly_booted {
+            if task
+                .node
+                .driver_internal_info
+                .remove(&format!("resume_{key}_step"))
+                .is_some()
+            {
+                // Resumed after a restart and the agent has run no step: the current one was
+                // never sent, so it runs now rather than being skipped.
+                task.node
+                    .driver_internal_info
+                    .insert(format!("skip_current_{key}_step"), json!(false));
+            }
             task.node.driver_internal_info.remove(&format!("{key}_reboot"));
             task.node.driver_internal_info.remove("deployment_reboot");
             return self.continue_steps(task, flow).await;
         }
         let Some(last) = commands.last() else { return Ok(()) };
-        if last.command_name != format!("execute_{key}_step") || last.command_status == CommandStatus::Running {
-            return self.save(&mut task.node).await.map_err(|e| e.to_string());
-        }
         let current: Step = serde_json::from_value(Value::Object(match flow {
             StepType::Clean => task.node.clean_step.clone(),
             StepType::Deploy => task.node.deploy_step.clone(),
             StepType::Service => task.node.service_step.clone(),
         }))
         .map_err(|e| format!("corrupt current step: {e}"))?;
+        let resuming = task
+            .node
+            .driver_internal_info
+            .get(&format!("resume_{key}_step"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if resuming && last.command_status != CommandStatus::Running && !is_for_step(last, flow, &current) {
+            // A conductor stopped between saving the step and sending it (engine `resume`): the
+            // agent's last command is not this step, so the agent never got it. Send it now.
+            tracing::warn!(node = %task.node.uuid, %flow, step = %current.step, "the agent never received the step; sending it again");
+            task.node
+                .driver_internal_info
+                .insert(format!("skip_current_{key}_step"), json!(false));
+            return self.continue_steps(task, flow).await;
+        }
+        if last.command_name != format!("execute_{key}_step") || last.command_status == CommandStatus::Running {
+            return self.save(&mut task.node).await.map_err(|e| e.to_string());
+        }
         match &last.command_status {
             CommandStatus::Failed => Err(format!(
                 "Agent returned error for {key} step {{'step': '{}', 'interface': '{}'}} on node {} : {}.",
@@ -522,5 +549,23 @@ impl Conductor {
             fire(&mut task.node, "resume", None)?;
         }
         self.run_steps(task, flow).await
+    }
+}
+
+/// Whether the agent command `command` is the execution of `step` in `flow`: its name, and (when
+/// it finished) the step its result echoes. A failed execution carries no echo; it counts.
+fn is_for_step(command: &rivet_common::command::CommandResult, flow: StepType, step: &Step) -> bool {
+    let key = flow.as_str();
+    if command.command_name != format!("execute_{key}_step") {
+        return false;
+    }
+    match command.command_status {
+        CommandStatus::Succeeded => command
+            .command_result
+            .as_ref()
+            .and_then(|r| r.get(format!("{key}_step")))
+            .and_then(|e| serde_json::from_value::<Step>(e.clone()).ok())
+            .is_some_and(|e| e.same_step(step)),
+        _ => true,
     }
 }

@@ -168,18 +168,29 @@ pub const PORT_CONNECTIVITY_UPDATE_ALLOWED: &[&str] = &[ENROLL, INSPECTING, INSP
 /// States in which a node may be made protected (Ironic conductor `_check_update_protected`).
 pub const PROTECT_ALLOWED: &[&str] = &[ACTIVE, RESCUE];
 
-/// States left behind by a conductor that stopped mid-work; failed at start as upstream.
-pub const STUCK_ON_START: &[(&str, &str)] = &[
-    (DEPLOYING, DEPLOYFAIL),
-    (CLEANING, CLEANFAIL),
-    (VERIFYING, ENROLL),
-    (INSPECTING, INSPECTFAIL),
-    (ADOPTING, ADOPTFAIL),
-    (RESCUING, RESCUEFAIL),
-    (UNRESCUING, UNRESCUEFAIL),
-    (DELETING, ERROR),
-    (SERVICING, SERVICEFAIL),
+/// Working states a conductor can leave a node in when it stops (a crash, a SIGKILL). Upstream
+/// fails every one at start; Rivet resumes them (engine `resume`), failing a node only when its
+/// running step is not safe to repeat.
+pub const WORKING_STATES: &[&str] = &[
+    DEPLOYING, CLEANING, VERIFYING, INSPECTING, ADOPTING, RESCUING, UNRESCUING, DELETING, SERVICING,
 ];
+
+/// The verb whose flow a node in working `state` (with `target`, its target state) resumes.
+pub fn resume_target(state: &str, target: Option<&str>) -> Option<&'static str> {
+    Some(match state {
+        DEPLOYING => "active",
+        CLEANING if target == Some(MANAGEABLE) => "clean",
+        CLEANING => "provide",
+        SERVICING => "service",
+        VERIFYING => "manage",
+        INSPECTING => "inspect",
+        ADOPTING => "adopt",
+        RESCUING => "rescue",
+        UNRESCUING => "unrescue",
+        DELETING => "deleted",
+        _ => return None,
+    })
+}
 
 /// An operator verb of `PUT /v1/nodes/{node}/states/provision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

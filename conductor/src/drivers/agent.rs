@@ -215,6 +215,33 @@ pub fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
         .collect()
 }
 
+/// Whether the conductor runs `step` itself (power actions, the deploy interface's own deploy
+/// steps), as [`AgentDeploy`]'s `execute_step` and the engine decide.
+fn is_conductor_step(flow: StepType, step: &Step) -> bool {
+    ["power_on", "power_off", "reboot"].contains(&step.step.as_str())
+        || (flow == StepType::Deploy
+            && step.interface == "deploy"
+            && step.step != "write_image"
+            && CORE_DEPLOY_STEPS.iter().any(|(n, _)| *n == step.step)
+            && step.args.as_ref().is_none_or(|a| !a.contains_key("image_info")))
+}
+
+/// Whether `step` runs in the agent: the `write_image` proxy, or a step the agent offered.
+pub fn is_in_band(node: &NodeRecord, flow: StepType, step: &Step) -> bool {
+    if flow == StepType::Deploy && step.interface == "deploy" && step.step == "write_image" {
+        return true;
+    }
+    !is_conductor_step(flow, step) && cached_steps(node, flow).iter().any(|c| c.same_step(step))
+}
+
+/// Whether an out-of-band step may run twice after a restart: power actions and the deploy
+/// interface's own steps (they power, boot and set boot devices, which repeat harmlessly), and
+/// steps of `fake` interfaces. Other out-of-band steps (a BIOS or RAID change through the BMC)
+/// may have half-happened.
+pub fn is_repeatable(node: &NodeRecord, flow: StepType, step: &Step) -> bool {
+    is_conductor_step(flow, step) || node.interface(&step.interface) == "fake"
+}
+
 /// Send an in-band step to the agent; the heartbeat that shows its result continues the flow.
 async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result<StepOutcome, DriverError> {
     let mut params = JsonObject::new();

@@ -560,43 +560,124 @@ async fn http_basic_auth_guards_the_api_but_not_discovery() {
     open.running.stop().await.expect("stops");
 }
 
+/// Leave node records as a conductor killed mid-flow would, restart, and see each resume.
 #[tokio::test]
-async fn a_restarted_conductor_releases_its_locks_and_fails_abandoned_work() {
+async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/rivet.sqlite", dir.path().display());
     let first = rivet_conductor::start(rivet_conductor::config::ConductorConfig::for_tests(url.clone()))
         .await
         .expect("starts");
     let base = first.url();
-    let (_, node) = call(
-        Method::POST,
-        format!("{base}/v1/nodes"),
-        Some(json!({"driver": "fake-hardware"})),
+    let mut uuids = Vec::new();
+    for name in ["before-first-step", "in-band", "unsafe"] {
+        let (_, node) = call(
+            Method::POST,
+            format!("{base}/v1/nodes"),
+            Some(json!({"driver": "fake-hardware", "name": name})),
+        )
+        .await;
+        uuids.push(node["uuid"].as_str().expect("uuid").to_owned());
+    }
+    let db = first.conductor.db.clone();
+    let crash = |uuid: &str, state: &str, step: Option<(&'static str, Value)>| {
+        let (db, uuid, state) = (db.clone(), uuid.to_owned(), state.to_owned());
+        async move {
+            let mut record = db.node(&uuid).await.expect("db").expect("node");
+            record.provision_state = state;
+            record.target_provision_state = Some(
+                if record.provision_state == "deploying" {
+                    "active"
+                } else {
+                    "available"
+                }
+                .into(),
+            );
+            if let Some((key, step)) = step {
+                let doc = step.as_object().cloned().expect("step object");
+                match key {
+                    "deploy" => record.deploy_step = doc,
+                    _ => record.clean_step = doc,
+                }
+                record
+                    .driver_internal_info
+                    .insert(format!("{key}_step_index"), json!(0));
+                record
+                    .driver_internal_info
+                    .insert(format!("{key}_steps"), json!([step]));
+            }
+            db.update_node(&record).await.expect("db");
+            assert!(db.reserve(&uuid, "test-conductor").await.expect("db"));
+        }
+    };
+    // Killed while booting the agent for cleaning: no step yet.
+    crash(&uuids[0], "cleaning", None).await;
+    // Killed between saving write_image and the agent's answer.
+    crash(
+        &uuids[1],
+        "deploying",
+        Some((
+            "deploy",
+            json!({"step": "write_image", "interface": "deploy", "priority": 80}),
+        )),
     )
     .await;
-    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
-    // Simulate a crash in the middle of cleaning while holding the lock.
-    let db = first.conductor.db.clone();
-    let mut record = db.node(&uuid).await.expect("db").expect("node");
-    record.provision_state = "cleaning".into();
+    // Killed during an out-of-band BIOS step of a real (not fake) interface.
+    crash(
+        &uuids[2],
+        "cleaning",
+        Some((
+            "clean",
+            json!({"step": "apply_configuration", "interface": "bios", "priority": 10}),
+        )),
+    )
+    .await;
+    let mut record = db.node(&uuids[2]).await.expect("db").expect("node");
+    record.interfaces.insert("bios".into(), "no-bios".into());
     db.update_node(&record).await.expect("db");
-    assert!(db.reserve(&uuid, "test-conductor").await.expect("db"));
     first.stop().await.expect("stops");
+
     let second = rivet_conductor::start(rivet_conductor::config::ConductorConfig::for_tests(url))
         .await
         .expect("restarts");
-    let record = second.conductor.db.node(&uuid).await.expect("db").expect("node");
-    assert_eq!(record.reservation, None, "locks of this conductor are cleared at start");
-    assert_eq!(record.provision_state, "clean failed");
-    assert!(
-        record
-            .last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("can't be resumed"),
-        "{:?}",
-        record.last_error
+    let db = second.conductor.db.clone();
+    let settled = |uuid: String, want: &'static str| {
+        let db = db.clone();
+        async move {
+            for _ in 0..200 {
+                let record = db.node(&uuid).await.expect("db").expect("node");
+                if record.provision_state == want && record.reservation.is_none() {
+                    return record;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("{uuid} did not reach {want}: {:?}", db.node(&uuid).await);
+        }
+    };
+    // Cleaning starts again and, with the fake deploy interface, finishes.
+    let record = settled(uuids[0].clone(), "available").await;
+    assert_eq!(record.last_error, None);
+    // The in-band step waits for the agent's next heartbeat to show whether it has it.
+    let record = settled(uuids[1].clone(), "wait call-back").await;
+    assert_eq!(
+        record.driver_internal_info.get("resume_deploy_step"),
+        Some(&json!(true))
     );
+    assert_eq!(record.deploy_step.get("step"), Some(&json!("write_image")));
+    // A BIOS change may have half-happened: the node fails, saying why.
+    let record = settled(uuids[2].clone(), "clean failed").await;
+    let error = record.last_error.unwrap_or_default();
+    assert!(
+        error.contains("stopped during clean step bios.apply_configuration, which is not safe to repeat"),
+        "{error}"
+    );
+    let (_, history) = call(
+        Method::GET,
+        format!("{}/v1/nodes/{}/history", second.url(), uuids[0]),
+        None,
+    )
+    .await;
+    assert!(history.to_string().contains("restarted during cleaning"), "{history}");
     second.stop().await.expect("stops");
 }
 
