@@ -237,15 +237,21 @@ impl IronicClient {
     /// The server's default version (`GET /`), cached after the first success; 1.31 while
     /// unknown, so discovery is retried on the next call.
     pub async fn api_version(&self) -> ApiVersion {
+        self.discover_version().await.unwrap_or(ApiVersion::AGENT_MIN)
+    }
+
+    /// The server's default version, or `None` when the server could not be reached (then
+    /// nothing is cached). A server that answers without a readable version counts as 1.31.
+    async fn discover_version(&self) -> Option<ApiVersion> {
         if let Some(v) = self.fixed_version {
-            return v;
+            return Some(v);
         }
         if let Some(v) = *self
             .discovered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
         {
-            return v;
+            return Some(v);
         }
         match self.send(Method::GET, "/", &[], None, None).await {
             Ok((status, body)) if status.is_success() => {
@@ -263,11 +269,11 @@ impl IronicClient {
                             .discovered
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
-                        v
+                        Some(v)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the Ironic API version; assuming {}", ApiVersion::AGENT_MIN);
-                        ApiVersion::AGENT_MIN
+                        Some(ApiVersion::AGENT_MIN)
                     }
                 }
             }
@@ -277,18 +283,24 @@ impl IronicClient {
                     "Ironic API root answered an error; assuming {}",
                     ApiVersion::AGENT_MIN
                 );
-                ApiVersion::AGENT_MIN
+                Some(ApiVersion::AGENT_MIN)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Ironic API version discovery failed; assuming {}", ApiVersion::AGENT_MIN);
-                ApiVersion::AGENT_MIN
+                tracing::warn!(error = %e, "Ironic API version discovery failed");
+                None
             }
         }
     }
 
     /// One lookup attempt.
     pub async fn lookup_once(&self, addresses: &[String], node_uuid: Option<&str>) -> LookupAttempt {
-        let version = self.api_version().await.min(LOOKUP_MAX_VERSION);
+        // Looking up at 1.31 because the server did not answer `GET /` (it is restarting) would
+        // be answered without a token, and the agent could never heartbeat: retry instead.
+        // Found by the conductor crash test (tests/tests/conductor_crash.rs).
+        let Some(version) = self.discover_version().await else {
+            return LookupAttempt::Retry("the Ironic API did not answer its version discovery (GET /)".into());
+        };
+        let version = version.min(LOOKUP_MAX_VERSION);
         let joined = addresses.join(",");
         let mut query = vec![("addresses", joined.as_str())];
         if let Some(uuid) = node_uuid {

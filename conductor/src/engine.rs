@@ -753,6 +753,7 @@ impl Conductor {
             if outcome == StepOutcome::Wait {
                 return self.event(&mut task.node, "wait").await;
             }
+            crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
         }
         self.finish_flow(task, flow, &list).await
     }

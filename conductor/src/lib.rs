@@ -9,6 +9,7 @@ pub mod agent_client;
 pub mod api;
 pub mod config;
 pub mod configdrive;
+pub mod crash_point;
 pub mod db;
 pub mod drivers;
 pub mod engine;

@@ -23,9 +23,14 @@ use serde_json::{Value, json};
 const NODES: usize = 50;
 /// `RIVET_CRASH_NODES` overrides [`NODES`] (smaller runs while debugging).
 fn nodes() -> usize {
-    std::env::var("RIVET_CRASH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(NODES)
+    std::env::var("RIVET_CRASH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(NODES)
 }
 const KILLS: usize = 5;
+/// Of [`KILLS`], how many land while nodes clean (the rest while they deploy).
+const CLEANING_KILLS: usize = 2;
 const KILL_EVERY: Duration = Duration::from_millis(800);
 /// The first kill of a phase comes this soon, so that each phase gets some.
 const FIRST_KILL: Duration = Duration::from_millis(300);
@@ -39,6 +44,10 @@ struct Conductor {
     log: PathBuf,
     url: String,
     child: Option<Child>,
+    /// `RIVET_CONDUCTOR_CRASH_AT` for the next start.
+    crash_at: Option<String>,
+    /// How often the process ended by itself (a crash point fired).
+    crashes: usize,
 }
 
 impl Conductor {
@@ -67,6 +76,8 @@ impl Conductor {
             log: dir.join("conductor.log"),
             url: format!("http://127.0.0.1:{port}"),
             child: None,
+            crash_at: None,
+            crashes: 0,
         }
     }
 
@@ -83,7 +94,11 @@ impl Conductor {
             .append(true)
             .open(&self.log)
             .expect("log");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(point) = self.crash_at.take() {
+            command.env(rivet_conductor::crash_point::ENV, point);
+        }
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -92,6 +107,19 @@ impl Conductor {
             .spawn()
             .expect("conductor starts");
         self.child = Some(child);
+    }
+
+    /// Whether the process ended by itself (a crash point); then it is reaped.
+    fn died(&mut self) -> bool {
+        let gone = self
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+        if gone {
+            self.child = None;
+            self.crashes += 1;
+        }
+        gone
     }
 
     /// SIGKILL (std's `Child::kill`), then reap.
@@ -141,28 +169,28 @@ async fn call(http: &reqwest::Client, url: &str, method: reqwest::Method, body: 
     }
 }
 
-/// Every node's provision state.
-async fn states(http: &reqwest::Client, base: &str) -> Vec<(String, String, Value)> {
-    let (status, body) = call(
-        http,
-        &format!("{base}/v1/nodes/detail?limit=1000"),
-        reqwest::Method::GET,
-        None,
+/// Every node's provision state, or `None` while the conductor does not answer.
+async fn states(http: &reqwest::Client, base: &str) -> Option<Vec<(String, String, Value)>> {
+    let answer = http
+        .get(format!("{base}/v1/nodes/detail?limit=1000"))
+        .header("X-OpenStack-Ironic-API-Version", "1.115")
+        .send()
+        .await
+        .ok()?;
+    let body: Value = answer.json().await.ok()?;
+    Some(
+        body["nodes"]
+            .as_array()?
+            .iter()
+            .map(|n| {
+                (
+                    n["uuid"].as_str().unwrap_or_default().to_owned(),
+                    n["provision_state"].as_str().unwrap_or_default().to_owned(),
+                    n["last_error"].clone(),
+                )
+            })
+            .collect(),
     )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["uuid"].as_str().unwrap_or_default().to_owned(),
-                n["provision_state"].as_str().unwrap_or_default().to_owned(),
-                n["last_error"].clone(),
-            )
-        })
-        .collect()
 }
 
 /// Drive every node to `want` (failing at once on a failure state), killing and restarting the
@@ -178,18 +206,42 @@ async fn drive(
     let until = Instant::now() + BUDGET;
     let mut next_kill = every.map(|_| Instant::now() + FIRST_KILL);
     loop {
-        let now = states(http, &conductor.url).await;
+        if conductor.died() {
+            // A crash point fired: start again, without it.
+            conductor.start();
+        }
+        let Some(now) = states(http, &conductor.url).await else {
+            assert!(
+                Instant::now() < until,
+                "the conductor does not answer\n{}",
+                conductor.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let failed: Vec<_> = now.iter().filter(|(_, s, _)| s.contains("fail")).collect();
         assert!(failed.is_empty(), "failed nodes: {failed:#?}\n{}", conductor.log_tail());
         if now.iter().all(|(_, s, _)| s == want) {
             return kills;
         }
-        assert!(
-            Instant::now() < until,
-            "not all {want} in time: {:?}\n{}",
-            now.iter().filter(|(_, s, _)| s != want).collect::<Vec<_>>(),
-            conductor.log_tail()
-        );
+        if Instant::now() >= until {
+            let stuck: Vec<_> = now.iter().filter(|(_, s, _)| s != want).collect();
+            let history = match stuck.first() {
+                Some((uuid, _, _)) => {
+                    let url = format!("{}/v1/nodes/{uuid}", conductor.url);
+                    let history = call(http, &format!("{url}/history"), reqwest::Method::GET, None)
+                        .await
+                        .1;
+                    let node = call(http, &url, reqwest::Method::GET, None).await.1;
+                    json!({"history": history, "driver_internal_info": node["driver_internal_info"]})
+                }
+                None => Value::Null,
+            };
+            panic!(
+                "not all {want} in time: {stuck:?}\nhistory of the first: {history}\n{}",
+                conductor.log_tail()
+            );
+        }
         if let (Some(at), Some(every)) = (next_kill, every)
             && Instant::now() >= at
             && *kills_left > 0
@@ -204,30 +256,65 @@ async fn drive(
     }
 }
 
-async fn set_all(http: &reqwest::Client, base: &str, uuids: &[String], target: &str) {
+/// Send `target` to every node, starting the conductor again if a crash point ends it. A verb
+/// whose answer was lost with the conductor may have been applied: its retry may be refused
+/// (400, the node moved on), which `drive` then sees through the node's state.
+async fn set_all(http: &reqwest::Client, conductor: &mut Conductor, uuids: &[String], target: &str) {
+    let until = Instant::now() + BUDGET;
     for uuid in uuids {
-        let (status, body) = call(
-            http,
-            &format!("{base}/v1/nodes/{uuid}/states/provision"),
-            reqwest::Method::PUT,
-            Some(json!({ "target": target })),
-        )
-        .await;
-        assert_eq!(status, 202, "{target} {uuid}: {body}");
+        let mut retried = false;
+        loop {
+            if conductor.died() {
+                conductor.start();
+            }
+            let sent = http
+                .put(format!("{}/v1/nodes/{uuid}/states/provision", conductor.url))
+                .header("X-OpenStack-Ironic-API-Version", "1.115")
+                .json(&json!({ "target": target }))
+                .send()
+                .await;
+            match sent {
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    let body = answer.text().await.unwrap_or_default();
+                    assert!(status == 202 || retried, "{target} {uuid}: {status} {body}");
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < until, "{target} {uuid}: {e}\n{}", conductor.log_tail());
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
+/// The phase a crash point is armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Cleaning,
+    Deploying,
+}
+
+/// What a run saw.
+struct Run {
+    cleaning_kills: usize,
+    deploy_kills: usize,
+    /// Deaths at a crash point.
+    crashes: usize,
+    elapsed: Duration,
+}
+
+/// `count` nodes from enroll to active, with SIGKILLs every `every` and, if given, a crash point
+/// armed at the start of one phase; every node must reach active and no in-band step may run
+/// twice.
+async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>) -> Run {
+    // One run at a time: the kills must land while nodes move, which a second run competing for
+    // the two cores would make a matter of luck.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let every = match std::env::var("RIVET_CRASH_KILL_EVERY_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        Some(0) => None,
-        Some(ms) => Some(Duration::from_millis(ms)),
-        None => Some(KILL_EVERY),
-    };
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -242,7 +329,6 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
     let journal: Journal = Arc::default();
     let mut uuids = Vec::new();
     let mut agents = Vec::new();
-    let count = nodes();
     for i in 0..count {
         let mac = format!("52:54:00:17:{:02x}:{:02x}", i / 256, i % 256);
         let (status, node) = call(
@@ -270,27 +356,45 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
         uuids.push(uuid);
         agents.push(manager);
     }
-    set_all(&http, &base, &uuids, "manage").await;
+    set_all(&http, &mut conductor, &uuids, "manage").await;
     let mut no_kills = 0;
     drive(&http, &mut conductor, "manageable", None, &mut no_kills).await;
     // The agents boot once the nodes wait for them (a power action before would end the session
     // they looked up, and a fake power action cannot reboot them), and run from then on, whatever
     // happens to the conductor.
-    set_all(&http, &base, &uuids, "provide").await;
+    set_all(&http, &mut conductor, &uuids, "provide").await;
     drive(&http, &mut conductor, "clean wait", None, &mut no_kills).await;
-    let mut running = Vec::new();
-    for manager in agents {
-        running.push(
-            boot_agent(&base, Arc::new(manager), Duration::ZERO)
-                .await
-                .expect("agent starts"),
-        );
-    }
-    let mut kills_left = if every.is_some() { KILLS } else { 0 };
+    // A crash point is armed by starting the conductor again with it, while every node waits.
+    let arm = |conductor: &mut Conductor, phase: Phase| {
+        if let Some((point, armed)) = crash
+            && armed == phase
+        {
+            conductor.kill();
+            conductor.crash_at = Some(point.to_owned());
+            conductor.start();
+        }
+    };
+    arm(&mut conductor, Phase::Cleaning);
+    // Booted side by side: an agent's start waits for its lookup, which a crash point may
+    // interrupt until `drive` starts the conductor again.
+    let booting: Vec<_> = agents
+        .into_iter()
+        .map(|manager| {
+            let base = base.clone();
+            tokio::spawn(async move { boot_agent(&base, Arc::new(manager), Duration::ZERO).await })
+        })
+        .collect();
+    let mut kills_left = if every.is_some() { CLEANING_KILLS } else { 0 };
     let cleaning_kills = drive(&http, &mut conductor, "available", every, &mut kills_left).await;
-    set_all(&http, &base, &uuids, "active").await;
+    let mut kills_left = if every.is_some() { KILLS - cleaning_kills } else { 0 };
+    arm(&mut conductor, Phase::Deploying);
+    set_all(&http, &mut conductor, &uuids, "active").await;
     let deploy_kills = drive(&http, &mut conductor, "active", every, &mut kills_left).await;
     let elapsed = started.elapsed();
+    let mut running = Vec::new();
+    for agent in booting {
+        running.push(agent.await.expect("agent task").expect("agent starts"));
+    }
 
     // No in-band step ran twice on any agent.
     let seen = journal.lock().expect("journal").clone();
@@ -301,6 +405,35 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
             assert_eq!(runs, 1, "{uuid} ran {step} {runs} times");
         }
     }
+    for agent in &running {
+        agent.shutdown();
+    }
+    conductor.kill();
+    Run {
+        cleaning_kills,
+        deploy_kills,
+        crashes: conductor.crashes,
+        elapsed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
+    let every = match std::env::var("RIVET_CRASH_KILL_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => Some(KILL_EVERY),
+    };
+    let count = nodes();
+    let Run {
+        cleaning_kills,
+        deploy_kills,
+        elapsed,
+        ..
+    } = run(count, every, None).await;
     if every.is_some() {
         assert!(
             cleaning_kills + deploy_kills == KILLS && cleaning_kills > 0 && deploy_kills > 0,
@@ -316,8 +449,29 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
             elapsed.as_secs_f64()
         );
     }
-    for agent in &running {
-        agent.shutdown();
+}
+
+/// The conductor dies at each named step boundary (`rivet_conductor::crash_point`) once, in the
+/// phase where that boundary first comes: in cleaning before and after an agent command is sent
+/// and between two steps, in deployment at a power action. Every node still reaches active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_dying_at_each_step_boundary_loses_no_node() {
+    use rivet_conductor::crash_point::{AGENT_COMMAND_SENT, BEFORE_AGENT_COMMAND, BETWEEN_STEPS, POWER_ACTION};
+    let cases = [
+        (BEFORE_AGENT_COMMAND, Phase::Cleaning),
+        (AGENT_COMMAND_SENT, Phase::Cleaning),
+        (BETWEEN_STEPS, Phase::Deploying),
+        (POWER_ACTION, Phase::Deploying),
+    ];
+    for (point, phase) in cases {
+        let Run { crashes, elapsed, .. } = run(5, None, Some((point, phase))).await;
+        assert_eq!(crashes, 1, "{point} fired once in {phase:?}");
+        #[allow(clippy::print_stdout, reason = "the figures go in BENCHMARKS.md")]
+        {
+            println!(
+                "conductor crash point {point} ({phase:?}): 5 nodes all active in {:.1} s",
+                elapsed.as_secs_f64()
+            );
+        }
     }
-    conductor.kill();
 }

@@ -66,7 +66,11 @@ pub(super) async fn heartbeat(
         agent_status: body.agent_status,
         agent_status_message: body.agent_status_message,
     };
-    state.conductor.heartbeat(&node, hb, ctx.version).await?;
+    if let Err(e) = state.conductor.heartbeat(&node, hb, ctx.version).await {
+        // The agent only sees a status; the operator should see why.
+        tracing::warn!(node = %node, error = %e, "heartbeat refused");
+        return Err(e.into());
+    }
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -145,6 +145,7 @@ pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
 
 /// A power action through the power interface; powering off or rebooting ends the agent session.
 pub async fn power_action(task: &mut Task, target: &str) -> Result<(), DriverError> {
+    crate::crash_point::reached(crate::crash_point::POWER_ACTION);
     let power = task.driver.power.clone();
     power.set_power_state(&mut task.node, target).await?;
     task.node
@@ -257,11 +258,15 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
             .unwrap_or(Value::Null),
     );
     let name = format!("{flow}.execute_{flow}_step");
-    match task
+    crate::crash_point::reached(crate::crash_point::BEFORE_AGENT_COMMAND);
+    let sent = task
         .agent
         .command(&task.node, &name, Value::Object(params), false)
-        .await
-    {
+        .await;
+    if sent.is_ok() {
+        crate::crash_point::reached(crate::crash_point::AGENT_COMMAND_SENT);
+    }
+    match sent {
         Ok(result) if result.command_status == CommandStatus::Failed => Err(failed(format!(
             "Agent returned error for {flow} step {step}: {}",
             command_error_text(&result),
