@@ -224,11 +224,7 @@ impl Conductor {
             return self.run_flow(task, target).await;
         };
         let key = flow.as_str();
-        let current = match flow {
-            StepType::Clean => &task.node.clean_step,
-            StepType::Deploy => &task.node.deploy_step,
-            StepType::Service => &task.node.service_step,
-        };
+        let current = task.node.current_step(flow);
         let started = task
             .node
             .driver_internal_info
@@ -729,11 +725,7 @@ impl Conductor {
                 .ok()
                 .and_then(|v| v.as_object().cloned())
                 .unwrap_or_default();
-            match flow {
-                StepType::Clean => task.node.clean_step = doc,
-                StepType::Deploy => task.node.deploy_step = doc,
-                StepType::Service => task.node.service_step = doc,
-            }
+            *task.node.current_step_mut(flow) = doc;
             task.node
                 .driver_internal_info
                 .insert(format!("{key}_step_index"), json!(index));
@@ -761,11 +753,7 @@ impl Conductor {
     async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), String> {
         let key = flow.as_str();
         let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
-        match flow {
-            StepType::Clean => task.node.clean_step.clear(),
-            StepType::Deploy => task.node.deploy_step.clear(),
-            StepType::Service => task.node.service_step.clear(),
-        }
+        task.node.current_step_mut(flow).clear();
         task.node.driver_internal_info.remove(&format!("{key}_reboot"));
         task.node.driver_internal_info.remove(&format!("user_{key}_steps"));
         task.node.driver_internal_info.remove("deployment_reboot");

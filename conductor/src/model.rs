@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use rivet_common::JsonObject;
+use rivet_common::steps::StepType;
 use rivet_common::version::ApiVersion;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -271,6 +272,25 @@ pub fn links(base: &str, path: &str) -> Value {
 }
 
 impl NodeRecord {
+    /// The running step of `flow` (`clean_step`, `deploy_step` or `service_step`); empty when
+    /// none runs.
+    pub fn current_step(&self, flow: StepType) -> &JsonObject {
+        match flow {
+            StepType::Clean => &self.clean_step,
+            StepType::Deploy => &self.deploy_step,
+            StepType::Service => &self.service_step,
+        }
+    }
+
+    /// The running step of `flow`, to set or clear.
+    pub fn current_step_mut(&mut self, flow: StepType) -> &mut JsonObject {
+        match flow {
+            StepType::Clean => &mut self.clean_step,
+            StepType::Deploy => &mut self.deploy_step,
+            StepType::Service => &mut self.service_step,
+        }
+    }
+
     /// Value of an attribute field, or its default.
     pub fn attr(&self, name: &str) -> Value {
         self.attrs.get(name).cloned().unwrap_or_else(|| attr_default(name))

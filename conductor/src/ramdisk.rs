@@ -371,11 +371,7 @@ impl Conductor {
     /// A heartbeat while waiting in `flow` (upstream `_heartbeat_*_wait`).
     async fn heartbeat_wait(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
         task.node.provision_updated_at = Some(now_iso());
-        let current_empty = match flow {
-            StepType::Clean => task.node.clean_step.is_empty(),
-            StepType::Deploy => task.node.deploy_step.is_empty(),
-            StepType::Service => task.node.service_step.is_empty(),
-        };
+        let current_empty = task.node.current_step(flow).is_empty();
         let needs_steps = (flow == StepType::Deploy
             && !task.node.driver_internal_info.contains_key("agent_cached_deploy_steps"))
             || (current_empty && flow != StepType::Deploy);
@@ -432,12 +428,8 @@ impl Conductor {
             return self.continue_steps(task, flow).await;
         }
         let Some(last) = commands.last() else { return Ok(()) };
-        let current: Step = serde_json::from_value(Value::Object(match flow {
-            StepType::Clean => task.node.clean_step.clone(),
-            StepType::Deploy => task.node.deploy_step.clone(),
-            StepType::Service => task.node.service_step.clone(),
-        }))
-        .map_err(|e| format!("corrupt current step: {e}"))?;
+        let current: Step = serde_json::from_value(Value::Object(task.node.current_step(flow).clone()))
+            .map_err(|e| format!("corrupt current step: {e}"))?;
         let resuming = task
             .node
             .driver_internal_info
@@ -533,11 +525,7 @@ impl Conductor {
 
     /// The current step is done: continue with the next one.
     async fn continue_steps(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let current = match flow {
-            StepType::Clean => &task.node.clean_step,
-            StepType::Deploy => &task.node.deploy_step,
-            StepType::Service => &task.node.service_step,
-        };
+        let current = task.node.current_step(flow);
         if current.get("abort_after").and_then(Value::as_bool) == Some(true) {
             let step = current.get("step").and_then(Value::as_str).unwrap_or("-").to_owned();
             fire(&mut task.node, "abort", None)?;

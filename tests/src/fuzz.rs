@@ -249,8 +249,13 @@ fn request(surface: &Surface) -> impl Strategy<Value = Request> {
 
 /// `count` requests for `surface`, the same for the same `seed`.
 pub fn requests(surface: &Surface, seed: [u8; 32], count: usize) -> Vec<Request> {
+    sample(&request(surface), seed, count)
+}
+
+/// `count` values of `strategy`, the same for the same `seed` (no shrinking: each value is a
+/// fixed case of a seeded run).
+pub fn sample<S: Strategy>(strategy: &S, seed: [u8; 32], count: usize) -> Vec<S::Value> {
     let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
-    let strategy = request(surface);
     (0..count)
         .map(|_| {
             strategy

@@ -298,8 +298,6 @@ impl GeneratedManager {
 /// generated JSON or a misbehaviour; answers of generated JSON, progress floods, or misbehaviours.
 pub fn generated_managers(seed: [u8; 32], count: usize) -> Vec<GeneratedManager> {
     use proptest::prelude::*;
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     let get_steps = prop_oneof![
         4 => prop::collection::vec(generated_step(), 1..2).prop_map(|steps| print_json(&json!({ "steps": steps }))),
         1 => crate::fuzz::json_value().prop_map(|v| print_json(&v)),
@@ -314,15 +312,7 @@ pub fn generated_managers(seed: [u8; 32], count: usize) -> Vec<GeneratedManager>
         3 => misbehaviour(),
     ];
     let strategy = (get_steps, run_step).prop_map(|(get_steps, run_step)| GeneratedManager { get_steps, run_step });
-    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
-    (0..count)
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("the strategies always generate")
-                .current()
-        })
-        .collect()
+    crate::fuzz::sample(&strategy, seed, count)
 }
 
 /// The members of a base64 gzip tarball (`log.collect_system_logs`): name → text.

@@ -376,7 +376,7 @@ async fn overwrite(disk: &crate::disk::devices::BlockDevice, ctx: &StepContext) 
     let settings = EraseSettings::of(ctx);
     let (disk, devices, progress) = (disk.clone(), ctx.devices.clone(), ctx.progress.clone());
     let name = disk.disk.name.clone();
-    tokio::task::spawn_blocking(move || {
+    on_blocking_thread(&name, move || {
         crate::disk::erase::erase_device(
             &disk,
             &devices,
@@ -387,7 +387,14 @@ async fn overwrite(disk: &crate::disk::devices::BlockDevice, ctx: &StepContext) 
         )
     })
     .await
-    .unwrap_or_else(|e| {
+}
+
+/// Run the erase `work` of disk `name` on a blocking thread; a panic there is an erase error.
+async fn on_blocking_thread(
+    name: &str,
+    work: impl FnOnce() -> Result<(), AgentError> + Send + 'static,
+) -> Result<(), AgentError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
         Err(AgentError::new(
             ErrorKind::BlockDeviceErase,
             format!("erase of {name} crashed: {e}"),
@@ -430,14 +437,7 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
                 erase_one(disk, ctx).await
             } else {
                 let devices = ctx.devices.clone();
-                tokio::task::spawn_blocking(move || crate::disk::erase::erase_metadata(&disk, &devices))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(AgentError::new(
-                            ErrorKind::BlockDeviceErase,
-                            format!("erase of {name} crashed: {e}"),
-                        ))
-                    })
+                on_blocking_thread(&name, move || crate::disk::erase::erase_metadata(&disk, &devices)).await
             };
             (name, outcome)
         }));

@@ -216,15 +216,19 @@ pub fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
         .collect()
 }
 
-/// Whether the conductor runs `step` itself (power actions, the deploy interface's own deploy
-/// steps), as [`AgentDeploy`]'s `execute_step` and the engine decide.
+/// Whether `step` is one of the deploy interface's own deploy steps ([`CORE_DEPLOY_STEPS`]),
+/// which [`AgentDeploy`] runs itself; with `image_info` in its arguments it is the agent's.
+fn is_core_deploy_step(flow: StepType, step: &Step) -> bool {
+    flow == StepType::Deploy
+        && CORE_DEPLOY_STEPS.iter().any(|(n, _)| *n == step.step)
+        && step.args.as_ref().is_none_or(|a| !a.contains_key("image_info"))
+}
+
+/// Whether the conductor runs `step` itself: power actions (the engine) and the deploy
+/// interface's own steps except the `write_image` proxy, which sends the image to the agent.
 fn is_conductor_step(flow: StepType, step: &Step) -> bool {
     ["power_on", "power_off", "reboot"].contains(&step.step.as_str())
-        || (flow == StepType::Deploy
-            && step.interface == "deploy"
-            && step.step != "write_image"
-            && CORE_DEPLOY_STEPS.iter().any(|(n, _)| *n == step.step)
-            && step.args.as_ref().is_none_or(|a| !a.contains_key("image_info")))
+        || (step.interface == "deploy" && step.step != "write_image" && is_core_deploy_step(flow, step))
 }
 
 /// Whether `step` runs in the agent: the `write_image` proxy, or a step the agent offered.
@@ -539,10 +543,7 @@ impl Interface for AgentDeploy {
         let flow = flow_of(&task.node).ok_or_else(|| {
             DriverError::Invalid(format!("node is {}, not in a step flow", task.node.provision_state))
         })?;
-        if flow == StepType::Deploy
-            && CORE_DEPLOY_STEPS.iter().any(|(n, _)| *n == step.step)
-            && step.args.as_ref().is_none_or(|a| !a.contains_key("image_info"))
-        {
+        if is_core_deploy_step(flow, step) {
             return match step.step.as_str() {
                 "deploy" => self.deploy(task).await,
                 "write_image" => self.write_image(task).await,
