@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rivet_common::JsonObject;
-use rivet_common::steps::{Step, StepType};
+use rivet_common::steps::StepType;
 use rivet_common::version::ApiVersion;
 use serde_json::{Value, json};
 
 use crate::agent_client::AgentClient;
 use crate::config::ConductorConfig;
 use crate::db::{Database, DbError};
-use crate::drivers::agent::{self as agent_driver, flow_of};
-use crate::drivers::{Driver, DriverError, DriverRegistry, DriverSettings, StepOutcome, Task};
+use crate::drivers::{Driver, DriverRegistry, DriverSettings, Task};
 use crate::model::NodeRecord;
 use crate::states::{self, state};
 use crate::steps;
@@ -96,26 +95,6 @@ pub struct Conductor {
     pub heartbeat_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Move `node` along `event`, setting its target as Ironic does.
-pub fn fire(node: &mut NodeRecord, event: &str, target: Option<&str>) -> Result<(), String> {
-    let from = node.provision_state.clone();
-    let to = states::next(&from, event).ok_or_else(|| format!("no transition from {from} on {event}"))?;
-    node.provision_state = to.to_owned();
-    node.target_provision_state = if states::STABLE.contains(&to) {
-        None
-    } else if let Some(t) = target {
-        Some(t.to_owned())
-    } else if ["wait", "resume", "fail", "hold", "unhold", "abort"].contains(&event)
-        && node.target_provision_state.is_some()
-    {
-        node.target_provision_state.clone()
-    } else {
-        states::default_target(to).map(str::to_owned)
-    };
-    node.provision_updated_at = Some(now_iso());
-    Ok(())
-}
-
 impl Conductor {
     /// The node by UUID or name, or 404.
     pub async fn node(&self, ident: &str) -> Result<NodeRecord, EngineError> {
@@ -151,129 +130,6 @@ impl Conductor {
         node.updated_at = Some(now_iso());
         self.db.update_node(node).await?;
         Ok(())
-    }
-
-    /// Clear this conductor's stale locks and resume every flow it left mid-way: each node in a
-    /// working state goes back to its last saved point, in the background, under its lock
-    /// ([`Conductor::resume`]). Upstream fails them all (reference §8.2); Rivet loses none.
-    pub async fn recover_on_start(self: &Arc<Self>) -> Result<(), EngineError> {
-        let cleared = self.db.clear_reservations(self.locks.host()).await?;
-        if cleared > 0 {
-            tracing::warn!(cleared, "released locks left by a previous run of this conductor");
-        }
-        for node in self.db.nodes_in_states(states::WORKING_STATES).await? {
-            if node.reservation.is_some() {
-                // Another conductor is working on it.
-                continue;
-            }
-            let lock = match self.locks.acquire(&node.uuid).await {
-                Ok(lock) => lock,
-                Err(e) => {
-                    tracing::warn!(node = %node.uuid, error = %e, "cannot lock a node to resume it");
-                    continue;
-                }
-            };
-            let me = Arc::clone(self);
-            tokio::spawn(async move { me.resume(lock, node.uuid).await });
-        }
-        Ok(())
-    }
-
-    /// Resume one node's flow after a restart, holding its lock; a node that cannot resume
-    /// fails with the reason.
-    async fn resume(self: Arc<Self>, lock: NodeLock, uuid: String) {
-        let task = match self.node(&uuid).await {
-            Ok(node) => self.task(node).await,
-            Err(e) => Err(e),
-        };
-        match task {
-            Ok(mut task) => {
-                if let Err(message) = self.resume_flow(&mut task).await {
-                    tracing::error!(node = %uuid, error = %message, "resuming failed");
-                    self.fail(&mut task, &message).await;
-                }
-            }
-            Err(e) => tracing::error!(node = %uuid, error = %e, "cannot load a node to resume it"),
-        }
-        if let Err(e) = lock.release().await {
-            tracing::error!(node = %uuid, error = %e, "could not release the node lock");
-        }
-    }
-
-    /// Where a node's flow goes on after a restart (docs/conductor.md "Restarts"):
-    ///
-    /// * no step started yet: the flow's start runs again (it builds the step list and
-    ///   prepares again; booting the agent twice is harmless);
-    /// * an in-band step was running: the node waits for the agent's next heartbeat, which shows
-    ///   whether the agent has the command (then its result is taken as usual) or never got it
-    ///   (then it is sent again);
-    /// * an out-of-band step that is safe to repeat (power actions, the deploy interface's own
-    ///   steps, `fake` interfaces) runs again;
-    /// * any other out-of-band step fails the node: it may have half-happened.
-    async fn resume_flow(&self, task: &mut Task) -> Result<(), String> {
-        let state = task.node.provision_state.clone();
-        let target = states::resume_target(&state, task.node.target_provision_state.as_deref())
-            .ok_or_else(|| format!("internal: no flow resumes state {state}"))?;
-        let host = self.locks.host().to_owned();
-        let Some(flow) = flow_of(&task.node) else {
-            self.resumed(
-                task,
-                &format!("Conductor {host} restarted during {state}; the {target} flow runs again"),
-            )
-            .await?;
-            return self.run_flow(task, target).await;
-        };
-        let key = flow.as_str();
-        let current = task.node.current_step(flow);
-        let started = task
-            .node
-            .driver_internal_info
-            .contains_key(&format!("{key}_step_index"))
-            && !current.is_empty();
-        if !started {
-            self.resumed(
-                task,
-                &format!(
-                    "Conductor {host} restarted during {state} before its first step; the {flow} flow starts again"
-                ),
-            )
-            .await?;
-            return self.run_flow(task, target).await;
-        }
-        let step: Step =
-            serde_json::from_value(Value::Object(current.clone())).map_err(|e| format!("corrupt current step: {e}"))?;
-        let name = format!("{}.{}", step.interface, step.step);
-        if agent_driver::is_in_band(&task.node, flow, &step) {
-            task.node
-                .driver_internal_info
-                .insert(format!("resume_{key}_step"), json!(true));
-            self.resumed(task, &format!("Conductor {host} restarted during {flow} step {name}; waiting for the agent to show whether it has the step"))
-                .await?;
-            return self.event(&mut task.node, "wait").await;
-        }
-        if agent_driver::is_repeatable(&task.node, flow, &step) {
-            task.node
-                .driver_internal_info
-                .insert(format!("skip_current_{key}_step"), json!(false));
-            self.resumed(
-                task,
-                &format!("Conductor {host} restarted during {flow} step {name}; the step runs again"),
-            )
-            .await?;
-            return self.run_steps(task, flow).await;
-        }
-        Err(format!(
-            "Conductor {host} stopped during {flow} step {name}, which is not safe to repeat; start {flow} again"
-        ))
-    }
-
-    /// Record in the node's history how it resumes.
-    async fn resumed(&self, task: &mut Task, message: &str) -> Result<(), String> {
-        tracing::warn!(node = %task.node.uuid, "{message}");
-        self.db
-            .add_history(&task.node.uuid, "WARNING", message)
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Apply an operator verb (`PUT .../states/provision`).
@@ -421,7 +277,7 @@ impl Conductor {
                 let known = steps::collect(
                     &task.driver,
                     flow,
-                    &agent_driver::cached_steps(&task.node, flow),
+                    &task.driver.deploy.cached_steps(&task.node, flow),
                     &BTreeMap::new(),
                 );
                 match steps::validate_user_steps(user, &known, flow) {
@@ -460,7 +316,7 @@ impl Conductor {
         } else {
             None
         };
-        fire(&mut task.node, event, explicit_target).map_err(EngineError::Internal)?;
+        states::fire(&mut task.node, event, explicit_target).map_err(|e| EngineError::Internal(e.to_string()))?;
         if ["manage", "provide", "inspect", "active", "deploy", "clean", "service"].contains(&target) {
             task.node.last_error = None;
         }
@@ -470,415 +326,23 @@ impl Conductor {
 
     /// The rest of a verb, in the background, holding the lock.
     async fn continue_verb(self: Arc<Self>, lock: NodeLock, mut task: Task, target: String) {
-        let outcome = self.run_flow(&mut task, &target).await;
-        if let Err(message) = outcome {
-            tracing::error!(node = %task.node.uuid, %target, error = %message, "provisioning failed");
-            self.fail(&mut task, &message).await;
+        let outcome = self.start_flow(&mut task, &target).await;
+        if let Err(e) = outcome {
+            tracing::error!(node = %task.node.uuid, %target, error = %e, "provisioning failed");
+            self.fail_flow(&mut task, &e.to_string()).await;
         }
         if let Err(e) = lock.release().await {
             tracing::error!(node = %task.node.uuid, error = %e, "could not release the node lock");
         }
     }
 
-    /// The error handlers of upstream, in short: record, tear down, fire `fail`.
-    pub async fn fail_flow(&self, task: &mut Task, message: &str) {
-        self.fail(task, message).await;
-    }
-
-    async fn fail(&self, task: &mut Task, message: &str) {
-        let node = &mut task.node;
-        node.last_error = Some(message.to_owned());
-        let state = node.provision_state.clone();
-        let running_step = match flow_of(node) {
-            Some(StepType::Clean) => !node.clean_step.is_empty(),
-            Some(StepType::Service) => !node.service_step.is_empty(),
-            _ => false,
-        };
-        if running_step {
-            // As upstream: a failed clean/service step puts the node in maintenance with a fault.
-            node.maintenance = true;
-            node.maintenance_reason = Some(message.to_owned());
-            node.fault = Some(
-                if state.starts_with("clean") {
-                    "clean failure"
-                } else {
-                    "service failure"
-                }
-                .to_owned(),
-            );
-        }
-        for key in ["clean", "deploy", "service"] {
-            node.driver_internal_info.remove(&format!("{key}_step_index"));
-            node.driver_internal_info.remove(&format!("skip_current_{key}_step"));
-            node.driver_internal_info.remove(&format!("resume_{key}_step"));
-        }
-        node.clean_step.clear();
-        node.deploy_step.clear();
-        node.service_step.clear();
-        if states::next(&node.provision_state, "fail").is_some() {
-            let _ = fire(node, "fail", None);
-        }
-        // The ramdisk is of no more use: power off, as upstream's error handlers do.
-        if task.driver.deploy.uses_agent()
-            && ["clean failed", "deploy failed", "service failed"].contains(&task.node.provision_state.as_str())
-            && let Err(e) = agent_driver::power_action(task, "power off").await
-        {
-            tracing::warn!(node = %task.node.uuid, error = %e, "could not power off after the failure");
-        }
-        let _ = self.save(&mut task.node).await;
-        let _ = self.db.add_history(&task.node.uuid, "ERROR", message).await;
-    }
-
-    async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), String> {
-        fire(node, event, None)?;
-        self.save(node).await.map_err(|e| e.to_string())
-    }
-
-    async fn run_flow(&self, task: &mut Task, target: &str) -> Result<(), String> {
-        let state = task.node.provision_state.clone();
-        match (target, state.as_str()) {
-            ("manage", state::VERIFYING) => {
-                let power = task.driver.power.clone();
-                power
-                    .validate(&task.node)
-                    .await
-                    .map_err(|e| format!("Failed to validate power driver interface: {e}"))?;
-                let now = power
-                    .get_power_state(&task.node)
-                    .await
-                    .map_err(|e| format!("Failed to get power state: {e}"))?;
-                task.node.power_state = Some(now);
-                self.event(&mut task.node, "done").await
-            }
-            ("manage" | "unhold", _) => Ok(()),
-            ("provide", state::CLEANING) => self.start_cleaning(task, false).await,
-            ("clean", state::CLEANING) => self.start_cleaning(task, true).await,
-            ("inspect", state::INSPECTING) => {
-                self.db
-                    .add_history(&task.node.uuid, "INFO", "Inspection completed")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.event(&mut task.node, "done").await
-            }
-            ("active" | "deploy" | "rebuild", state::DEPLOYING) => self.start_deploy(task).await,
-            ("deleted" | "undeploy", state::DELETING) => {
-                let deploy = task.driver.deploy.clone();
-                deploy
-                    .tear_down(task)
-                    .await
-                    .map_err(|e| format!("Failed to tear down: {e}"))?;
-                agent_driver::wipe_agent_session(&mut task.node);
-                task.node.instance_info.clear();
-                task.node.attrs.insert("instance_uuid".into(), Value::Null);
-                self.event(&mut task.node, "clean").await?;
-                self.start_cleaning(task, false).await
-            }
-            ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,
-            ("rescue", state::RESCUING) => {
-                task.node.instance_info.remove("rescue_password");
-                self.event(&mut task.node, "done").await
-            }
-            ("unrescue", state::UNRESCUING) => self.event(&mut task.node, "done").await,
-            ("service", state::SERVICING) => {
-                let deploy = task.driver.deploy.clone();
-                let prepared = deploy
-                    .prepare_service(task)
-                    .await
-                    .map_err(|e| format!("Failed to prepare servicing: {e}"))?;
-                self.continue_prepared(task, prepared, StepType::Service).await
-            }
-            (t, s) => Err(format!("internal: no flow for target {t} in state {s}")),
-        }
-    }
-
-    /// Cleaning starts: boot the agent if the deploy interface needs one, else run now.
-    async fn start_cleaning(&self, task: &mut Task, manual: bool) -> Result<(), String> {
-        let enabled = manual
-            || task
-                .node
-                .attr("automated_clean")
-                .as_bool()
-                .unwrap_or(self.config.automated_clean);
-        if !enabled {
-            task.node.driver_internal_info.insert("clean_steps".into(), json!([]));
-            return self.finish_flow(task, StepType::Clean, &[]).await;
-        }
-        let deploy = task.driver.deploy.clone();
-        let prepared = deploy
-            .prepare_cleaning(task)
-            .await
-            .map_err(|e| format!("Failed to prepare to clean: {e}"))?;
-        self.continue_prepared(task, prepared, StepType::Clean).await
-    }
-
-    /// After the deploy interface prepared a step flow: wait for the agent it booted, or run
-    /// the steps now.
-    async fn continue_prepared(&self, task: &mut Task, prepared: StepOutcome, flow: StepType) -> Result<(), String> {
-        match prepared {
-            StepOutcome::Wait => self.event(&mut task.node, "wait").await,
-            StepOutcome::Done => {
-                self.build_list(task, flow)?;
-                self.run_steps(task, flow).await
-            }
-        }
-    }
-
-    /// Compute `dii.<flow>_steps`: the user's list for manual cleaning and servicing, the enabled
-    /// steps for automated cleaning, the deploy list otherwise (reference §4.3–4.5).
-    pub fn build_step_list(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        self.build_list(task, flow)
-    }
-
-    fn build_list(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let key = flow.as_str();
-        let overrides = if flow == StepType::Clean {
-            self.config.clean_step_priority_override.clone()
-        } else {
-            BTreeMap::new()
-        };
-        let known = steps::collect(
-            &task.driver,
-            flow,
-            &agent_driver::cached_steps(&task.node, flow),
-            &overrides,
-        );
-        let user = task
-            .node
-            .driver_internal_info
-            .get(&format!("user_{key}_steps"))
-            .and_then(Value::as_array)
-            .cloned();
-        let list = match (flow, user) {
-            (StepType::Deploy, user) => {
-                let user = steps::validate_user_steps(&user.unwrap_or_default(), &known, flow)?;
-                let mut list: Vec<Step> = known
-                    .into_iter()
-                    .filter(|k| k.priority() > 0 && !user.iter().any(|u| u.same_step(k)))
-                    .collect();
-                list.extend(user.into_iter().filter(|u| u.priority() > 0));
-                steps::order(list, flow)
-            }
-            (_, Some(user))
-                if task.node.target_provision_state.as_deref() != Some(state::AVAILABLE)
-                    || flow == StepType::Service =>
-            {
-                steps::validate_user_steps(&user, &known, flow)?
-            }
-            _ => steps::automated(known, flow),
-        };
-        task.node
-            .driver_internal_info
-            .insert(format!("{key}_steps"), serde_json::to_value(&list).unwrap_or_default());
-        task.node.driver_internal_info.remove(&format!("{key}_step_index"));
-        Ok(())
-    }
-
-    async fn start_deploy(&self, task: &mut Task) -> Result<(), String> {
-        self.build_list(task, StepType::Deploy)?;
-        let list = task
-            .node
-            .driver_internal_info
-            .get("deploy_steps")
-            .cloned()
-            .unwrap_or_default();
-        self.db
-            .add_history(
-                &task.node.uuid,
-                "INFO",
-                &format!("Starting deployment with steps={list}"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        self.run_steps(task, StepType::Deploy).await
-    }
-
-    fn list_of(node: &NodeRecord, flow: StepType) -> Result<Vec<Step>, String> {
-        let key = flow.as_str();
-        node.driver_internal_info
-            .get(&format!("{key}_steps"))
-            .cloned()
-            .filter(|v| !v.is_null())
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| format!("corrupt {key}_steps: {e}"))
-            .map(Option::unwrap_or_default)
-    }
-
-    /// Run `dii.<flow>_steps` from the next index. A step that waits leaves the node in the
-    /// flow's wait state; heartbeats (or fast steps) continue it here.
-    pub async fn run_steps(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let key = flow.as_str();
-        let list = Self::list_of(&task.node, flow)?;
-        let dii = &mut task.node.driver_internal_info;
-        dii.remove(&format!("resume_{key}_step"));
-        let skip_current = dii
-            .remove(&format!("skip_current_{key}_step"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
-        let start = match dii.get(&format!("{key}_step_index")).and_then(Value::as_u64) {
-            None => 0,
-            Some(i) if skip_current => i as usize + 1,
-            Some(i) => i as usize,
-        };
-        for (index, step) in list.iter().enumerate().skip(start) {
-            let doc: JsonObject = serde_json::to_value(step)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-            *task.node.current_step_mut(flow) = doc;
-            task.node
-                .driver_internal_info
-                .insert(format!("{key}_step_index"), json!(index));
-            self.save(&mut task.node).await.map_err(|e| e.to_string())?;
-            tracing::info!(node = %task.node.uuid, %flow, step = %format!("{}.{}", step.interface, step.step), index, "running step");
-            let outcome = self.execute_step(task, step).await.map_err(|e| {
-                let what = match flow {
-                    StepType::Clean => "Clean",
-                    StepType::Deploy => "Deploy",
-                    StepType::Service => "Service",
-                };
-                format!(
-                    "{what} step {}.{} failed on node {}: {e}",
-                    step.interface, step.step, task.node.uuid
-                )
-            })?;
-            if outcome == StepOutcome::Wait {
-                return self.event(&mut task.node, "wait").await;
-            }
-            crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
-        }
-        self.finish_flow(task, flow, &list).await
-    }
-
-    async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), String> {
-        let key = flow.as_str();
-        let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
-        task.node.current_step_mut(flow).clear();
-        task.node.driver_internal_info.remove(&format!("{key}_reboot"));
-        task.node.driver_internal_info.remove(&format!("user_{key}_steps"));
-        task.node.driver_internal_info.remove("deployment_reboot");
-        task.node.driver_internal_info.remove("cleaning_reboot");
-        if flow != StepType::Deploy {
-            // Deploy keeps its list and final index, in the shape operators know from the
-            // deploy-steps documentation; cleaning and servicing drop theirs as upstream.
-            task.node.driver_internal_info.remove(&format!("{key}_step_index"));
-            task.node
-                .driver_internal_info
-                .insert(format!("{key}_steps"), Value::Null);
-        }
-        let deploy = task.driver.deploy.clone();
-        match flow {
-            StepType::Clean => deploy
-                .tear_down_cleaning(task)
-                .await
-                .map_err(|e| format!("Failed to tear down cleaning: {e}"))?,
-            StepType::Service => deploy
-                .tear_down_service(task)
-                .await
-                .map_err(|e| format!("Failed to tear down servicing: {e}"))?,
-            StepType::Deploy => {
-                if !agent_driver::agent_is_alive(task) {
-                    // The session ends; the steps the agent offered stay for operators to see.
-                    let cached = task.node.driver_internal_info.get("agent_cached_deploy_steps").cloned();
-                    agent_driver::wipe_agent_session(&mut task.node);
-                    if let Some(cached) = cached {
-                        task.node
-                            .driver_internal_info
-                            .insert("agent_cached_deploy_steps".into(), cached);
-                    }
-                }
-            }
-        }
-        let names: Vec<String> = list.iter().map(|s| format!("{}.{}", s.interface, s.step)).collect();
-        let (what, event) = match flow {
-            StepType::Clean if manual => ("Manual Cleaning", "manage"),
-            StepType::Clean => ("Automated Cleaning", "done"),
-            StepType::Deploy => ("Deployment", "done"),
-            StepType::Service => ("Servicing", "done"),
-        };
-        self.db
-            .add_history(
-                &task.node.uuid,
-                "INFO",
-                &format!("{what} completed successfully with steps={names:?}"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(node = %task.node.uuid, flow = what, "completed");
-        self.event(&mut task.node, event).await
-    }
-
-    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
-        match step.step.as_str() {
-            "power_on" | "power_off" | "reboot" => {
-                let target = match step.step.as_str() {
-                    "power_on" => "power on",
-                    "power_off" => "power off",
-                    _ => "rebooting",
-                };
-                agent_driver::power_action(task, target).await?;
-                Ok(StepOutcome::Done)
-            }
-            _ => {
-                let iface = task
-                    .driver
-                    .interface(&step.interface)
-                    .cloned()
-                    .ok_or_else(|| DriverError::Invalid(format!("unknown interface {}", step.interface)))?;
-                iface.execute_step(task, step).await
-            }
-        }
-    }
-
-    /// `abort` (reference §4.8): wait states fail at once unless the running step is not
-    /// abortable, in which case the flow stops after it.
+    /// `abort` (reference §4.8), under the node's lock: the flow runner decides.
     async fn abort(self: &Arc<Self>, node_uuid: &str) -> Result<(), EngineError> {
         let lock = self.locks.acquire(node_uuid).await?;
         let result = async {
             let node = self.node(node_uuid).await?;
             let mut task = self.task(node).await?;
-            let flow = flow_of(&task.node);
-            let step = match flow {
-                Some(StepType::Clean) => task.node.clean_step.clone(),
-                Some(StepType::Deploy) => task.node.deploy_step.clone(),
-                Some(StepType::Service) => task.node.service_step.clone(),
-                None => JsonObject::new(),
-            };
-            if !step.is_empty() && step.get("abortable").and_then(Value::as_bool) != Some(true) {
-                let mut step = step;
-                step.insert("abort_after".into(), json!(true));
-                match flow {
-                    Some(StepType::Clean) => task.node.clean_step = step,
-                    Some(StepType::Deploy) => task.node.deploy_step = step,
-                    _ => task.node.service_step = step,
-                }
-                self.save(&mut task.node).await?;
-                return Ok(());
-            }
-            let message = format!(
-                "By request, the {} operation was aborted during or after the completion of step \"{}\"",
-                flow.map(|f| f.as_str()).unwrap_or("provision"),
-                step.get("step").and_then(Value::as_str).unwrap_or("-")
-            );
-            fire(&mut task.node, "abort", None).map_err(EngineError::Internal)?;
-            task.node.last_error = Some(message.clone());
-            task.node.clean_step.clear();
-            task.node.deploy_step.clear();
-            task.node.service_step.clear();
-            if task.driver.deploy.uses_agent() {
-                agent_driver::power_action(&mut task, "power off")
-                    .await
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
-                // The ramdisk's boot files (script, ISO, virtual CD) go too; the abort stands
-                // even if that fails.
-                let boot = task.driver.boot.clone();
-                if let Err(e) = boot.clean_up_ramdisk(&mut task).await {
-                    tracing::warn!(node = %node_uuid, "after the abort, cleaning up the ramdisk boot failed: {e}");
-                }
-            }
-            self.save(&mut task.node).await?;
-            self.db.add_history(node_uuid, "ERROR", &message).await?;
-            Ok(())
+            self.abort_flow(&mut task).await.map_err(EngineError::from)
         }
         .await;
         lock.release().await?;
@@ -920,7 +384,7 @@ impl Conductor {
         let me = Arc::clone(self);
         let target = target.to_owned();
         tokio::spawn(async move {
-            let outcome = agent_driver::power_action(&mut task, &target).await;
+            let outcome = crate::drivers::power_action(&mut task, &target).await;
             task.node.target_power_state = None;
             match outcome {
                 Ok(()) => task.node.last_error = None,

@@ -3,9 +3,12 @@
 //!
 //! Modules: [`config`], [`db`] (schema and queries), [`model`] (records and API documents),
 //! [`states`] (the state table), [`task`] (node locks), [`drivers`] (the driver model),
-//! [`steps`] (step ordering and validation), [`engine`] (verbs and flows), [`api`] (HTTP).
+//! [`steps`] (step ordering and validation), [`engine`] (operator verbs), [`flow`] (the step
+//! flows: record, runner, heartbeats, resume), [`ramdisk`] (lookup and heartbeat checks),
+//! [`agent_session`] (what the conductor keeps about a running agent), [`api`] (HTTP).
 
 pub mod agent_client;
+pub mod agent_session;
 pub mod api;
 pub mod config;
 pub mod configdrive;
@@ -13,6 +16,7 @@ pub mod crash_point;
 pub mod db;
 pub mod drivers;
 pub mod engine;
+pub mod flow;
 pub mod model;
 pub mod periodic;
 pub mod ramdisk;

@@ -4,21 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivet_common::steps::StepType;
 use serde_json::Value;
 
-use crate::drivers::agent::flow_of;
 use crate::engine::Conductor;
 use crate::model::NodeRecord;
+use crate::states::state;
 
 /// What a waiting node waits for, in words.
 pub fn waiting_for(node: &NodeRecord) -> String {
-    let step = match flow_of(node) {
-        Some(StepType::Clean) => &node.clean_step,
-        Some(StepType::Deploy) => &node.deploy_step,
-        Some(StepType::Service) => &node.service_step,
-        None => return "the agent".into(),
+    let Some(flow) = crate::states::flow_of(&node.provision_state) else {
+        return "the agent".into();
     };
+    let step = node.current_step(flow);
     if !node.driver_internal_info.contains_key("agent_url") {
         return "the agent's first heartbeat (the ramdisk did not boot, look up or reach the conductor)".into();
     }
@@ -34,9 +31,9 @@ pub fn waiting_for(node: &NodeRecord) -> String {
 /// Fail every node waiting longer than its timeout.
 pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
     let waits = [
-        ("clean wait", conductor.config.clean_callback_timeout),
-        ("wait call-back", conductor.config.deploy_callback_timeout),
-        ("service wait", conductor.config.service_callback_timeout),
+        (state::CLEANWAIT, conductor.config.clean_callback_timeout),
+        (state::DEPLOYWAIT, conductor.config.deploy_callback_timeout),
+        (state::SERVICEWAIT, conductor.config.service_callback_timeout),
     ];
     for (state, timeout) in waits {
         if timeout.is_zero() {

@@ -1,5 +1,6 @@
-//! The agent-facing half of the conductor (reference §1 and §3): lookup, heartbeats, and the
-//! step flow continued by heartbeats.
+//! The agent-facing half of the conductor (reference §1 and §3): lookup and heartbeats. A
+//! heartbeat is checked here and recorded in the agent session; the flow it wakes is the flow
+//! runner's (`crate::flow`).
 //!
 //! Lost lookup answers: upstream mints a token at the first lookup and masks it on every later
 //! one, so an agent whose first answer was lost (a slow conductor, a 30 s client timeout) can
@@ -12,47 +13,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
-use rivet_common::command::CommandStatus;
-use rivet_common::steps::{Step, StepType};
 use rivet_common::version::ApiVersion;
 use serde_json::{Value, json};
 
-use crate::agent_client::command_error_text;
-use crate::drivers::agent::{self as agent_driver, flow_of};
-use crate::drivers::{DriverError, Task};
-use crate::engine::{Conductor, EngineError, fire};
+use crate::agent_session;
+use crate::engine::{Conductor, EngineError};
 use crate::model::{MASK, NodeRecord, mask_instance_info, mask_secrets};
-use crate::states::state;
-use crate::time::{now_iso, now_naive};
-
-/// States in which lookups are answered.
-const LOOKUP_ALLOWED: &[&str] = &[
-    "deploying",
-    "wait call-back",
-    "cleaning",
-    "clean wait",
-    "inspecting",
-    "inspect wait",
-    "rescuing",
-    "rescue wait",
-    "service wait",
-];
-/// Additional lookup states with fast track.
-const LOOKUP_FAST_TRACK: &[&str] = &["enroll", "manageable", "available", "servicing", "service hold"];
-/// States in which heartbeats are processed.
-const HEARTBEAT_ALLOWED: &[&str] = &[
-    "wait call-back",
-    "clean wait",
-    "rescue wait",
-    "deploying",
-    "cleaning",
-    "rescuing",
-    "deploy hold",
-    "clean hold",
-    "servicing",
-    "service wait",
-    "service hold",
-];
+use crate::states;
+use crate::time::now_naive;
 
 /// A heartbeat's fields, checked by the API.
 #[derive(Debug, Clone, Default)]
@@ -63,13 +31,6 @@ pub struct Heartbeat {
     pub agent_verify_ca: Option<String>,
     pub agent_status: Option<String>,
     pub agent_status_message: Option<String>,
-}
-
-fn fast_track(conductor: &Conductor, node: &NodeRecord) -> bool {
-    node.driver_info
-        .get("fast_track")
-        .and_then(Value::as_bool)
-        .unwrap_or(conductor.settings.fast_track)
 }
 
 fn new_token() -> String {
@@ -112,8 +73,9 @@ impl Conductor {
             }
         };
         let node = self.db.node(&uuid).await?.ok_or_else(not_found)?;
-        let allowed = LOOKUP_ALLOWED.contains(&node.provision_state.as_str())
-            || (fast_track(self, &node) && LOOKUP_FAST_TRACK.contains(&node.provision_state.as_str()));
+        let allowed = states::LOOKUP_ALLOWED.contains(&node.provision_state.as_str())
+            || (agent_session::fast_track(&node, &self.settings)
+                && states::LOOKUP_FAST_TRACK.contains(&node.provision_state.as_str()));
         if !allowed {
             tracing::info!(node = %node.uuid, state = %node.provision_state, "lookup refused in this state");
             return Err(not_found());
@@ -313,15 +275,15 @@ impl Conductor {
             }
         };
         let outcome = async {
-            let node = self.node(uuid).await.map_err(|e| e.to_string())?;
-            let allowed = HEARTBEAT_ALLOWED.contains(&node.provision_state.as_str())
-                || (fast_track(self, &node)
-                    && ["manageable", "available", "enroll"].contains(&node.provision_state.as_str()));
+            let node = self.node(uuid).await?;
+            let allowed = states::HEARTBEAT_ALLOWED.contains(&node.provision_state.as_str())
+                || (agent_session::fast_track(&node, &self.settings)
+                    && states::HEARTBEAT_FAST_TRACK.contains(&node.provision_state.as_str()));
             if !allowed {
                 tracing::info!(node = uuid, state = %node.provision_state, "heartbeat ignored in this state");
                 return Ok(());
             }
-            let mut task = self.task(node).await.map_err(|e| e.to_string())?;
+            let mut task = self.task(node).await?;
             let dii = &mut task.node.driver_internal_info;
             dii.insert("agent_url".into(), json!(hb.callback_url));
             dii.insert("agent_version".into(), json!(hb.agent_version));
@@ -335,24 +297,9 @@ impl Conductor {
                 Some(message) => dii.insert("agent_status_message".into(), json!(message)),
                 None => dii.remove("agent_status_message"),
             };
-            self.save(&mut task.node).await.map_err(|e| e.to_string())?;
-            if task.node.maintenance {
-                return Ok(());
-            }
-            let flow = match task.node.provision_state.as_str() {
-                state::CLEANWAIT => StepType::Clean,
-                state::DEPLOYWAIT => StepType::Deploy,
-                state::SERVICEWAIT => StepType::Service,
-                _ => return Ok(()),
-            };
-            let result = self.heartbeat_wait(&mut task, flow).await;
-            if let Err(message) = result {
-                tracing::error!(node = uuid, %flow, error = %message, "step flow failed");
-                if flow_of(&task.node).is_some() {
-                    self.fail_task(&mut task, &message).await;
-                }
-            }
-            Ok::<_, String>(())
+            self.save(&mut task.node).await?;
+            self.on_heartbeat(&mut task).await;
+            Ok::<_, EngineError>(())
         }
         .await;
         if let Err(e) = outcome {
@@ -361,199 +308,5 @@ impl Conductor {
         if let Err(e) = lock.release().await {
             tracing::error!(node = uuid, error = %e, "could not release the node lock");
         }
-    }
-
-    async fn fail_task(&self, task: &mut Task, message: &str) {
-        // Shared with the verb workers.
-        self.fail_flow(task, message).await;
-    }
-
-    /// A heartbeat while waiting in `flow` (upstream `_heartbeat_*_wait`).
-    async fn heartbeat_wait(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        task.node.provision_updated_at = Some(now_iso());
-        let current_empty = task.node.current_step(flow).is_empty();
-        let needs_steps = (flow == StepType::Deploy
-            && !task.node.driver_internal_info.contains_key("agent_cached_deploy_steps"))
-            || (current_empty && flow != StepType::Deploy);
-        if needs_steps {
-            match agent_driver::refresh_steps(task, flow).await {
-                Ok(()) => {}
-                // The callback URL came with a valid heartbeat, but the agent's network is still
-                // coming up: the next heartbeat tries again, as docs/conductor.md promises.
-                Err(DriverError::AgentNotReady(why)) => {
-                    tracing::info!(node = %task.node.uuid, %flow, reason = %why, "agent not reachable yet; retrying on its next heartbeat");
-                    return self.save(&mut task.node).await.map_err(|e| e.to_string());
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        if current_empty && flow != StepType::Deploy {
-            // The agent just booted to start cleaning or servicing.
-            fire(&mut task.node, "resume", None)?;
-            self.build_step_list(task, flow)?;
-            return self.run_steps(task, flow).await;
-        }
-        self.process_next_step(task, flow).await
-    }
-
-    /// Look at the agent's last command and move on (upstream `process_next_step`).
-    async fn process_next_step(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let commands = match task.agent.commands(&task.node).await {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => {
-                tracing::info!(node = %task.node.uuid, error = %e, "agent not answering yet");
-                return self.save(&mut task.node).await.map_err(|e| e.to_string());
-            }
-            Err(e) => return Err(format!("Failed to read the agent's commands: {e}")),
-        };
-        let key = flow.as_str();
-        let freshly_booted = commands
-            .iter()
-            .all(|c| c.command_name.starts_with("get_") && c.command_name.ends_with("_steps"));
-        if freshly_booted {
-            if task
-                .node
-                .driver_internal_info
-                .remove(&format!("resume_{key}_step"))
-                .is_some()
-            {
-                // Resumed after a restart and the agent has run no step: the current one was
-                // never sent, so it runs now rather than being skipped.
-                task.node
-                    .driver_internal_info
-                    .insert(format!("skip_current_{key}_step"), json!(false));
-            }
-            task.node.driver_internal_info.remove(&format!("{key}_reboot"));
-            task.node.driver_internal_info.remove("deployment_reboot");
-            return self.continue_steps(task, flow).await;
-        }
-        let Some(last) = commands.last() else { return Ok(()) };
-        let current: Step = serde_json::from_value(Value::Object(task.node.current_step(flow).clone()))
-            .map_err(|e| format!("corrupt current step: {e}"))?;
-        let resuming = task
-            .node
-            .driver_internal_info
-            .get(&format!("resume_{key}_step"))
-            .and_then(Value::as_bool)
-            == Some(true);
-        if resuming && last.command_status != CommandStatus::Running && !is_for_step(last, flow, &current) {
-            // A conductor stopped between saving the step and sending it (engine `resume`): the
-            // agent's last command is not this step, so the agent never got it. Send it now.
-            tracing::warn!(node = %task.node.uuid, %flow, step = %current.step, "the agent never received the step; sending it again");
-            task.node
-                .driver_internal_info
-                .insert(format!("skip_current_{key}_step"), json!(false));
-            return self.continue_steps(task, flow).await;
-        }
-        if last.command_name != format!("execute_{key}_step") || last.command_status == CommandStatus::Running {
-            return self.save(&mut task.node).await.map_err(|e| e.to_string());
-        }
-        match &last.command_status {
-            CommandStatus::Failed => Err(format!(
-                "Agent returned error for {key} step {{'step': '{}', 'interface': '{}'}} on node {} : {}.",
-                current.step,
-                current.interface,
-                task.node.uuid,
-                command_error_text(last)
-            )),
-            CommandStatus::VersionMismatch => self.version_mismatch(task, flow).await,
-            CommandStatus::Succeeded => {
-                let echoed = last
-                    .command_result
-                    .as_ref()
-                    .and_then(|r| r.get(format!("{key}_step")))
-                    .cloned();
-                let echoed: Option<Step> = echoed.and_then(|e| serde_json::from_value(e).ok());
-                if !echoed.is_some_and(|e| e.same_step(&current)) {
-                    // The result belongs to another step: ours has not started yet.
-                    return self.save(&mut task.node).await.map_err(|e| e.to_string());
-                }
-                if current.reboot_requested == Some(true) {
-                    agent_driver::boot_agent(task).await.map_err(|e| e.to_string())?;
-                    task.node
-                        .driver_internal_info
-                        .insert(format!("{key}_reboot"), json!(true));
-                    return self.save(&mut task.node).await.map_err(|e| e.to_string());
-                }
-                self.continue_steps(task, flow).await
-            }
-            other => Err(format!(
-                "Agent returned unknown status {other:?} for {key} step {}",
-                current.step
-            )),
-        }
-    }
-
-    /// Hardware-manager versions changed (seed 001): automated cleaning restarts from the
-    /// first step with fresh steps; manual cleaning, deploy and service fail clearly.
-    async fn version_mismatch(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let before = task
-            .node
-            .driver_internal_info
-            .get("hardware_manager_version")
-            .cloned()
-            .unwrap_or(Value::Null);
-        agent_driver::refresh_steps(task, flow)
-            .await
-            .map_err(|e| e.to_string())?;
-        let after = task
-            .node
-            .driver_internal_info
-            .get("hardware_manager_version")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let automated =
-            flow == StepType::Clean && task.node.target_provision_state.as_deref() == Some(state::AVAILABLE);
-        if !automated {
-            return Err(format!(
-                "The agent's hardware managers changed during {flow} (from {before} to {after}); the {flow} steps were chosen for the old versions. Start {flow} again."
-            ));
-        }
-        tracing::warn!(node = %task.node.uuid, %before, %after, "hardware manager versions changed: restarting automated cleaning");
-        self.db
-            .add_history(
-                &task.node.uuid,
-                "INFO",
-                &format!("Hardware manager versions changed from {before} to {after}; automated cleaning restarted"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        fire(&mut task.node, "resume", None)?;
-        self.build_step_list(task, flow)?;
-        self.run_steps(task, flow).await
-    }
-
-    /// The current step is done: continue with the next one.
-    async fn continue_steps(&self, task: &mut Task, flow: StepType) -> Result<(), String> {
-        let current = task.node.current_step(flow);
-        if current.get("abort_after").and_then(Value::as_bool) == Some(true) {
-            let step = current.get("step").and_then(Value::as_str).unwrap_or("-").to_owned();
-            fire(&mut task.node, "abort", None)?;
-            let message =
-                format!("By request, the {flow} operation was aborted after the completion of step \"{step}\"");
-            return Err(message);
-        }
-        if task.node.provision_state.ends_with("wait") || task.node.provision_state == state::DEPLOYWAIT {
-            fire(&mut task.node, "resume", None)?;
-        }
-        self.run_steps(task, flow).await
-    }
-}
-
-/// Whether the agent command `command` is the execution of `step` in `flow`: its name, and (when
-/// it finished) the step its result echoes. A failed execution carries no echo; it counts.
-fn is_for_step(command: &rivet_common::command::CommandResult, flow: StepType, step: &Step) -> bool {
-    let key = flow.as_str();
-    if command.command_name != format!("execute_{key}_step") {
-        return false;
-    }
-    match command.command_status {
-        CommandStatus::Succeeded => command
-            .command_result
-            .as_ref()
-            .and_then(|r| r.get(format!("{key}_step")))
-            .and_then(|e| serde_json::from_value::<Step>(e.clone()).ok())
-            .is_some_and(|e| e.same_step(step)),
-        _ => true,
     }
 }

@@ -192,6 +192,106 @@ pub fn resume_target(state: &str, target: Option<&str>) -> Option<&'static str> 
     })
 }
 
+/// The step flow a provision state belongs to: its working state and its wait state.
+pub fn flow_of(state: &str) -> Option<rivet_common::steps::StepType> {
+    use rivet_common::steps::StepType;
+    match state {
+        CLEANING | CLEANWAIT => Some(StepType::Clean),
+        DEPLOYING | DEPLOYWAIT => Some(StepType::Deploy),
+        SERVICING | SERVICEWAIT => Some(StepType::Service),
+        _ => None,
+    }
+}
+
+/// The state in which `flow` waits for its agent.
+pub fn wait_state(flow: rivet_common::steps::StepType) -> &'static str {
+    use rivet_common::steps::StepType;
+    match flow {
+        StepType::Clean => CLEANWAIT,
+        StepType::Deploy => DEPLOYWAIT,
+        StepType::Service => SERVICEWAIT,
+    }
+}
+
+/// States in which an agent's lookup is answered (Ironic `LOOKUP_ALLOWED_STATES`).
+pub const LOOKUP_ALLOWED: &[&str] = &[
+    DEPLOYING,
+    DEPLOYWAIT,
+    CLEANING,
+    CLEANWAIT,
+    INSPECTING,
+    INSPECTWAIT,
+    RESCUING,
+    RESCUEWAIT,
+    SERVICEWAIT,
+];
+
+/// States in which a lookup is also answered when fast track is on.
+pub const LOOKUP_FAST_TRACK: &[&str] = &[ENROLL, MANAGEABLE, AVAILABLE, SERVICING, SERVICEHOLD];
+
+/// States in which heartbeats are processed (Ironic `HEARTBEAT_ALLOWED`).
+pub const HEARTBEAT_ALLOWED: &[&str] = &[
+    DEPLOYWAIT,
+    CLEANWAIT,
+    RESCUEWAIT,
+    DEPLOYING,
+    CLEANING,
+    RESCUING,
+    DEPLOYHOLD,
+    CLEANHOLD,
+    SERVICING,
+    SERVICEWAIT,
+    SERVICEHOLD,
+];
+
+/// States in which heartbeats are also processed when fast track is on: the agent stays up
+/// between flows.
+pub const HEARTBEAT_FAST_TRACK: &[&str] = &[MANAGEABLE, AVAILABLE, ENROLL];
+
+/// States in which a node boots the ramdisk, so an agent's inspection data is expected.
+pub const INSPECTION_ACCEPTED: &[&str] = &[INSPECTWAIT, INSPECTING, CLEANWAIT, DEPLOYWAIT, SERVICEWAIT];
+
+/// States in which a node's deploy settings (`instance_info`) are checked by `validate`.
+pub const DEPLOY_VALIDATED: &[&str] = &[AVAILABLE, DEPLOYING, DEPLOYWAIT, ACTIVE];
+
+/// Move `node` along `event`, setting its target as Ironic does: stable states keep none, an
+/// explicit `target` wins, waiting, resuming, failing, holding and aborting keep the current
+/// one, anything else takes the new state's default ([`default_target`]).
+///
+/// # Errors
+/// [`IllegalTransition`] when the table has no such transition.
+pub fn fire(node: &mut crate::model::NodeRecord, event: &str, target: Option<&str>) -> Result<(), IllegalTransition> {
+    let from = node.provision_state.clone();
+    let to = next(&from, event).ok_or_else(|| IllegalTransition {
+        from: from.clone(),
+        event: event.to_owned(),
+    })?;
+    node.provision_state = to.to_owned();
+    node.target_provision_state = if STABLE.contains(&to) {
+        None
+    } else if let Some(t) = target {
+        Some(t.to_owned())
+    } else if ["wait", "resume", "fail", "hold", "unhold", "abort"].contains(&event)
+        && node.target_provision_state.is_some()
+    {
+        node.target_provision_state.clone()
+    } else {
+        default_target(to).map(str::to_owned)
+    };
+    node.provision_updated_at = Some(crate::time::now_iso());
+    Ok(())
+}
+
+/// An event the state table does not allow from a node's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no transition from {from} on {event}")]
+pub struct IllegalTransition {
+    /// The node's state.
+    pub from: String,
+    /// The event.
+    pub event: String,
+}
+
 /// An operator verb of `PUT /v1/nodes/{node}/states/provision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verb {

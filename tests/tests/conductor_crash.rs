@@ -81,6 +81,12 @@ impl Conductor {
         }
     }
 
+    /// The conductor's log lines about one node, for failure messages.
+    fn log_of(&self, uuid: &str) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(uuid)).collect::<Vec<_>>().join("\n")
+    }
+
     /// The end of the conductor's log, for failure messages.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -402,7 +408,7 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
         for step in ["erase_devices_metadata", "erase_devices", "write_image"] {
             let entry = format!("{uuid}: agent {step}");
             let runs = seen.iter().filter(|e| **e == entry).count();
-            assert_eq!(runs, 1, "{uuid} ran {step} {runs} times");
+            assert_eq!(runs, 1, "{uuid} ran {step} {runs} times\n{}", conductor.log_of(uuid));
         }
     }
     for agent in &running {

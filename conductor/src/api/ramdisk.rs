@@ -74,15 +74,6 @@ pub(super) async fn heartbeat(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// States in which a node is booting the ramdisk, so an agent's inspection data is expected.
-const INSPECTION_ACCEPTED: &[&str] = &[
-    "inspect wait",
-    "inspecting",
-    "clean wait",
-    "wait call-back",
-    "service wait",
-];
-
 /// `POST /v1/continue_inspection`: an agent posts its inventory (IPA does at start-up when
 /// `inspection_callback_url` is set). The node is found by the inventory's MAC addresses and
 /// must be booting the ramdisk; the inventory is kept for `GET /v1/nodes/{node}/inventory`.
@@ -116,7 +107,7 @@ pub(super) async fn continue_inspection(State(state): State<AppState>, body: Byt
         )));
     };
     let node = state.conductor.node(uuid).await?;
-    if !INSPECTION_ACCEPTED.contains(&node.provision_state.as_str()) {
+    if !crate::states::INSPECTION_ACCEPTED.contains(&node.provision_state.as_str()) {
         return Err(ApiError::Conflict(format!(
             "Node {uuid} is in state {}, not booting the ramdisk: inspection data refused",
             node.provision_state

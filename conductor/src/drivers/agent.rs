@@ -12,13 +12,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use rivet_common::JsonObject;
-use rivet_common::command::CommandStatus;
+use rivet_common::command::{CommandResult, CommandStatus};
 use rivet_common::field::Field;
 use rivet_common::steps::{Step, StepType, StepsResult};
 use serde_json::{Value, json};
 
-use super::{Deploy, DriverError, Interface, StepOutcome, Task};
+use super::{Deploy, DriverError, InBandStatus, Interface, StepOutcome, Task};
 use crate::agent_client::{AgentClientError, command_error_text};
+use crate::agent_session;
 use crate::model::{NodeRecord, mask_instance_info, mask_secrets};
 use crate::time::now_naive;
 
@@ -35,44 +36,6 @@ pub const CORE_DEPLOY_STEPS: &[(&str, i64)] = &[
     ("switch_to_tenant_network", 30),
     ("boot_instance", 20),
 ];
-
-/// Keys of the agent session in `driver_internal_info`, dropped whenever the ramdisk goes away.
-const SESSION_KEYS: &[&str] = &[
-    "agent_url",
-    "agent_verify_ca",
-    "agent_cached_clean_steps",
-    "agent_cached_deploy_steps",
-    "agent_cached_service_steps",
-    "agent_secret_token",
-    "agent_token_lookup",
-    "agent_token_claimed",
-    "agent_status_message",
-];
-
-/// The flow a node's provision state belongs to.
-pub fn flow_of(node: &NodeRecord) -> Option<StepType> {
-    match node.provision_state.as_str() {
-        "cleaning" | "clean wait" => Some(StepType::Clean),
-        "deploying" | "wait call-back" => Some(StepType::Deploy),
-        "servicing" | "service wait" => Some(StepType::Service),
-        _ => None,
-    }
-}
-
-/// Forget the agent session (the ramdisk was powered off or rebooted).
-pub fn wipe_agent_session(node: &mut NodeRecord) {
-    let pregenerated = node
-        .driver_internal_info
-        .get("agent_secret_token_pregenerated")
-        .and_then(Value::as_bool)
-        == Some(true);
-    for key in SESSION_KEYS {
-        if *key == "agent_secret_token" && pregenerated {
-            continue;
-        }
-        node.driver_internal_info.remove(*key);
-    }
-}
 
 /// The node as agents receive it: Ironic's `as_dict(secure=True)`.
 pub fn node_for_agent(node: &NodeRecord, keep_configdrive: bool) -> Value {
@@ -101,34 +64,8 @@ fn failed(e: impl std::fmt::Display) -> DriverError {
     DriverError::Failed(e.to_string())
 }
 
-/// Is fast track on and is the agent alive (recent heartbeat, powered on)?
-pub fn agent_is_alive(task: &Task) -> bool {
-    let enabled = task
-        .node
-        .driver_info
-        .get("fast_track")
-        .and_then(Value::as_bool)
-        .unwrap_or(task.settings.fast_track);
-    if !enabled
-        || task.node.power_state.as_deref() != Some("power on")
-        || !task.node.driver_internal_info.contains_key("agent_url")
-    {
-        return false;
-    }
-    let last = task
-        .node
-        .driver_internal_info
-        .get("agent_last_heartbeat")
-        .and_then(Value::as_str)
-        .and_then(crate::time::parse);
-    last.is_some_and(|t| {
-        let age = time::OffsetDateTime::now_utc() - t;
-        age.whole_milliseconds() >= 0 && age.unsigned_abs() <= task.settings.fast_track_timeout
-    })
-}
-
 /// Boot the agent: ramdisk parameters, boot device, reboot. The session is wiped.
-pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
+async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
     let params: BTreeMap<String, String> = [("ipa-api-url".to_owned(), task.settings.api_url.clone())].into();
     let boot = task.driver.boot.clone();
     boot.prepare_ramdisk(task, &params).await?;
@@ -140,25 +77,11 @@ pub async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
         .driver_internal_info
         .insert("agent_start_attempted".into(), json!(true));
     task.save_now().await?;
-    power_action(task, "rebooting").await
-}
-
-/// A power action through the power interface; powering off or rebooting ends the agent session.
-pub async fn power_action(task: &mut Task, target: &str) -> Result<(), DriverError> {
-    crate::crash_point::reached(crate::crash_point::POWER_ACTION);
-    let power = task.driver.power.clone();
-    power.set_power_state(&mut task.node, target).await?;
-    task.node
-        .driver_internal_info
-        .insert("last_power_state_change".into(), json!(now_naive()));
-    if target != "power on" {
-        wipe_agent_session(&mut task.node);
-    }
-    Ok(())
+    super::power_action(task, "rebooting").await
 }
 
 /// Ask the agent for its steps of `flow` and cache them (reference §3.4).
-pub async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), DriverError> {
+async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), DriverError> {
     let name = format!("{flow}.get_{flow}_steps");
     let params = json!({"node": node_for_agent(&task.node, false), "ports": ports_for_agent(task)});
     let result = match task.agent.command(&task.node, &name, params, true).await {
@@ -205,7 +128,7 @@ pub async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), Driver
 }
 
 /// The cached in-band steps of `flow` this interface exposes.
-pub fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
+fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
     let Some(Value::Object(groups)) = node.driver_internal_info.get(&format!("agent_cached_{flow}_steps")) else {
         return Vec::new();
     };
@@ -232,19 +155,11 @@ fn is_conductor_step(flow: StepType, step: &Step) -> bool {
 }
 
 /// Whether `step` runs in the agent: the `write_image` proxy, or a step the agent offered.
-pub fn is_in_band(node: &NodeRecord, flow: StepType, step: &Step) -> bool {
+fn is_in_band(node: &NodeRecord, flow: StepType, step: &Step) -> bool {
     if flow == StepType::Deploy && step.interface == "deploy" && step.step == "write_image" {
         return true;
     }
     !is_conductor_step(flow, step) && cached_steps(node, flow).iter().any(|c| c.same_step(step))
-}
-
-/// Whether an out-of-band step may run twice after a restart: power actions and the deploy
-/// interface's own steps (they power, boot and set boot devices, which repeat harmlessly), and
-/// steps of `fake` interfaces. Other out-of-band steps (a BIOS or RAID change through the BMC)
-/// may have half-happened.
-pub fn is_repeatable(node: &NodeRecord, flow: StepType, step: &Step) -> bool {
-    is_conductor_step(flow, step) || node.interface(&step.interface) == "fake"
 }
 
 /// Send an in-band step to the agent; the heartbeat that shows its result continues the flow.
@@ -289,6 +204,41 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
             "Failed to run {flow} step {} in the agent: {e}",
             step.step
         ))),
+    }
+}
+
+/// Where the agent's command list (oldest first) leaves the running step `current` of `flow`:
+/// only step listings means no step ran since the agent booted; otherwise the last command
+/// decides, and a finished execution counts only if its result echoes `current`.
+pub fn in_band_status(commands: &[CommandResult], flow: StepType, current: &Step) -> InBandStatus {
+    let only_listings = commands
+        .iter()
+        .all(|c| c.command_name.starts_with("get_") && c.command_name.ends_with("_steps"));
+    let Some(last) = commands.last().filter(|_| !only_listings) else {
+        return InBandStatus::NoStepRun;
+    };
+    if last.command_name != format!("execute_{flow}_step") {
+        return InBandStatus::OtherCommand {
+            running: last.command_status == CommandStatus::Running,
+        };
+    }
+    match &last.command_status {
+        CommandStatus::Running => InBandStatus::Running,
+        CommandStatus::Failed => InBandStatus::Failed(command_error_text(last)),
+        CommandStatus::VersionMismatch => InBandStatus::VersionMismatch,
+        CommandStatus::Succeeded => {
+            let echoed = last
+                .command_result
+                .as_ref()
+                .and_then(|r| r.get(format!("{flow}_step")))
+                .and_then(|e| serde_json::from_value::<Step>(e.clone()).ok());
+            if echoed.is_some_and(|e| e.same_step(current)) {
+                InBandStatus::Succeeded
+            } else {
+                InBandStatus::OtherCommand { running: false }
+            }
+        }
+        CommandStatus::Other(status) => InBandStatus::Unknown(status.clone()),
     }
 }
 
@@ -382,7 +332,7 @@ fn boot_mode(node: &NodeRecord) -> &str {
 
 impl AgentDeploy {
     async fn deploy(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
-        if agent_is_alive(task) {
+        if agent_session::is_alive(&task.node, &task.settings) {
             tracing::info!(node = %task.node.uuid, "fast track: the agent is already running");
             refresh_steps(task, StepType::Deploy).await?;
             return Ok(StepOutcome::Done);
@@ -493,9 +443,9 @@ impl AgentDeploy {
         // of the session ends with the ramdisk.
         let cached = task.node.driver_internal_info.get("agent_cached_deploy_steps").cloned();
         if !off {
-            power_action(task, "power off").await?;
+            super::power_action(task, "power off").await?;
         } else {
-            wipe_agent_session(&mut task.node);
+            agent_session::wipe(&mut task.node);
         }
         if let Some(cached) = cached {
             task.node
@@ -524,7 +474,7 @@ impl Interface for AgentDeploy {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        if ["available", "deploying", "wait call-back", "active"].contains(&node.provision_state.as_str())
+        if crate::states::DEPLOY_VALIDATED.contains(&node.provision_state.as_str())
             || node.instance_info.contains_key("image_source")
         {
             image_info(node)?;
@@ -540,7 +490,7 @@ impl Interface for AgentDeploy {
     }
 
     async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
-        let flow = flow_of(&task.node).ok_or_else(|| {
+        let flow = crate::states::flow_of(&task.node.provision_state).ok_or_else(|| {
             DriverError::Invalid(format!("node is {}, not in a step flow", task.node.provision_state))
         })?;
         if is_core_deploy_step(flow, step) {
@@ -551,7 +501,7 @@ impl Interface for AgentDeploy {
                 "tear_down_agent" => self.tear_down_agent(task).await,
                 "switch_to_tenant_network" => Ok(StepOutcome::Done),
                 _ => {
-                    power_action(task, "power on").await?;
+                    super::power_action(task, "power on").await?;
                     Ok(StepOutcome::Done)
                 }
             };
@@ -564,6 +514,39 @@ impl Interface for AgentDeploy {
 impl Deploy for AgentDeploy {
     fn uses_agent(&self) -> bool {
         true
+    }
+
+    fn cached_steps(&self, node: &NodeRecord, flow: StepType) -> Vec<Step> {
+        cached_steps(node, flow)
+    }
+
+    async fn refresh_steps(&self, task: &mut Task, flow: StepType) -> Result<(), DriverError> {
+        refresh_steps(task, flow).await
+    }
+
+    fn is_in_band(&self, node: &NodeRecord, flow: StepType, step: &Step) -> bool {
+        is_in_band(node, flow, step)
+    }
+
+    fn is_repeatable(&self, flow: StepType, step: &Step) -> bool {
+        is_conductor_step(flow, step)
+    }
+
+    async fn in_band_status(
+        &self,
+        task: &mut Task,
+        flow: StepType,
+        current: &Step,
+    ) -> Result<InBandStatus, DriverError> {
+        match task.agent.commands(&task.node).await {
+            Ok(commands) => Ok(in_band_status(&commands, flow, current)),
+            Err(e) if e.is_transient() => Ok(InBandStatus::NotAnswering(e.to_string())),
+            Err(e) => Err(failed(format!("Failed to read the agent's commands: {e}"))),
+        }
+    }
+
+    async fn reboot_to_agent(&self, task: &mut Task) -> Result<(), DriverError> {
+        boot_agent(task).await
     }
 
     async fn prepare_cleaning(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
@@ -580,7 +563,7 @@ impl Deploy for AgentDeploy {
         ] {
             dii.insert(key.into(), value);
         }
-        if agent_is_alive(task) {
+        if agent_session::is_alive(&task.node, &task.settings) {
             refresh_steps(task, StepType::Clean).await?;
             return Ok(StepOutcome::Done);
         }
@@ -589,10 +572,10 @@ impl Deploy for AgentDeploy {
     }
 
     async fn tear_down_cleaning(&self, task: &mut Task) -> Result<(), DriverError> {
-        if agent_is_alive(task) {
+        if agent_session::is_alive(&task.node, &task.settings) {
             return Ok(());
         }
-        power_action(task, "power off").await?;
+        super::power_action(task, "power off").await?;
         let boot = task.driver.boot.clone();
         boot.clean_up_ramdisk(task).await
     }
@@ -603,10 +586,10 @@ impl Deploy for AgentDeploy {
     }
 
     async fn tear_down_service(&self, task: &mut Task) -> Result<(), DriverError> {
-        power_action(task, "power off").await?;
+        super::power_action(task, "power off").await?;
         let management = task.driver.management.clone();
         management.set_boot_device(&mut task.node, "disk", true).await?;
-        power_action(task, "power on").await
+        super::power_action(task, "power on").await
     }
 }
 

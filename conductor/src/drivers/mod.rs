@@ -176,6 +176,86 @@ pub trait Deploy: Interface {
         let power = task.driver.power.clone();
         power.set_power_state(&mut task.node, "power off").await
     }
+
+    // In-band steps: deploy interfaces that use an agent answer these; the flow runner
+    // (`crate::flow`) decides what happens next from the answers.
+
+    /// The in-band steps of `flow` the agent offered, as cached in the node.
+    fn cached_steps(&self, _node: &NodeRecord, _flow: StepType) -> Vec<Step> {
+        Vec::new()
+    }
+    /// Ask the agent for its steps of `flow` and cache them. [`DriverError::AgentNotReady`]
+    /// when the agent cannot be reached yet.
+    async fn refresh_steps(&self, _task: &mut Task, _flow: StepType) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Whether `step` runs in the agent.
+    fn is_in_band(&self, _node: &NodeRecord, _flow: StepType, _step: &Step) -> bool {
+        false
+    }
+    /// Whether this interface's own out-of-band `step` may run twice (after a conductor
+    /// restart): it only powers, boots or sets boot devices.
+    fn is_repeatable(&self, _flow: StepType, _step: &Step) -> bool {
+        false
+    }
+    /// Where the agent is with the running in-band step `current` of `flow`.
+    async fn in_band_status(
+        &self,
+        _task: &mut Task,
+        _flow: StepType,
+        _current: &Step,
+    ) -> Result<InBandStatus, DriverError> {
+        Err(DriverError::Unsupported(format!(
+            "{} runs no in-band steps",
+            self.name()
+        )))
+    }
+    /// Boot the agent again (a step asked for a reboot); its next heartbeat continues.
+    async fn reboot_to_agent(&self, _task: &mut Task) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported(format!("{} boots no agent", self.name())))
+    }
+}
+
+/// What the agent's command list says about the running in-band step (upstream
+/// `process_next_step` reads the same list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InBandStatus {
+    /// The agent does not answer yet (its network is coming up, it is busy): ask again later.
+    NotAnswering(String),
+    /// The agent has run no step since it booted (it only listed its steps).
+    NoStepRun,
+    /// The agent's last command is not this step's execution (another command, or another
+    /// step's result); `running` when that command still runs.
+    OtherCommand {
+        /// Whether the other command still runs.
+        running: bool,
+    },
+    /// The step still runs.
+    Running,
+    /// The step failed; the agent's error text.
+    Failed(String),
+    /// The agent's hardware managers changed since the steps were listed.
+    VersionMismatch,
+    /// The step finished.
+    Succeeded,
+    /// The agent sent a status Rivet does not know.
+    Unknown(String),
+}
+
+/// A power action through the node's power interface, recorded with its time; powering off or
+/// rebooting ends the agent session (the ramdisk is gone).
+pub async fn power_action(task: &mut Task, target: &str) -> Result<(), DriverError> {
+    crate::crash_point::reached(crate::crash_point::POWER_ACTION);
+    let power = task.driver.power.clone();
+    power.set_power_state(&mut task.node, target).await?;
+    task.node.driver_internal_info.insert(
+        "last_power_state_change".into(),
+        serde_json::json!(crate::time::now_naive()),
+    );
+    if target != "power on" {
+        crate::agent_session::wipe(&mut task.node);
+    }
+    Ok(())
 }
 
 /// What a power target asks of a machine in the `current` state (`power on` / `power off`):

@@ -635,6 +635,11 @@ async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
     let mut record = db.node(&uuids[2]).await.expect("db").expect("node");
     record.interfaces.insert("bios".into(), "no-bios".into());
     db.update_node(&record).await.expect("db");
+    // Whether a step runs in the agent is the deploy interface's answer: `direct` sends
+    // write_image to the agent.
+    let mut record = db.node(&uuids[1]).await.expect("db").expect("node");
+    record.interfaces.insert("deploy".into(), "direct".into());
+    db.update_node(&record).await.expect("db");
     first.stop().await.expect("stops");
 
     let second = rivet_conductor::start(rivet_conductor::config::ConductorConfig::for_tests(url))

@@ -1,0 +1,379 @@
+//! The flow runner: starts a verb's flow, runs the step list from the saved record, finishes
+//! or fails the flow. Every entry point (an operator verb, a heartbeat, the callback-timeout
+//! check, a conductor start) comes here with the node locked; each step is saved as running
+//! before it is executed, so a crash at any point leaves a record to resume from.
+
+use std::collections::BTreeMap;
+
+use rivet_common::steps::{Step, StepType};
+use serde_json::{Value, json};
+
+use super::{FlowError, FlowRecord};
+use crate::agent_session;
+use crate::drivers::{self, DriverError, StepOutcome, Task};
+use crate::engine::Conductor;
+use crate::model::NodeRecord;
+use crate::states::{self, fire, state};
+use crate::steps;
+
+/// Steps the runner itself does with the power interface, whatever interface lists them.
+const POWER_STEPS: &[(&str, &str)] = &[
+    ("power_on", "power on"),
+    ("power_off", "power off"),
+    ("reboot", "rebooting"),
+];
+
+/// The power target of `step` when it is one of [`POWER_STEPS`].
+pub(super) fn power_target(step: &Step) -> Option<&'static str> {
+    POWER_STEPS
+        .iter()
+        .find(|(name, _)| *name == step.step)
+        .map(|(_, target)| *target)
+}
+
+impl Conductor {
+    /// Fire `event` on the node and save it.
+    pub(super) async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), FlowError> {
+        fire(node, event, None)?;
+        self.save(node).await?;
+        Ok(())
+    }
+
+    /// Carry on the flow of a verb whose first event has fired (`target` is the verb's target,
+    /// the node is in the verb's working state).
+    pub async fn start_flow(&self, task: &mut Task, target: &str) -> Result<(), FlowError> {
+        let state = task.node.provision_state.clone();
+        let driver_failed = |context| move |source| FlowError::Driver { context, source };
+        match (target, state.as_str()) {
+            ("manage", state::VERIFYING) => {
+                let power = task.driver.power.clone();
+                power
+                    .validate(&task.node)
+                    .await
+                    .map_err(driver_failed("Failed to validate power driver interface"))?;
+                let now = power
+                    .get_power_state(&task.node)
+                    .await
+                    .map_err(driver_failed("Failed to get power state"))?;
+                task.node.power_state = Some(now);
+                self.event(&mut task.node, "done").await
+            }
+            ("manage" | "unhold", _) => Ok(()),
+            ("provide", state::CLEANING) => self.start_cleaning(task, false).await,
+            ("clean", state::CLEANING) => self.start_cleaning(task, true).await,
+            ("inspect", state::INSPECTING) => {
+                self.db
+                    .add_history(&task.node.uuid, "INFO", "Inspection completed")
+                    .await?;
+                self.event(&mut task.node, "done").await
+            }
+            ("active" | "deploy" | "rebuild", state::DEPLOYING) => self.start_deploy(task).await,
+            ("deleted" | "undeploy", state::DELETING) => {
+                let deploy = task.driver.deploy.clone();
+                deploy
+                    .tear_down(task)
+                    .await
+                    .map_err(driver_failed("Failed to tear down"))?;
+                agent_session::wipe(&mut task.node);
+                task.node.instance_info.clear();
+                task.node.attrs.insert("instance_uuid".into(), Value::Null);
+                self.event(&mut task.node, "clean").await?;
+                self.start_cleaning(task, false).await
+            }
+            ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,
+            ("rescue", state::RESCUING) => {
+                task.node.instance_info.remove("rescue_password");
+                self.event(&mut task.node, "done").await
+            }
+            ("unrescue", state::UNRESCUING) => self.event(&mut task.node, "done").await,
+            ("service", state::SERVICING) => {
+                let deploy = task.driver.deploy.clone();
+                let prepared = deploy
+                    .prepare_service(task)
+                    .await
+                    .map_err(driver_failed("Failed to prepare servicing"))?;
+                self.continue_prepared(task, prepared, StepType::Service).await
+            }
+            (t, s) => Err(FlowError::Internal(format!("no flow for target {t} in state {s}"))),
+        }
+    }
+
+    /// Cleaning starts: boot the agent if the deploy interface needs one, else run now.
+    async fn start_cleaning(&self, task: &mut Task, manual: bool) -> Result<(), FlowError> {
+        let enabled = manual
+            || task
+                .node
+                .attr("automated_clean")
+                .as_bool()
+                .unwrap_or(self.config.automated_clean);
+        if !enabled {
+            FlowRecord::new(StepType::Clean, Vec::new()).store(&mut task.node);
+            return self.finish_flow(task, StepType::Clean, &[]).await;
+        }
+        let deploy = task.driver.deploy.clone();
+        let prepared = deploy
+            .prepare_cleaning(task)
+            .await
+            .map_err(|source| FlowError::Driver {
+                context: "Failed to prepare to clean",
+                source,
+            })?;
+        self.continue_prepared(task, prepared, StepType::Clean).await
+    }
+
+    /// After the deploy interface prepared a step flow: wait for the agent it booted, or run
+    /// the steps now.
+    async fn continue_prepared(&self, task: &mut Task, prepared: StepOutcome, flow: StepType) -> Result<(), FlowError> {
+        match prepared {
+            StepOutcome::Wait => self.event(&mut task.node, "wait").await,
+            StepOutcome::Done => {
+                self.build_step_list(task, flow)?;
+                self.run_steps(task, flow).await
+            }
+        }
+    }
+
+    /// Compute and record `flow`'s step list: the user's list for manual cleaning and
+    /// servicing, the enabled steps for automated cleaning, the driver's steps merged with the
+    /// user's for deployment (reference §4.3–4.5). Nothing has run yet.
+    pub(super) fn build_step_list(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
+        let overrides = if flow == StepType::Clean {
+            self.config.clean_step_priority_override.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let cached = task.driver.deploy.cached_steps(&task.node, flow);
+        let known = steps::collect(&task.driver, flow, &cached, &overrides);
+        let user = task
+            .node
+            .driver_internal_info
+            .get(&format!("user_{flow}_steps"))
+            .and_then(Value::as_array)
+            .cloned();
+        let list = match (flow, user) {
+            (StepType::Deploy, user) => {
+                let user = steps::validate_user_steps(&user.unwrap_or_default(), &known, flow)
+                    .map_err(FlowError::InvalidSteps)?;
+                let mut list: Vec<Step> = known
+                    .into_iter()
+                    .filter(|k| k.priority() > 0 && !user.iter().any(|u| u.same_step(k)))
+                    .collect();
+                list.extend(user.into_iter().filter(|u| u.priority() > 0));
+                steps::order(list, flow)
+            }
+            (_, Some(user))
+                if task.node.target_provision_state.as_deref() != Some(state::AVAILABLE)
+                    || flow == StepType::Service =>
+            {
+                steps::validate_user_steps(&user, &known, flow).map_err(FlowError::InvalidSteps)?
+            }
+            _ => steps::automated(known, flow),
+        };
+        FlowRecord::new(flow, list).store(&mut task.node);
+        Ok(())
+    }
+
+    async fn start_deploy(&self, task: &mut Task) -> Result<(), FlowError> {
+        self.build_step_list(task, StepType::Deploy)?;
+        let list = task
+            .node
+            .driver_internal_info
+            .get("deploy_steps")
+            .cloned()
+            .unwrap_or_default();
+        self.db
+            .add_history(
+                &task.node.uuid,
+                "INFO",
+                &format!("Starting deployment with steps={list}"),
+            )
+            .await?;
+        self.run_steps(task, StepType::Deploy).await
+    }
+
+    /// Run `flow`'s steps from where its record says. Each step is saved as running before it
+    /// runs; a step that waits leaves the node in the flow's wait state, and a heartbeat (or a
+    /// restart) brings it back here.
+    pub(super) async fn run_steps(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
+        let mut record = FlowRecord::load(&task.node, flow)?;
+        for index in record.first_to_run()..record.steps.len() {
+            record.start_step(&mut task.node, index);
+            self.save(&mut task.node).await?;
+            let step = record.steps[index].clone();
+            let name = format!("{}.{}", step.interface, step.step);
+            tracing::info!(node = %task.node.uuid, %flow, step = %name, index, "running step");
+            let outcome = self.execute_step(task, &step).await.map_err(|source| FlowError::Step {
+                flow,
+                step: name,
+                node: task.node.uuid.clone(),
+                source,
+            })?;
+            if outcome == StepOutcome::Wait {
+                return self.event(&mut task.node, "wait").await;
+            }
+            crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
+        }
+        let steps = record.steps;
+        self.finish_flow(task, flow, &steps).await
+    }
+
+    /// Run one step: power steps through the power interface, everything else by the
+    /// interface that declared it (the deploy interface sends in-band steps to the agent).
+    async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
+        if let Some(target) = power_target(step) {
+            drivers::power_action(task, target).await?;
+            return Ok(StepOutcome::Done);
+        }
+        let iface = task
+            .driver
+            .interface(&step.interface)
+            .cloned()
+            .ok_or_else(|| DriverError::Invalid(format!("unknown interface {}", step.interface)))?;
+        iface.execute_step(task, step).await
+    }
+
+    /// Every step ran: tear down what the flow set up and fire its last event.
+    async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), FlowError> {
+        let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
+        task.node.current_step_mut(flow).clear();
+        let dii = &mut task.node.driver_internal_info;
+        for key in [
+            format!("{flow}_reboot"),
+            format!("user_{flow}_steps"),
+            format!("{flow}_step_restarts"),
+            "deployment_reboot".to_owned(),
+            "cleaning_reboot".to_owned(),
+        ] {
+            dii.remove(&key);
+        }
+        if flow != StepType::Deploy {
+            // Deploy keeps its list and final index, in the shape operators know from the
+            // deploy-steps documentation; cleaning and servicing drop theirs as upstream.
+            dii.remove(&format!("{flow}_step_index"));
+            dii.insert(format!("{flow}_steps"), Value::Null);
+        }
+        let deploy = task.driver.deploy.clone();
+        match flow {
+            StepType::Clean => deploy
+                .tear_down_cleaning(task)
+                .await
+                .map_err(|source| FlowError::Driver {
+                    context: "Failed to tear down cleaning",
+                    source,
+                })?,
+            StepType::Service => deploy
+                .tear_down_service(task)
+                .await
+                .map_err(|source| FlowError::Driver {
+                    context: "Failed to tear down servicing",
+                    source,
+                })?,
+            StepType::Deploy => {
+                if !agent_session::is_alive(&task.node, &task.settings) {
+                    agent_session::end_keeping_deploy_steps(&mut task.node);
+                }
+            }
+        }
+        let names: Vec<String> = list.iter().map(|s| format!("{}.{}", s.interface, s.step)).collect();
+        let (what, event) = match flow {
+            StepType::Clean if manual => ("Manual Cleaning", "manage"),
+            StepType::Clean => ("Automated Cleaning", "done"),
+            StepType::Deploy => ("Deployment", "done"),
+            StepType::Service => ("Servicing", "done"),
+        };
+        self.db
+            .add_history(
+                &task.node.uuid,
+                "INFO",
+                &format!("{what} completed successfully with steps={names:?}"),
+            )
+            .await?;
+        tracing::info!(node = %task.node.uuid, flow = what, "completed");
+        self.event(&mut task.node, event).await
+    }
+
+    /// Fail the node's flow, as upstream's error handlers do: record `message`, put a node
+    /// whose clean or service step failed in maintenance with a fault, forget where the flow
+    /// stood, fire `fail`, and power the ramdisk off.
+    pub async fn fail_flow(&self, task: &mut Task, message: &str) {
+        let node = &mut task.node;
+        node.last_error = Some(message.to_owned());
+        let running_step = match states::flow_of(&node.provision_state) {
+            Some(flow @ (StepType::Clean | StepType::Service)) => !node.current_step(flow).is_empty(),
+            _ => false,
+        };
+        if running_step {
+            node.maintenance = true;
+            node.maintenance_reason = Some(message.to_owned());
+            node.fault = Some(
+                if node.provision_state.starts_with("clean") {
+                    "clean failure"
+                } else {
+                    "service failure"
+                }
+                .to_owned(),
+            );
+        }
+        FlowRecord::clear_all(node);
+        if states::next(&node.provision_state, "fail").is_some() {
+            let _ = fire(node, "fail", None);
+        }
+        // The ramdisk is of no more use: power off.
+        if task.driver.deploy.uses_agent()
+            && [state::CLEANFAIL, state::DEPLOYFAIL, state::SERVICEFAIL].contains(&task.node.provision_state.as_str())
+            && let Err(e) = drivers::power_action(task, "power off").await
+        {
+            tracing::warn!(node = %task.node.uuid, error = %e, "could not power off after the failure");
+        }
+        if let Err(e) = self.save(&mut task.node).await {
+            tracing::error!(node = %task.node.uuid, error = %e, "could not save the failed node");
+        }
+        if let Err(e) = self.db.add_history(&task.node.uuid, "ERROR", message).await {
+            tracing::error!(node = %task.node.uuid, error = %e, "could not record the failure in the history");
+        }
+    }
+
+    /// `abort` of a waiting flow (reference §4.8): it fails at once unless the running step is
+    /// not abortable, in which case it is marked to stop after that step.
+    pub(crate) async fn abort_flow(&self, task: &mut Task) -> Result<(), FlowError> {
+        let flow = states::flow_of(&task.node.provision_state);
+        let step = flow.map(|f| task.node.current_step(f).clone()).unwrap_or_default();
+        if let Some(flow) = flow
+            && !step.is_empty()
+            && step.get("abortable").and_then(Value::as_bool) != Some(true)
+        {
+            task.node
+                .current_step_mut(flow)
+                .insert("abort_after".into(), json!(true));
+            self.save(&mut task.node).await?;
+            return Ok(());
+        }
+        let message = format!(
+            "By request, the {} operation was aborted during or after the completion of step \"{}\"",
+            flow.map(StepType::as_str).unwrap_or("provision"),
+            step.get("step").and_then(Value::as_str).unwrap_or("-")
+        );
+        fire(&mut task.node, "abort", None)?;
+        task.node.last_error = Some(message.clone());
+        for flow in [StepType::Clean, StepType::Deploy, StepType::Service] {
+            task.node.current_step_mut(flow).clear();
+        }
+        if task.driver.deploy.uses_agent() {
+            drivers::power_action(task, "power off")
+                .await
+                .map_err(|source| FlowError::Driver {
+                    context: "Failed to power off after the abort",
+                    source,
+                })?;
+            // The ramdisk's boot files (script, ISO, virtual CD) go too; the abort stands
+            // even if that fails.
+            let boot = task.driver.boot.clone();
+            if let Err(e) = boot.clean_up_ramdisk(task).await {
+                tracing::warn!(node = %task.node.uuid, "after the abort, cleaning up the ramdisk boot failed: {e}");
+            }
+        }
+        self.save(&mut task.node).await?;
+        self.db.add_history(&task.node.uuid, "ERROR", &message).await?;
+        Ok(())
+    }
+}
