@@ -237,7 +237,7 @@ impl ConductorConfig {
                 .ldlinux_c32
                 .unwrap_or_else(|| "/usr/lib/syslinux/modules/bios/ldlinux.c32".into()),
             enabled_hardware_types: file.enabled_hardware_types.unwrap_or_else(|| {
-                crate::drivers::DEFAULT_ENABLED_TYPES
+                crate::drivers::registry::DEFAULT_ENABLED_TYPES
                     .iter()
                     .map(|s| s.to_string())
                     .collect()

@@ -120,7 +120,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         }
         None => format!("http://{local_addr}"),
     };
-    let boot_files = drivers::assets::BootFiles {
+    let boot_files = drivers::boot::assets::BootFiles {
         http_root: config.http_root.clone(),
         external_http_url: config
             .external_http_url

@@ -14,6 +14,7 @@ use rivet_common::field::Field;
 use rivet_common::inventory::{Inventory, NetworkInterface};
 use rivet_common::node::{Node, Port};
 use rivet_common::steps::{ArgSpec, Step, StepType};
+use rivet_conductor::drivers::registry::Implementation;
 use rivet_conductor::drivers::{
     DriverError, DriverExtensions, HardwareType, Interface, Management, Power, StepOutcome, Task,
 };
@@ -129,8 +130,14 @@ impl Lab {
                     ("power", vec!["sim"]),
                 ],
             )],
-            power: [("sim", Arc::new(SimBmc(self.clone())) as Arc<dyn Power>)].into(),
-            management: [("sim", Arc::new(SimBmc(self.clone())) as Arc<dyn Management>)].into(),
+            interfaces: vec![
+                ("power", "sim", Implementation::Power(Arc::new(SimBmc(self.clone())))),
+                (
+                    "management",
+                    "sim",
+                    Implementation::Management(Arc::new(SimBmc(self.clone()))),
+                ),
+            ],
         }
     }
 

@@ -1,6 +1,6 @@
 //! Network boot endpoints, public like the ramdisk API (firmware has no credentials):
 //! `GET /boot/ipxe/boot.ipxe`, `GET /boot/ipxe/{mac}` (the node's iPXE script, see
-//! [`crate::drivers::ipxe`]) and `GET /httpboot/{file}` (files of `--http-root`, streamed).
+//! [`crate::drivers::boot::ipxe`]) and `GET /httpboot/{file}` (files of `--http-root`, streamed).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 
 use super::{ApiError, AppState};
-use crate::drivers::ipxe;
+use crate::drivers::boot::ipxe;
 
 fn script(text: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], text).into_response()

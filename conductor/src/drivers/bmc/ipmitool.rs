@@ -1,5 +1,5 @@
-//! `ipmitool` power and management: the real `ipmitool` over IPMI LAN (lanplus by default), as
-//! Ironic's `ipmi` hardware type does.
+//! The IPMI client the `ipmitool` power and management interfaces share: the real `ipmitool`
+//! over IPMI LAN (lanplus by default), as Ironic's `ipmi` hardware type runs it.
 //!
 //! `driver_info`: `ipmi_address` (required), `ipmi_port` (623), `ipmi_username`,
 //! `ipmi_password`, `ipmi_protocol_version` (`2.0` → lanplus, `1.5` → lan). The password goes to
@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{DriverError, Interface, Management, Power, PowerAction, await_power_state, power_state_after};
+use crate::drivers::DriverError;
 use crate::model::NodeRecord;
 
 /// Longest one ipmitool call may take (it retries internally).
@@ -65,8 +64,13 @@ fn target(node: &NodeRecord) -> Result<Target, DriverError> {
     })
 }
 
+/// Check the node's IPMI settings (`ipmi_address`, port, protocol version).
+pub(crate) fn check_driver_info(node: &NodeRecord) -> Result<(), DriverError> {
+    target(node).map(|_| ())
+}
+
 /// Run `ipmitool <args>` against the node's BMC; its stdout.
-async fn ipmitool(node: &NodeRecord, args: &[&str]) -> Result<String, DriverError> {
+pub(crate) async fn ipmitool(node: &NodeRecord, args: &[&str]) -> Result<String, DriverError> {
     let t = target(node)?;
     let port = t.port.to_string();
     let mut cmd = tokio::process::Command::new("ipmitool");
@@ -78,11 +82,11 @@ async fn ipmitool(node: &NodeRecord, args: &[&str]) -> Result<String, DriverErro
     cmd.arg("-E").env("IPMI_PASSWORD", t.password.as_deref().unwrap_or(""));
     cmd.args(args);
     let what = format!("ipmitool {} at {}:{}", args.join(" "), t.address, t.port);
-    super::tool::output(cmd, &what, CALL_TIMEOUT, "").await
+    crate::drivers::tool::output(cmd, &what, CALL_TIMEOUT, "").await
 }
 
 /// Parse `chassis power status` output.
-fn parse_power(out: &str) -> Result<&'static str, DriverError> {
+pub(crate) fn parse_power(out: &str) -> Result<&'static str, DriverError> {
     let lower = out.to_ascii_lowercase();
     if lower.contains("power is on") {
         Ok("power on")
@@ -93,86 +97,6 @@ fn parse_power(out: &str) -> Result<&'static str, DriverError> {
             "unexpected ipmitool power status {:?}",
             out.trim()
         )))
-    }
-}
-
-/// Power through `ipmitool chassis power`.
-#[derive(Debug)]
-pub struct IpmiPower;
-
-#[async_trait]
-impl Interface for IpmiPower {
-    fn name(&self) -> &'static str {
-        "ipmitool"
-    }
-
-    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        target(node).map(|_| ())
-    }
-}
-
-#[async_trait]
-impl Power for IpmiPower {
-    async fn get_power_state(&self, node: &NodeRecord) -> Result<String, DriverError> {
-        parse_power(&ipmitool(node, &["chassis", "power", "status"]).await?).map(str::to_owned)
-    }
-
-    async fn set_power_state(&self, node: &mut NodeRecord, target: &str) -> Result<(), DriverError> {
-        let current = parse_power(&ipmitool(node, &["chassis", "power", "status"]).await?)?;
-        if let Some(action) = PowerAction::needed(target, current)? {
-            let verb = match action {
-                PowerAction::On => "on",
-                PowerAction::Off => "off",
-                PowerAction::SoftOff => "soft",
-                PowerAction::Reboot | PowerAction::SoftReboot => "reset",
-            };
-            ipmitool(node, &["chassis", "power", verb]).await?;
-        }
-        let want = power_state_after(target);
-        // The BMC settings to read with, while the node itself takes the result.
-        let bmc = node.clone();
-        await_power_state(node, want, "IPMI", Duration::from_secs(30), || {
-            let bmc = &bmc;
-            async move { Ok(parse_power(&ipmitool(bmc, &["chassis", "power", "status"]).await?)? == want) }
-        })
-        .await
-    }
-
-    fn supported_power_states(&self) -> Vec<&'static str> {
-        vec!["power on", "power off", "rebooting", "soft power off", "soft rebooting"]
-    }
-}
-
-/// Boot devices through `ipmitool chassis bootdev`.
-#[derive(Debug)]
-pub struct IpmiManagement;
-
-#[async_trait]
-impl Interface for IpmiManagement {
-    fn name(&self) -> &'static str {
-        "ipmitool"
-    }
-
-    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        target(node).map(|_| ())
-    }
-}
-
-#[async_trait]
-impl Management for IpmiManagement {
-    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError> {
-        if !self.supported_boot_devices().contains(&device) {
-            return Err(DriverError::Invalid(format!("Invalid boot device {device} specified.")));
-        }
-        let mut args = vec!["chassis", "bootdev", device];
-        if persistent {
-            args.push("options=persistent");
-        }
-        ipmitool(node, &args).await.map(|_| ())
-    }
-
-    fn supported_boot_devices(&self) -> Vec<&'static str> {
-        vec!["pxe", "disk", "cdrom", "bios", "safe"]
     }
 }
 

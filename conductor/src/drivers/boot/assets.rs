@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::DriverError;
+use crate::drivers::DriverError;
 use crate::model::NodeRecord;
 
 /// Where boot files live and how they are reached.

@@ -17,9 +17,9 @@ use rivet_common::field::Field;
 use rivet_common::steps::{Step, StepType, StepsResult};
 use serde_json::{Value, json};
 
-use super::{Deploy, DriverError, InBandStatus, Interface, StepOutcome, Task};
 use crate::agent_client::{AgentClientError, command_error_text};
 use crate::agent_session;
+use crate::drivers::{Deploy, DriverError, InBandStatus, Interface, StepOutcome, Task, power_action};
 use crate::model::{NodeRecord, mask_instance_info, mask_secrets};
 use crate::time::now_naive;
 
@@ -77,7 +77,7 @@ async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
         .driver_internal_info
         .insert("agent_start_attempted".into(), json!(true));
     task.save_now().await?;
-    super::power_action(task, "rebooting").await
+    power_action(task, "rebooting").await
 }
 
 /// Ask the agent for its steps of `flow` and cache them (reference §3.4).
@@ -443,7 +443,7 @@ impl AgentDeploy {
         // of the session ends with the ramdisk.
         let cached = task.node.driver_internal_info.get("agent_cached_deploy_steps").cloned();
         if !off {
-            super::power_action(task, "power off").await?;
+            power_action(task, "power off").await?;
         } else {
             agent_session::wipe(&mut task.node);
         }
@@ -501,7 +501,7 @@ impl Interface for AgentDeploy {
                 "tear_down_agent" => self.tear_down_agent(task).await,
                 "switch_to_tenant_network" => Ok(StepOutcome::Done),
                 _ => {
-                    super::power_action(task, "power on").await?;
+                    power_action(task, "power on").await?;
                     Ok(StepOutcome::Done)
                 }
             };
@@ -575,7 +575,7 @@ impl Deploy for AgentDeploy {
         if agent_session::is_alive(&task.node, &task.settings) {
             return Ok(());
         }
-        super::power_action(task, "power off").await?;
+        power_action(task, "power off").await?;
         let boot = task.driver.boot.clone();
         boot.clean_up_ramdisk(task).await
     }
@@ -586,10 +586,10 @@ impl Deploy for AgentDeploy {
     }
 
     async fn tear_down_service(&self, task: &mut Task) -> Result<(), DriverError> {
-        super::power_action(task, "power off").await?;
+        power_action(task, "power off").await?;
         let management = task.driver.management.clone();
         management.set_boot_device(&mut task.node, "disk", true).await?;
-        super::power_action(task, "power on").await
+        power_action(task, "power on").await
     }
 }
 

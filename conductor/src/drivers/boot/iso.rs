@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::DriverError;
 use super::assets::{self, BootFiles};
+use crate::drivers::DriverError;
 use crate::model::NodeRecord;
 
 /// Longest xorriso may take.
@@ -92,7 +92,7 @@ async fn build_in(
             "RIVET_VMEDIA",
         ])
         .arg(&tree);
-    super::tool::output(
+    crate::drivers::tool::output(
         cmd,
         "xorriso building the deploy ISO",
         BUILD_TIMEOUT,

@@ -1,9 +1,9 @@
 //! `redfish-virtual-media` boot: the deploy ramdisk on a per-node ISO (kernel command line
-//! inside, see [`super::boot_iso`]) that the BMC fetches from the conductor's http root and
+//! inside, see [`super::iso`]) that the BMC fetches from the conductor's http root and
 //! inserts as a virtual CD; the machine then boots the CD once. After deployment the CD is
 //! ejected and the machine boots its disk.
 //!
-//! `driver_info`: the `redfish_*` keys (see [`super::redfish`]), `deploy_kernel`,
+//! `driver_info`: the `redfish_*` keys (see [`crate::drivers::bmc::redfish`]), `deploy_kernel`,
 //! `deploy_ramdisk`, `kernel_append_params`. The conductor needs `http_root` and, when BMCs
 //! reach it by another address than machines do, `external_http_url`.
 
@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::redfish::Redfish;
-use super::{Boot, DriverError, Interface, Task, assets, boot_iso};
+use super::{assets, iso as boot_iso};
+use crate::drivers::bmc::redfish::Redfish;
+use crate::drivers::{Boot, DriverError, Interface, Task};
 use crate::model::NodeRecord;
 
 /// The node's virtual CD (or DVD) drive: its path and resource.
@@ -86,7 +87,7 @@ impl Interface for RedfishVirtualMediaBoot {
     }
 
     async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
-        super::redfish::check_driver_info(node)?;
+        crate::drivers::bmc::redfish::check_driver_info(node)?;
         assets::check_deploy_assets(node, "virtual media")
     }
 }

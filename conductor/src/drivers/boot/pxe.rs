@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Boot, DriverError, Interface, Task, assets};
+use super::assets;
+use crate::drivers::{Boot, DriverError, Interface, Task};
 use crate::model::NodeRecord;
 
 /// Boot the local disk.

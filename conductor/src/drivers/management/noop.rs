@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::{DriverError, Interface, Management};
+use crate::drivers::{DriverError, Interface, Management};
 use crate::model::NodeRecord;
 
 /// Accepts any supported boot device and does nothing.

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Boot, DriverError, Interface, Task, assets};
+use super::assets;
+use crate::drivers::{Boot, DriverError, Interface, Task};
 use crate::model::NodeRecord;
 
 /// Where the node's pending ramdisk script is kept.

@@ -1,0 +1,40 @@
+//! `ipmitool` management: boot devices through `ipmitool chassis bootdev`.
+
+use async_trait::async_trait;
+
+use crate::drivers::bmc::ipmitool::{check_driver_info, ipmitool};
+use crate::drivers::{DriverError, Interface, Management};
+use crate::model::NodeRecord;
+
+/// Boot devices through `ipmitool chassis bootdev`.
+#[derive(Debug)]
+pub struct IpmiManagement;
+
+#[async_trait]
+impl Interface for IpmiManagement {
+    fn name(&self) -> &'static str {
+        "ipmitool"
+    }
+
+    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
+        check_driver_info(node)
+    }
+}
+
+#[async_trait]
+impl Management for IpmiManagement {
+    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError> {
+        if !self.supported_boot_devices().contains(&device) {
+            return Err(DriverError::Invalid(format!("Invalid boot device {device} specified.")));
+        }
+        let mut args = vec!["chassis", "bootdev", device];
+        if persistent {
+            args.push("options=persistent");
+        }
+        ipmitool(node, &args).await.map(|_| ())
+    }
+
+    fn supported_boot_devices(&self) -> Vec<&'static str> {
+        vec!["pxe", "disk", "cdrom", "bios", "safe"]
+    }
+}

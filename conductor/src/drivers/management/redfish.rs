@@ -1,0 +1,54 @@
+//! `redfish` management: boot devices through the system's `Boot` override.
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::drivers::bmc::redfish::{Redfish, check_driver_info};
+use crate::drivers::{DriverError, Interface, Management};
+use crate::model::NodeRecord;
+
+/// The Redfish `BootSourceOverrideTarget` for an Ironic boot device.
+fn boot_target(device: &str) -> Option<&'static str> {
+    Some(match device {
+        "pxe" => "Pxe",
+        "disk" => "Hdd",
+        "cdrom" => "Cd",
+        "bios" => "BiosSetup",
+        _ => return None,
+    })
+}
+
+/// Boot devices through the system's `Boot` override.
+#[derive(Debug)]
+pub struct RedfishManagement;
+
+#[async_trait]
+impl Interface for RedfishManagement {
+    fn name(&self) -> &'static str {
+        "redfish"
+    }
+
+    async fn validate(&self, node: &NodeRecord) -> Result<(), DriverError> {
+        check_driver_info(node)
+    }
+}
+
+#[async_trait]
+impl Management for RedfishManagement {
+    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError> {
+        let target = boot_target(device)
+            .ok_or_else(|| DriverError::Invalid(format!("Invalid boot device {device} specified.")))?;
+        let bmc = Redfish::for_node(node)?;
+        let path = bmc.system_path().await?;
+        let enabled = if persistent { "Continuous" } else { "Once" };
+        bmc.patch(
+            &path,
+            &json!({"Boot": {"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled}}),
+        )
+        .await
+    }
+
+    fn supported_boot_devices(&self) -> Vec<&'static str> {
+        vec!["pxe", "disk", "cdrom", "bios"]
+    }
+}
