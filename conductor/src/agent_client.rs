@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rivet_common::command::{CommandList, CommandResult, CommandStatus};
+use rivet_common::JsonObject;
+use rivet_common::command::{CommandList, CommandRequest, CommandResult, CommandStatus};
 use rivet_common::error::Fault;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::model::NodeRecord;
 
@@ -166,22 +167,17 @@ impl AgentClient {
     async fn post_once(
         &self,
         node: &NodeRecord,
-        name: &str,
-        params: &Value,
+        request: &CommandRequest,
         wait: bool,
     ) -> Result<CommandResult, AgentClientError> {
+        let name = request.name.as_str();
         let url = Self::base(node)?;
         let mut query = vec![("wait", if wait { "true".to_owned() } else { "false".to_owned() })];
         if let Some(token) = Self::token(node) {
             query.push(("agent_token", token));
         }
         let http = self.http_for(node)?;
-        let response = http
-            .post(&url)
-            .query(&query)
-            .json(&json!({"name": name, "params": params}))
-            .send()
-            .await;
+        let response = http.post(&url).query(&query).json(request).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {
@@ -219,17 +215,22 @@ impl AgentClient {
         Ok(result)
     }
 
-    /// Run a command; connection failures are retried up to `max_attempts` times.
+    /// Run the command `name` (`<extension>.<command>`) with keyword arguments `params`;
+    /// connection failures are retried up to `max_attempts` times.
     pub async fn command(
         &self,
         node: &NodeRecord,
         name: &str,
-        params: Value,
+        params: JsonObject,
         wait: bool,
     ) -> Result<CommandResult, AgentClientError> {
+        let request = CommandRequest {
+            name: name.to_owned(),
+            params,
+        };
         let mut last = None;
         for _ in 0..self.config.max_attempts.max(1) {
-            match self.post_once(node, name, &params, wait).await {
+            match self.post_once(node, &request, wait).await {
                 Err(e @ AgentClientError::Connection { .. }) => last = Some(e),
                 other => return other,
             }
@@ -242,7 +243,7 @@ impl AgentClient {
         &self,
         node: &NodeRecord,
         name: &str,
-        params: Value,
+        params: JsonObject,
     ) -> Result<CommandResult, AgentClientError> {
         let started = self.command(node, name, params, false).await?;
         if started.command_status.is_finished() {

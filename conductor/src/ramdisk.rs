@@ -13,6 +13,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
+use rivet_common::field::Field;
+use rivet_common::node::Node;
+use rivet_common::ramdisk::{HeartbeatRequest, LookupConfig, LookupResponse};
 use rivet_common::version::ApiVersion;
 use serde_json::{Value, json};
 
@@ -21,17 +24,6 @@ use crate::engine::{Conductor, EngineError};
 use crate::model::{MASK, NodeRecord, mask_instance_info, mask_secrets};
 use crate::states;
 use crate::time::now_naive;
-
-/// A heartbeat's fields, checked by the API.
-#[derive(Debug, Clone, Default)]
-pub struct Heartbeat {
-    pub callback_url: String,
-    pub agent_token: Option<String>,
-    pub agent_version: Option<String>,
-    pub agent_verify_ca: Option<String>,
-    pub agent_status: Option<String>,
-    pub agent_status_message: Option<String>,
-}
 
 fn new_token() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -46,7 +38,7 @@ impl Conductor {
         node_uuid: Option<&str>,
         version: ApiVersion,
         peer: Option<IpAddr>,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<LookupResponse, EngineError> {
         let not_found = || EngineError::NotFound("Resource could not be found.".into());
         if version < ApiVersion::RAMDISK_ENDPOINTS {
             return Err(not_found());
@@ -90,33 +82,41 @@ impl Conductor {
         for key in ["agent_token_lookup", "agent_token_claimed"] {
             dii.remove(key);
         }
-        let mut config = json!({
+        // The keys IPA reads have fields; the rest (metrics, containers) are Ironic's defaults.
+        let extra = json!({
             "metrics": {"backend": "noop", "prepend_host": false, "prepend_uuid": false, "prepend_host_reverse": true, "global_prefix": null},
             "metrics_statsd": {"statsd_host": "localhost", "statsd_port": 8125},
-            "heartbeat_timeout": self.config.ramdisk_heartbeat_timeout,
             "agent_containers": {"allow_arbitrary_containers": false, "allowed_containers": [], "container_steps_file": "/etc/ironic-python-agent.d/mysteps.yaml", "runner": "podman", "pull_options": [], "run_options": ["--rm", "--network=host"]},
-            "agent_token_required": true,
-            "agent_md5_checksum_enable": true,
-            "disable_deep_image_inspection": false,
-            "permitted_image_formats": ["raw", "gpt", "qcow2", "iso"],
-            "agent_skip_bmc_detect": false,
-            "enable_bios_bootloader_install": false,
-            "tls_min_version": self.config.agent_tls_minimum_version.as_str(),
-            "tls_cipher_suites": null,
         });
-        if let Some(token) = token {
-            config["agent_token"] = json!(token);
-        }
-        Ok(json!({
-            "node": {
-                "uuid": node.uuid,
-                "properties": node.properties,
-                "instance_info": mask_instance_info(&node.instance_info),
-                "driver_internal_info": dii,
-                "links": crate::model::links(&self.settings.api_url, &format!("nodes/{}", node.uuid)),
+        let answer = LookupResponse {
+            node: Node {
+                uuid: node.uuid.clone(),
+                properties: Some(node.properties.clone()),
+                instance_info: Some(mask_instance_info(&node.instance_info)),
+                driver_info: None,
+                driver_internal_info: Some(dii),
+                extra: [(
+                    "links".to_owned(),
+                    crate::model::links(&self.settings.api_url, &format!("nodes/{}", node.uuid)),
+                )]
+                .into_iter()
+                .collect(),
             },
-            "config": config,
-        }))
+            config: LookupConfig {
+                heartbeat_timeout: self.config.ramdisk_heartbeat_timeout,
+                agent_token: token.map_or(Field::Absent, Field::Value),
+                agent_token_required: Field::Value(true),
+                agent_md5_checksum_enable: Field::Value(true),
+                disable_deep_image_inspection: Field::Value(false),
+                permitted_image_formats: Field::Value(["raw", "gpt", "qcow2", "iso"].map(str::to_owned).to_vec()),
+                agent_skip_bmc_detect: Field::Value(false),
+                enable_bios_bootloader_install: Field::Value(false),
+                tls_min_version: Field::Value(self.config.agent_tls_minimum_version.as_str().to_owned()),
+                tls_cipher_suites: Field::Null,
+                extra: extra.as_object().cloned().unwrap_or_default(),
+            },
+        };
+        Ok(answer)
     }
 
     async fn token_for_lookup(
@@ -180,7 +180,7 @@ impl Conductor {
     pub async fn heartbeat(
         self: &Arc<Self>,
         ident: &str,
-        hb: Heartbeat,
+        hb: HeartbeatRequest,
         version: ApiVersion,
     ) -> Result<(), EngineError> {
         if version < ApiVersion::RAMDISK_ENDPOINTS {
@@ -215,7 +215,7 @@ impl Conductor {
                 "Detected change in ramdisk provided \"callback_url\"".into(),
             ));
         }
-        let Some(token) = &hb.agent_token else {
+        let Some(token) = hb.agent_token.as_option() else {
             return Err(EngineError::Invalid(
                 "Agent token is required for heartbeat processing.".into(),
             ));
@@ -265,7 +265,7 @@ impl Conductor {
         Ok(())
     }
 
-    async fn process_heartbeat(self: &Arc<Self>, uuid: &str, hb: Heartbeat) {
+    async fn process_heartbeat(self: &Arc<Self>, uuid: &str, hb: HeartbeatRequest) {
         let lock = match self.locks.try_acquire(uuid).await {
             Ok(lock) => lock,
             Err(e) => {

@@ -12,14 +12,14 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::{ApiError, AppState, RequestContext, parse_body};
-use crate::ramdisk::Heartbeat;
+use rivet_common::ramdisk::{HeartbeatRequest, LookupResponse};
 
 pub(super) async fn lookup(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LookupResponse>, ApiError> {
     let addresses: Vec<String> = q
         .get("addresses")
         .map(|a| a.split(',').map(|s| s.trim().to_owned()).collect())
@@ -36,36 +36,13 @@ pub(super) async fn lookup(
     Ok(Json(answer))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct HeartbeatBody {
-    callback_url: String,
-    #[serde(default)]
-    agent_token: Option<String>,
-    #[serde(default)]
-    agent_version: Option<String>,
-    #[serde(default)]
-    agent_verify_ca: Option<String>,
-    #[serde(default)]
-    agent_status: Option<String>,
-    #[serde(default)]
-    agent_status_message: Option<String>,
-}
-
 pub(super) async fn heartbeat(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Path(node): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let body: HeartbeatBody = parse_body(&body)?;
-    let hb = Heartbeat {
-        callback_url: body.callback_url,
-        agent_token: body.agent_token,
-        agent_version: body.agent_version,
-        agent_verify_ca: body.agent_verify_ca,
-        agent_status: body.agent_status,
-        agent_status_message: body.agent_status_message,
-    };
+    let hb: HeartbeatRequest = parse_body(&body)?;
     if let Err(e) = state.conductor.heartbeat(&node, hb, ctx.version).await {
         // The agent only sees a status; the operator should see why.
         tracing::warn!(node = %node, error = %e, "heartbeat refused");

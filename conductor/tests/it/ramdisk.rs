@@ -93,3 +93,37 @@ async fn an_agent_not_reachable_yet_is_retried_on_its_next_heartbeat() {
         );
     }
 }
+
+/// The lookup answer is built from `rivet_common::ramdisk::LookupResponse`, the type the agent
+/// parses, and carries exactly the keys Ironic 39 sends (captured in the fixture).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lookup_answer_has_ironic_s_keys_and_parses_as_the_common_type() {
+    let c = TestConductor::start_with(|c| c.require_tls = false).await;
+    node_in_clean_wait(&c).await;
+    let (status, found) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/lookup?addresses={MAC}")),
+        None,
+        Some("1.62"),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let fixture: Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/upstream/ironic/flow/conductor_lookup_200.json"
+    ))
+    .expect("fixture");
+    let keys = |doc: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = doc.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let upstream = &fixture["body"];
+    assert_eq!(keys(&found), keys(upstream));
+    assert_eq!(keys(&found["node"]), keys(&upstream["node"]));
+    assert_eq!(keys(&found["config"]), keys(&upstream["config"]));
+    for key in ["metrics", "metrics_statsd", "agent_containers"] {
+        assert_eq!(found["config"][key], upstream["config"][key], "{key}");
+    }
+    let parsed: rivet_common::ramdisk::LookupResponse = serde_json::from_value(found.clone()).expect("parses");
+    assert_eq!(serde_json::to_value(&parsed).expect("serialises"), found);
+}

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use rivet_common::JsonObject;
 use rivet_common::command::{CommandResult, CommandStatus};
 use rivet_common::field::Field;
+use rivet_common::image::ImageInfo;
 use rivet_common::steps::{Step, StepType, StepsResult};
 use serde_json::{Value, json};
 
@@ -83,7 +84,10 @@ async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
 /// Ask the agent for its steps of `flow` and cache them (reference §3.4).
 async fn refresh_steps(task: &mut Task, flow: StepType) -> Result<(), DriverError> {
     let name = format!("{flow}.get_{flow}_steps");
-    let params = json!({"node": node_for_agent(&task.node, false), "ports": ports_for_agent(task)});
+    let params = JsonObject::from_iter([
+        ("node".to_owned(), node_for_agent(&task.node, false)),
+        ("ports".to_owned(), ports_for_agent(task)),
+    ]);
     let result = match task.agent.command(&task.node, &name, params, true).await {
         Ok(r) => r,
         Err(AgentClientError::Api { status: _, message }) if flow == StepType::Service => {
@@ -178,10 +182,7 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
     );
     let name = format!("{flow}.execute_{flow}_step");
     crate::crash_point::reached(crate::crash_point::BEFORE_AGENT_COMMAND);
-    let sent = task
-        .agent
-        .command(&task.node, &name, Value::Object(params), false)
-        .await;
+    let sent = task.agent.command(&task.node, &name, params, false).await;
     if sent.is_ok() {
         crate::crash_point::reached(crate::crash_point::AGENT_COMMAND_SENT);
     }
@@ -243,7 +244,7 @@ pub fn in_band_status(commands: &[CommandResult], flow: StepType, current: &Step
 }
 
 /// `image_info` for the agent from `instance_info` (reference §4.9).
-pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
+pub fn image_info(node: &NodeRecord) -> Result<ImageInfo, DriverError> {
     let ii = &node.instance_info;
     // Absent and null are "not given"; any other type is an error that names the field, never
     // "missing" (an operator who set a number must be told it is a number).
@@ -285,23 +286,22 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
         .next()
         .unwrap_or("image")
         .to_owned();
-    let mut info = json!({
-        "id": id,
-        "urls": [text("image_url")?.unwrap_or(source)],
-        "disk_format": text("image_disk_format")?,
-        "container_format": text("image_container_format")?,
-        "stream_raw_images": true,
-        "node_uuid": node.uuid,
-    });
-    if let Some(c) = checksum {
-        info["checksum"] = json!(c);
-    }
+    let mut info = ImageInfo {
+        id,
+        urls: vec![text("image_url")?.unwrap_or(source)],
+        disk_format: text("image_disk_format")?.into(),
+        container_format: text("image_container_format")?.into(),
+        stream_raw_images: Field::Value(true),
+        node_uuid: Field::Value(node.uuid.clone()),
+        checksum: checksum.map_or(Field::Absent, Field::Value),
+        // Whole-disk images carry no image_type, as upstream sends them.
+        ..ImageInfo::default()
+    };
     if let (Some(a), Some(v)) = (algo, value) {
-        info["os_hash_algo"] = json!(a);
-        info["os_hash_value"] = json!(v);
+        info.os_hash_algo = Field::Value(a);
+        info.os_hash_value = Field::Value(v);
     }
-    let image_type = text("image_type")?.unwrap_or_else(|| "whole-disk".into());
-    if image_type == "partition" {
+    if text("image_type")?.as_deref() == Some("partition") {
         let mb = |k: &str, gb: Option<&str>| {
             ii.get(k).and_then(Value::as_u64).or_else(|| {
                 gb.and_then(|g| ii.get(g))
@@ -309,15 +309,13 @@ pub fn image_info(node: &NodeRecord) -> Result<Value, DriverError> {
                     .map(|g| g * 1024)
             })
         };
-        info["image_type"] = json!("partition");
-        info["root_mb"] = json!(mb("root_mb", Some("root_gb")).unwrap_or(0));
-        info["swap_mb"] = json!(mb("swap_mb", None).unwrap_or(0));
-        info["ephemeral_mb"] = json!(mb("ephemeral_mb", Some("ephemeral_gb")).unwrap_or(0));
-        info["ephemeral_format"] = json!(text("ephemeral_format")?);
-        info["preserve_ephemeral"] = json!(ii.get("preserve_ephemeral").and_then(Value::as_bool).unwrap_or(false));
-        info["deploy_boot_mode"] = json!(text("deploy_boot_mode")?.unwrap_or_else(|| "bios".into()));
-    } else {
-        info["image_type"] = json!("whole-disk");
+        info.image_type = Field::Value("partition".into());
+        info.root_mb = Field::Value(mb("root_mb", Some("root_gb")).unwrap_or(0));
+        info.swap_mb = Field::Value(mb("swap_mb", None).unwrap_or(0));
+        info.ephemeral_mb = Field::Value(mb("ephemeral_mb", Some("ephemeral_gb")).unwrap_or(0));
+        info.ephemeral_format = text("ephemeral_format")?.into();
+        info.preserve_ephemeral = Field::Value(ii.get("preserve_ephemeral").and_then(Value::as_bool).unwrap_or(false));
+        info.deploy_boot_mode = Field::Value(text("deploy_boot_mode")?.unwrap_or_else(|| "bios".into()));
     }
     Ok(info)
 }
@@ -345,7 +343,7 @@ impl AgentDeploy {
     }
 
     async fn write_image(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
-        let info = image_info(&task.node)?;
+        let info = serde_json::to_value(image_info(&task.node)?).map_err(failed)?;
         let configdrive = crate::configdrive::for_agent(&task.node).await?;
         let step = Step {
             step: "write_image".into(),
@@ -363,7 +361,7 @@ impl AgentDeploy {
     async fn prepare_instance_boot(&self, task: &mut Task) -> Result<StepOutcome, DriverError> {
         let uuids = task
             .agent
-            .command(&task.node, "standby.get_partition_uuids", json!({}), true)
+            .command(&task.node, "standby.get_partition_uuids", JsonObject::new(), true)
             .await
             .map_err(failed)?;
         let uuids = uuids.command_result.unwrap_or(Value::Null);
@@ -375,12 +373,18 @@ impl AgentDeploy {
         }
         let partition = task.node.instance_info.get("image_type").and_then(Value::as_str) == Some("partition");
         if (partition && root.is_some()) || boot_mode(&task.node) == "uefi" {
-            let params = json!({
-                "root_uuid": root,
-                "efi_system_part_uuid": uuids.get("efi system partition uuid"),
-                "prep_boot_part_uuid": uuids.get("PReP Boot partition uuid"),
-                "target_boot_mode": boot_mode(&task.node),
-            });
+            let params = JsonObject::from_iter([
+                ("root_uuid".to_owned(), json!(root)),
+                (
+                    "efi_system_part_uuid".to_owned(),
+                    json!(uuids.get("efi system partition uuid")),
+                ),
+                (
+                    "prep_boot_part_uuid".to_owned(),
+                    json!(uuids.get("PReP Boot partition uuid")),
+                ),
+                ("target_boot_mode".to_owned(), json!(boot_mode(&task.node))),
+            ]);
             let result = task
                 .agent
                 .command_polled(&task.node, "image.install_bootloader", params)
@@ -406,7 +410,7 @@ impl AgentDeploy {
         // power off hard if the machine is still up.
         let asked = task
             .agent
-            .command(&task.node, "standby.power_off", json!({}), false)
+            .command(&task.node, "standby.power_off", JsonObject::new(), false)
             .await;
         let mut off = false;
         match &asked {
@@ -646,5 +650,25 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("Missing are: ['instance_info.image_source']"), "{err}");
+    }
+
+    /// The image_info sent with write_image is the one Ironic 39 sent for the same
+    /// instance_info (captured in the fixture), key for key.
+    #[test]
+    fn image_info_for_a_whole_disk_image_is_ironic_s() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../../../tests/fixtures/upstream/ironic/flow/agent_POST_deploy.execute_deploy_step.write_image_200.json"
+        ))
+        .expect("fixture");
+        let upstream = &fixture["request"]["body"]["params"]["step"]["args"]["image_info"];
+        let mut node = node(json!({
+            "image_source": upstream["urls"][0],
+            "image_disk_format": "raw",
+            "image_os_hash_algo": upstream["os_hash_algo"],
+            "image_os_hash_value": upstream["os_hash_value"],
+        }));
+        node.uuid = upstream["node_uuid"].as_str().expect("uuid").to_owned();
+        let ours = serde_json::to_value(image_info(&node).expect("image_info")).expect("serialises");
+        assert_eq!(&ours, upstream);
     }
 }
