@@ -570,7 +570,7 @@ async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
         .expect("starts");
     let base = first.url();
     let mut uuids = Vec::new();
-    for name in ["before-first-step", "in-band", "unsafe"] {
+    for name in ["before-first-step", "in-band", "unsafe", "crash-loop"] {
         let (_, node) = call(
             Method::POST,
             format!("{base}/v1/nodes"),
@@ -635,6 +635,22 @@ async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
     let mut record = db.node(&uuids[2]).await.expect("db").expect("node");
     record.interfaces.insert("bios".into(), "no-bios".into());
     db.update_node(&record).await.expect("db");
+    // A power step is safe to repeat, but three restarts already found it running: the fourth
+    // does not resume it.
+    crash(
+        &uuids[3],
+        "cleaning",
+        Some((
+            "clean",
+            json!({"step": "reboot", "interface": "management", "priority": 10}),
+        )),
+    )
+    .await;
+    let mut record = db.node(&uuids[3]).await.expect("db").expect("node");
+    record
+        .driver_internal_info
+        .insert("clean_step_restarts".into(), json!(3));
+    db.update_node(&record).await.expect("db");
     // Whether a step runs in the agent is the deploy interface's answer: `direct` sends
     // write_image to the agent.
     let mut record = db.node(&uuids[1]).await.expect("db").expect("node");
@@ -674,6 +690,12 @@ async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
     let error = record.last_error.unwrap_or_default();
     assert!(
         error.contains("stopped during clean step bios.apply_configuration, which is not safe to repeat"),
+        "{error}"
+    );
+    let record = settled(uuids[3].clone(), "clean failed").await;
+    let error = record.last_error.unwrap_or_default();
+    assert!(
+        error.contains("stopped 4 times during clean step management.reboot; not resuming it again"),
         "{error}"
     );
     let (_, history) = call(
