@@ -249,7 +249,7 @@ impl ConductorConfig {
                 attempts: file.node_locked_retry_attempts.unwrap_or(3).max(1),
                 interval: Duration::from_secs_f64(file.node_locked_retry_interval.unwrap_or(1.0).clamp(0.01, 60.0)),
             },
-            allow_deleting_available_nodes: file.allow_deleting_available_nodes.unwrap_or(false),
+            allow_deleting_available_nodes: file.allow_deleting_available_nodes.unwrap_or(true),
             debug: cli.debug,
             ramdisk_heartbeat_timeout: file.ramdisk_heartbeat_timeout.unwrap_or(300).max(1),
             require_tls: file.require_tls.unwrap_or(true),

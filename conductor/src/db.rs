@@ -10,7 +10,7 @@ use rivet_common::JsonObject;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::model::{HistoryEvent, NodeRecord, PortRecord};
+use crate::model::{ConductorRecord, HistoryEvent, NodeRecord, PortRecord};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -376,6 +376,31 @@ impl Database {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Every registered conductor, by host name.
+    pub async fn conductors(&self) -> Result<Vec<ConductorRecord>, DbError> {
+        let rows = sqlx::query(
+            "SELECT hostname, drivers, conductor_group, online, created_at, updated_at FROM conductors ORDER BY hostname",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let drivers: String = row.try_get("drivers")?;
+                Ok(ConductorRecord {
+                    hostname: row.try_get("hostname")?,
+                    drivers: serde_json::from_str(&drivers).map_err(|e| DbError::Corrupt {
+                        what: "conductor drivers".into(),
+                        reason: e.to_string(),
+                    })?,
+                    conductor_group: row.try_get("conductor_group")?,
+                    online: flag(row, "online")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
     }
 
     fn port_from_row(row: &AnyRow) -> Result<PortRecord, DbError> {

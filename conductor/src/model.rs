@@ -271,6 +271,16 @@ pub fn links(base: &str, path: &str) -> Value {
     json!([{"href": format!("{base}/v1/{path}"), "rel": "self"}, {"href": format!("{base}/{path}"), "rel": "bookmark"}])
 }
 
+/// A provision state as a client of `version` sees it: before 1.2 `available` was "no state"
+/// (null), before 1.39 `inspect wait` was `inspecting` (Ironic's node controller).
+pub fn shown_provision_state(state: &str, version: ApiVersion) -> Option<&str> {
+    match state {
+        "available" if version.minor < 2 => None,
+        "inspect wait" if version.minor < 39 => Some("inspecting"),
+        other => Some(other),
+    }
+}
+
 impl NodeRecord {
     /// The running step of `flow` (`clean_step`, `deploy_step` or `service_step`); empty when
     /// none runs.
@@ -344,10 +354,13 @@ impl NodeRecord {
         let raw = self.raw_fields();
         let mut doc = JsonObject::new();
         for (field, minor) in NODE_FIELDS {
-            if !is_shown(field, *minor, version, fields) {
+            // Links come with any choice of fields, as Ironic sends them.
+            let links_with_fields = *field == "links" && fields.is_some();
+            if !(is_shown(field, *minor, version, fields) || links_with_fields) {
                 continue;
             }
             let value = match *field {
+                "provision_state" => json!(shown_provision_state(&self.provision_state, version)),
                 "driver_info" => Value::Object(mask_secrets(&self.driver_info)),
                 "driver_internal_info" => Value::Object(mask_secrets(&self.driver_internal_info)),
                 "instance_info" => Value::Object(mask_instance_info(&self.instance_info)),
@@ -359,6 +372,42 @@ impl NodeRecord {
             doc.insert((*field).to_owned(), value);
         }
         Value::Object(doc)
+    }
+}
+
+/// A registered conductor (`/v1/conductors`, API 1.49).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConductorRecord {
+    /// Its `--host`.
+    pub hostname: String,
+    /// Enabled hardware types.
+    pub drivers: Vec<String>,
+    /// Its conductor group (`""`: the default group).
+    pub conductor_group: String,
+    /// Registered and not stopped.
+    pub online: bool,
+    /// When it first registered.
+    pub created_at: String,
+    /// Its last refresh.
+    pub updated_at: Option<String>,
+}
+
+impl ConductorRecord {
+    /// The API document: `hostname`, `conductor_group`, `alive` and `links`, plus
+    /// `created_at`, `updated_at` and `drivers` in detail.
+    pub fn to_api(&self, base: &str, detail: bool) -> Value {
+        let mut doc = json!({
+            "hostname": self.hostname,
+            "conductor_group": self.conductor_group,
+            "alive": self.online,
+            "links": links(base, &format!("conductors/{}", self.hostname)),
+        });
+        if detail {
+            doc["created_at"] = json!(self.created_at);
+            doc["updated_at"] = json!(self.updated_at);
+            doc["drivers"] = json!(self.drivers);
+        }
+        doc
     }
 }
 

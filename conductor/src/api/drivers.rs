@@ -12,19 +12,27 @@ use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext, parse_body};
-use crate::model::{INTERFACE_KINDS, links};
+use crate::model::{INTERFACE_KINDS, links, node_field_known};
 
 fn driver_doc(state: &AppState, ctx: &RequestContext, name: &str, detail: bool) -> Value {
     let mut doc = json!({
         "name": name,
         "hosts": [state.conductor.locks.host()],
-        "type": "dynamic",
         "links": links(&ctx.base, &format!("drivers/{name}")),
-        "properties": links(&ctx.base, &format!("drivers/{name}/properties")),
     });
+    // Ironic's driver controller: links to the properties from 1.14, the type from 1.30.
+    if ctx.version.minor >= 14 {
+        doc["properties"] = links(&ctx.base, &format!("drivers/{name}/properties"));
+    }
+    if ctx.version.minor >= 30 {
+        doc["type"] = json!("dynamic");
+    }
     if detail && ctx.version.minor >= 30 {
         let registry = &state.conductor.drivers;
-        for kind in INTERFACE_KINDS {
+        for kind in INTERFACE_KINDS
+            .iter()
+            .filter(|k| node_field_known(&format!("{k}_interface"), ctx.version))
+        {
             doc[format!("default_{kind}_interface")] = json!(registry.default_for(name, kind));
             doc[format!("enabled_{kind}_interfaces")] = json!(registry.usable(name, kind));
         }
@@ -46,8 +54,11 @@ pub(super) async fn list(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
-) -> Json<Value> {
+) -> Result<Json<Value>, ApiError> {
     let detail = q.get("detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
+    if detail && ctx.version.minor < 30 {
+        return Err(ApiError::NotAcceptable("Request not acceptable.".into()));
+    }
     let drivers: Vec<Value> = state
         .conductor
         .drivers
@@ -55,7 +66,7 @@ pub(super) async fn list(
         .iter()
         .map(|n| driver_doc(&state, &ctx, n, detail))
         .collect();
-    Json(json!({ "drivers": drivers }))
+    Ok(Json(json!({ "drivers": drivers })))
 }
 
 pub(super) async fn show(
@@ -131,17 +142,4 @@ pub(super) async fn vendor_call(
         Json(json!({"return": value, "async": false, "attach": spec.attach})),
     )
         .into_response())
-}
-
-pub(super) async fn conductors(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-) -> Result<Json<Value>, ApiError> {
-    if ctx.version.minor < 49 {
-        return Err(ApiError::NotFound("The resource could not be found.".into()));
-    }
-    let host = state.conductor.locks.host();
-    Ok(Json(
-        json!({"conductors": [{"hostname": host, "conductor_group": "", "alive": true, "links": links(&ctx.base, &format!("conductors/{host}"))}]}),
-    ))
 }

@@ -14,6 +14,13 @@ pub enum ApiError {
     Unauthorized,
     Forbidden(String),
     NotFound(String),
+    /// No such path at the requested microversion: Ironic's web framework answers these with
+    /// `{"code": 404, "title": "Not Found", "description": ""}` inside `error_message`, not a
+    /// fault document.
+    NoRoute,
+    /// The path exists at the requested microversion but not for this method: Ironic's web
+    /// framework's 405, in the same style as [`ApiError::NoRoute`].
+    NoMethod,
     MethodNotAllowed,
     Conflict(String),
     NotAcceptable(String),
@@ -40,11 +47,24 @@ impl From<crate::db::DbError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let routing = match self {
+            ApiError::NoRoute => Some((StatusCode::NOT_FOUND, "Not Found")),
+            ApiError::NoMethod => Some((StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
+            _ => None,
+        };
+        if let Some((status, title)) = routing {
+            let inner = serde_json::json!({"code": status.as_u16(), "title": title, "description": ""});
+            let body = IronicError {
+                error_message: inner.to_string(),
+            };
+            return (status, Json(body)).into_response();
+        }
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required".to_owned()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::NoRoute | ApiError::NoMethod => (StatusCode::NOT_FOUND, String::new()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "The method is not allowed for the requested URL.".to_owned(),

@@ -7,12 +7,18 @@
 
 pub mod auth;
 mod boot;
+mod components;
+mod conductors;
 mod drivers;
 mod error;
+mod management;
+mod node_list;
 mod nodes;
 mod ports;
 mod ramdisk;
 mod root;
+mod shards;
+mod traits;
 
 use std::sync::Arc;
 
@@ -90,7 +96,36 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/nodes/{node}/vendor_passthru/{method}",
             axum::routing::any(nodes::vendor_call_path),
-        );
+        )
+        .route(
+            "/v1/nodes/{node}/management/boot_device",
+            get(management::get).put(management::set),
+        )
+        .route(
+            "/v1/nodes/{node}/management/boot_device/supported",
+            get(management::supported),
+        )
+        .route(
+            "/v1/nodes/{node}/traits",
+            get(traits::list).put(traits::set).delete(traits::clear),
+        )
+        .route(
+            "/v1/nodes/{node}/traits/{trait}",
+            put(traits::add).delete(traits::remove),
+        )
+        .route(
+            "/v1/nodes/{node}/vifs",
+            get(components::vifs).post(components::attach_vif),
+        )
+        .route(
+            "/v1/nodes/{node}/vifs/{vif}",
+            axum::routing::delete(components::detach_vif),
+        )
+        .route("/v1/nodes/{node}/bios", get(components::bios))
+        .route("/v1/nodes/{node}/bios/{setting}", get(components::bios_setting))
+        .route("/v1/nodes/{node}/firmware", get(components::firmware))
+        .route("/v1/nodes/{node}/children", get(components::children))
+        .route("/v1/nodes/{node}/vmedia", get(components::vmedia));
     let ports = Router::new()
         .route("/v1/ports", get(ports::list).post(ports::create))
         .route("/v1/ports/", get(ports::list).post(ports::create))
@@ -112,7 +147,9 @@ pub fn app(state: AppState) -> Router {
             "/v1/drivers/{driver}/vendor_passthru",
             axum::routing::any(drivers::vendor_call),
         )
-        .route("/v1/conductors", get(drivers::conductors))
+        .route("/v1/conductors", get(conductors::list))
+        .route("/v1/conductors/{hostname}", get(conductors::show))
+        .route("/v1/shards", get(shards::list))
         .route("/v1/lookup", get(ramdisk::lookup))
         .route("/v1/lookup/", get(ramdisk::lookup))
         .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat))
@@ -129,10 +166,33 @@ pub fn app(state: AppState) -> Router {
         .merge(nodes)
         .merge(ports)
         .merge(drivers)
-        .fallback(|| async { ApiError::NotFound("The resource could not be found.".into()) })
+        .fallback(|| async { ApiError::NoRoute })
+        .layer(middleware::from_fn(node_names_need_1_5))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), negotiate))
         .with_state(state)
+}
+
+/// Nodes are found by logical name from API 1.5; before, a name is an unknown node (Ironic's
+/// `get_rpc_node` answers 404 without looking).
+async fn node_names_need_1_5(request: Request, next: Next) -> Response {
+    let old = request
+        .extensions()
+        .get::<RequestContext>()
+        .is_some_and(|ctx| ctx.version.minor < 5);
+    if old
+        && let Some(ident) = request
+            .uri()
+            .path()
+            .strip_prefix("/v1/nodes/")
+            .map(|rest| rest.split('/').next().unwrap_or_default())
+        && !ident.is_empty()
+        && ident != "detail"
+        && uuid::Uuid::parse_str(ident).is_err()
+    {
+        return ApiError::NotFound(format!("Node {ident} could not be found.")).into_response();
+    }
+    next.run(request).await
 }
 
 fn requested_version(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -218,6 +278,28 @@ fn with_version_headers(mut response: Response, version: ApiVersion) -> Response
     headers.insert(http::header::SERVER, HeaderValue::from_static("rivet-conductor"));
     response
 }
+
+/// A path that exists from API `1.<minor>`: below it Ironic's router does not know it
+/// ([`ApiError::NoRoute`]).
+pub fn require(ctx: &RequestContext, minor: u32) -> Result<(), ApiError> {
+    if ctx.version.minor < minor {
+        return Err(ApiError::NoRoute);
+    }
+    Ok(())
+}
+
+/// An API that exists from `1.<minor>`, checked by Ironic's handler rather than its router:
+/// below it a 404 fault document with `message` (Ironic's default is "The API is not
+/// supported for this version").
+pub fn require_api(ctx: &RequestContext, minor: u32, message: &str) -> Result<(), ApiError> {
+    if ctx.version.minor < minor {
+        return Err(ApiError::NotFound(message.to_owned()));
+    }
+    Ok(())
+}
+
+/// Ironic's default text for [`require_api`].
+pub const API_NOT_SUPPORTED: &str = "The API is not supported for this version";
 
 /// Parse a JSON body into `T`; malformed or mistyped bodies are 400 with serde's reason.
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

@@ -12,9 +12,12 @@ use http::{Method, StatusCode};
 use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
+use super::node_list::Listing;
 use super::{ApiError, AppState, RequestContext, fields_param, parse_body};
 use crate::engine::ProvisionRequest;
-use crate::model::{ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, attr_default, node_field_known};
+use crate::model::{
+    ATTR_FIELDS, INTERFACE_KINDS, NODE_LIST_FIELDS, NodeRecord, attr_default, node_field_known, shown_provision_state,
+};
 use crate::states::{PROTECT_ALLOWED, state};
 use crate::time::now_iso;
 
@@ -219,12 +222,15 @@ fn node_doc(state: &AppState, ctx: &RequestContext, node: &NodeRecord, fields: O
 
 fn check_fields(ctx: &RequestContext, fields: Option<&[String]>) -> Result<(), ApiError> {
     for f in fields.unwrap_or_default() {
-        if !node_field_known(f, ctx.version) {
-            return Err(ApiError::BadRequest(format!(
-                "Field(s) \"{f}\" are not valid at API version {}",
-                ctx.version
-            )));
+        if node_field_known(f, ctx.version) {
+            continue;
         }
+        // A field of a newer microversion is "not acceptable", an unknown one invalid.
+        return Err(if node_field_known(f, super::MAX_VERSION) {
+            ApiError::NotAcceptable("Request not acceptable.".into())
+        } else {
+            ApiError::BadRequest(format!("Field(s) \"{f}\" are not valid"))
+        });
     }
     Ok(())
 }
@@ -233,55 +239,27 @@ async fn list_nodes(
     state: AppState,
     ctx: RequestContext,
     query: HashMap<String, String>,
-    detail: bool,
+    detail_path: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = fields_param(query.get("fields"));
-    if detail && fields.is_some() {
-        return Err(ApiError::BadRequest(
-            "Can not specify ?detail=True and fields in the same request.".into(),
-        ));
-    }
-    check_fields(&ctx, fields.as_deref())?;
+    let listing = Listing::parse(&ctx, query, detail_path)?;
     let short: Vec<String> = NODE_LIST_FIELDS.iter().map(|s| s.to_string()).collect();
-    let shown = if detail { None } else { Some(fields.unwrap_or(short)) };
-    let mut nodes = state.conductor.db.nodes().await?;
-    if let Some(s) = query.get("provision_state") {
-        nodes.retain(|n| &n.provision_state == s);
-    }
-    if let Some(m) = query.get("maintenance") {
-        let want = m.eq_ignore_ascii_case("true");
-        nodes.retain(|n| n.maintenance == want);
-    }
-    if let Some(d) = query.get("driver") {
-        nodes.retain(|n| &n.driver == d);
-    }
-    if let Some(marker) = query.get("marker") {
-        if let Some(pos) = nodes.iter().position(|n| &n.uuid == marker) {
-            nodes.drain(..=pos);
-        } else {
-            return Err(ApiError::BadRequest(format!("Marker {marker} could not be found.")));
-        }
-    }
-    let limit = match query.get("limit") {
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| ApiError::BadRequest(format!("Invalid limit {l:?}: expected a positive integer")))?,
-        ),
-        None => None,
+    let shown = if listing.detail {
+        None
+    } else {
+        Some(listing.fields.clone().unwrap_or(short))
     };
-    let mut doc = json!({});
-    if let Some(limit) = limit.filter(|l| *l > 0 && nodes.len() > *l) {
-        nodes.truncate(limit);
-        if let Some(last) = nodes.last() {
-            doc["next"] = json!(format!("{}/v1/nodes?limit={limit}&marker={}", ctx.base, last.uuid));
-        }
-    }
-    doc["nodes"] = Value::Array(
-        nodes
+    let nodes = state.conductor.db.nodes().await?;
+    let page = listing.select(nodes, |n| node_doc(&state, &ctx, n, None))?;
+    let mut doc = json!({
+        "nodes": page
             .iter()
             .map(|n| node_doc(&state, &ctx, n, shown.as_deref()))
-            .collect(),
-    );
+            .collect::<Vec<_>>(),
+    });
+    let path = if detail_path { "nodes/detail" } else { "nodes" };
+    if let Some(next) = listing.next_link(&ctx, path, &page) {
+        doc["next"] = json!(next);
+    }
     Ok(Json(doc))
 }
 
@@ -290,8 +268,7 @@ pub(super) async fn list(
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let detail = q.get("detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-    list_nodes(state, ctx, q, detail).await
+    list_nodes(state, ctx, q, false).await
 }
 
 pub(super) async fn list_detail(
@@ -333,9 +310,15 @@ pub(super) async fn create(
             interfaces.insert((*kind).to_owned(), name);
         }
     }
+    // Before 1.11 a new node was ready at once (Ironic's node controller).
+    let initial = if ctx.version.minor < 11 {
+        state::AVAILABLE
+    } else {
+        state::ENROLL
+    };
     let mut node = NodeRecord {
         uuid,
-        provision_state: state::ENROLL.into(),
+        provision_state: initial.into(),
         created_at: now_iso(),
         ..Default::default()
     };
@@ -357,6 +340,9 @@ pub(super) async fn show(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let fields = fields_param(q.get("fields"));
+    if fields.is_some() && ctx.version.minor < 8 {
+        return Err(ApiError::NotAcceptable("Request not acceptable.".into()));
+    }
     check_fields(&ctx, fields.as_deref())?;
     let node = state.conductor.node(&ident).await?;
     Ok(Json(node_doc(&state, &ctx, &node, fields.as_deref())))
@@ -416,6 +402,22 @@ pub(super) async fn update(
             doc.entry(*field).or_insert_with(|| attr_default(field));
         }
         check_protected_and_retired(&node, &mut doc)?;
+        // A change of instance_info names the instance after its display_name, when it has no
+        // name yet (Ironic's node controller).
+        let instance_info_changed = doc.get("instance_info") != Some(&Value::Object(node.instance_info.clone()));
+        let unnamed = doc
+            .get("instance_name")
+            .is_none_or(|n| n.is_null() || n.as_str() == Some(""));
+        if instance_info_changed
+            && unnamed
+            && let Some(name) = doc
+                .get("instance_info")
+                .and_then(|ii| ii.get("display_name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        {
+            doc.insert("instance_name".into(), json!(name));
+        }
         let driver_changed = doc.get("driver").and_then(Value::as_str) != Some(node.driver.as_str());
         let mut interfaces = BTreeMap::new();
         for kind in INTERFACE_KINDS {
@@ -483,7 +485,7 @@ pub(super) async fn states(
         "console_enabled": node.attr("console_enabled"),
         "last_error": node.last_error,
         "power_state": node.power_state,
-        "provision_state": node.provision_state,
+        "provision_state": shown_provision_state(&node.provision_state, ctx.version),
         "provision_updated_at": node.provision_updated_at,
         "target_power_state": node.target_power_state,
         "target_provision_state": node.target_provision_state,
@@ -491,6 +493,10 @@ pub(super) async fn states(
     if ctx.version.minor >= 12 {
         doc["raid_config"] = node.attr("raid_config");
         doc["target_raid_config"] = node.attr("target_raid_config");
+    }
+    if ctx.version.minor >= 75 {
+        doc["boot_mode"] = node.attr("boot_mode");
+        doc["secure_boot"] = node.attr("secure_boot");
     }
     Ok(Json(doc))
 }
@@ -596,7 +602,13 @@ pub(super) async fn maintenance_off(
     set_maintenance(&state, &ident, false, None).await
 }
 
-pub(super) async fn history(State(state): State<AppState>, Path(ident): Path<String>) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/nodes/{node}/history` (API 1.78): the node's events, oldest first.
+pub(super) async fn history(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    super::require(&ctx, 78)?;
     let node = state.conductor.node(&ident).await?;
     let events = state.conductor.db.history(&node.uuid).await?;
     Ok(Json(json!({ "history": events })))
@@ -605,8 +617,10 @@ pub(super) async fn history(State(state): State<AppState>, Path(ident): Path<Str
 /// `GET /v1/nodes/{node}/inventory` (API 1.81): the inventory the node's agent posted.
 pub(super) async fn inventory(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(ident): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    super::require(&ctx, 81)?;
     let node = state.conductor.node(&ident).await?;
     let Some((inventory, plugin_data)) = state.conductor.db.inventory(&node.uuid).await? else {
         return Err(ApiError::NotFound(format!(

@@ -90,19 +90,26 @@ impl Interface for FakeManagement {
 
 #[async_trait]
 impl Management for FakeManagement {
-    async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError> {
+    /// Checks the device and remembers nothing, as Ironic's fake does.
+    async fn set_boot_device(
+        &self,
+        _node: &mut NodeRecord,
+        device: &str,
+        _persistent: bool,
+    ) -> Result<(), DriverError> {
         if !self.supported_boot_devices().contains(&device) {
             return Err(DriverError::Invalid(format!("Invalid boot device {device} specified.")));
         }
-        node.driver_internal_info.insert(
-            "fake_boot_device".into(),
-            json!({"boot_device": device, "persistent": persistent}),
-        );
         Ok(())
     }
 
     fn supported_boot_devices(&self) -> Vec<&'static str> {
         vec!["pxe", "disk", "cdrom", "bios", "safe"]
+    }
+
+    /// PXE, not persistent, whatever was set (Ironic's fake answers the same).
+    async fn get_boot_device(&self, _node: &NodeRecord) -> Result<(Option<String>, Option<bool>), DriverError> {
+        Ok((Some("pxe".into()), Some(false)))
     }
 }
 

@@ -266,6 +266,11 @@ pub trait Management: Interface {
     async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError>;
     /// Devices accepted by [`Management::set_boot_device`].
     fn supported_boot_devices(&self) -> Vec<&'static str>;
+    /// The next boot device and whether it persists, as far as the interface knows
+    /// (`GET /v1/nodes/{node}/management/boot_device`); `(None, None)` when it cannot tell.
+    async fn get_boot_device(&self, _node: &NodeRecord) -> Result<(Option<String>, Option<bool>), DriverError> {
+        Ok((None, None))
+    }
 }
 
 /// A vendor passthru method.

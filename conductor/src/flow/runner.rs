@@ -77,6 +77,7 @@ impl Conductor {
                 agent_session::wipe(&mut task.node);
                 task.node.instance_info.clear();
                 task.node.attrs.insert("instance_uuid".into(), Value::Null);
+                task.node.attrs.insert("instance_name".into(), Value::Null);
                 self.event(&mut task.node, "clean").await?;
                 self.start_cleaning(task, false).await
             }

@@ -78,10 +78,11 @@ async fn node_documents_have_ironics_fields_per_version() {
         "field set of Ironic 39 at 1.1"
     );
     // Show by name, list, fields.
+    // Links come with any choice of fields, as Ironic 39 sends them.
     let (status, by_name) = call(Method::GET, c.url("/v1/nodes/capture-node-0?fields=uuid,name"), None).await;
     assert_eq!(
         (status, keys(&by_name)),
-        (200, vec!["uuid".to_owned(), "name".to_owned()])
+        (200, vec!["uuid".to_owned(), "name".to_owned(), "links".to_owned()])
     );
     let (_, list) = call(Method::GET, c.url("/v1/nodes"), None).await;
     let mut short = keys(&list["nodes"][0]);
@@ -254,12 +255,16 @@ async fn bad_input_is_a_clear_4xx() {
         "/v1/nodes/no-such-node",
         "/v1/nodes/no-such-node/states",
         "/v1/ports/no-such-port",
-        "/v1/nowhere",
     ] {
         let (status, body) = call(Method::GET, c.url(path), None).await;
         assert_eq!(status, 404, "{path}: {body}");
         fault(&body);
     }
+    // A path the API does not have is answered as Ironic's router answers it.
+    let (status, body) = call(Method::GET, c.url("/v1/nowhere"), None).await;
+    assert_eq!(status, 404, "{body}");
+    let inner: Value = serde_json::from_str(body["error_message"].as_str().expect("error_message")).expect("JSON");
+    assert_eq!(inner, json!({"code": 404, "title": "Not Found", "description": ""}));
     let (_, after) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
     assert_eq!(
         (after["provision_state"].as_str(), &after["extra"]),
@@ -370,11 +375,14 @@ async fn the_state_walk_with_fake_hardware() {
     wait_for(&c, &uuid, "power_state", "power on").await;
     let (_, states) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}/states")), None).await;
     assert_eq!(states["provision_state"], "available");
-    // Deletion: refused while available, allowed once manageable.
+    // Deletion: refused while the node works, allowed while available (Ironic's default of
+    // allow_deleting_available_nodes).
+    step("active", json!({"target": "active"})).await;
+    wait_for(&c, &uuid, "provision_state", "active").await;
     let (status, _) = call(Method::DELETE, c.url(&format!("/v1/nodes/{uuid}")), None).await;
     assert_eq!(status, 409);
-    step("manage", json!({"target": "manage"})).await;
-    wait_for(&c, &uuid, "provision_state", "manageable").await;
+    step("deleted", json!({"target": "deleted"})).await;
+    wait_for(&c, &uuid, "provision_state", "available").await;
     let (status, _) = call(Method::DELETE, c.url(&format!("/v1/nodes/{uuid}")), None).await;
     assert_eq!(status, 204);
     c.running.stop().await.expect("stops");
@@ -747,4 +755,92 @@ async fn inspection_data_is_stored_only_for_a_node_booting_a_ramdisk() {
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["inventory"], data["inventory"]);
     assert_eq!(stored["plugin_data"], json!({"root_disk": {"name": "/dev/sda"}}));
+}
+
+/// Issue 19's examples and their siblings, as Ironic 39 answers them (the conformance script
+/// compares the same against the real Ironic; these keep the answers without it).
+#[tokio::test]
+async fn microversion_semantics_and_the_small_resources_answer_as_ironic_39() {
+    let c = TestConductor::start().await;
+    let create = |version: &'static str| {
+        let url = c.url("/v1/nodes");
+        async move {
+            call_version(
+                Method::POST,
+                url,
+                Some(json!({"driver": "fake-hardware"})),
+                Some(version),
+            )
+            .await
+        }
+    };
+    // Before 1.11 a new node is available at once; before 1.2 `available` reads as null.
+    let (status, old) = create("1.10").await;
+    assert_eq!((status, &old["provision_state"]), (201, &json!("available")));
+    let (_, oldest) = create("1.1").await;
+    assert_eq!(oldest["provision_state"], Value::Null);
+    let (_, new) = create("1.11").await;
+    assert_eq!(new["provision_state"], "enroll");
+    let uuid = new["uuid"].as_str().expect("uuid").to_owned();
+    // A display_name names the instance, and the listing filters on it (1.104).
+    let (status, patched) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{uuid}")),
+        Some(json!([{"op": "add", "path": "/instance_info", "value": {"display_name": "vm-1"}}])),
+    )
+    .await;
+    assert_eq!((status, &patched["instance_name"]), (200, &json!("vm-1")));
+    let (_, found) = call(Method::GET, c.url("/v1/nodes/detail?instance_name=vm-1"), None).await;
+    let found: Vec<&str> = found["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["uuid"].as_str())
+        .collect();
+    assert_eq!(found, [uuid.as_str()]);
+    let (status, _) = call_version(Method::GET, c.url("/v1/nodes?instance_name=vm-1"), None, Some("1.103")).await;
+    assert_eq!(status, 406);
+    // Retiring an available node is a conflict.
+    let available = old["uuid"].as_str().expect("uuid");
+    let (status, _) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{available}")),
+        Some(json!([{"op": "replace", "path": "/retired", "value": true}])),
+    )
+    .await;
+    assert_eq!(status, 409);
+    // Paging names Ironic's parameters in Ironic's order.
+    let (_, page) = call(Method::GET, c.url("/v1/nodes?limit=1"), None).await;
+    let next = page["next"].as_str().expect("next link");
+    assert!(
+        next.contains("/v1/nodes?sort_key=id&sort_dir=asc&fields=instance_uuid,maintenance,power_state,provision_state,uuid,name&limit=1&marker="),
+        "{next}"
+    );
+    // The smaller resources.
+    for (path, want) in [
+        (format!("/v1/nodes/{uuid}/firmware"), json!({"firmware": []})),
+        (format!("/v1/nodes/{uuid}/bios"), json!({"bios": []})),
+        (format!("/v1/nodes/{uuid}/vifs"), json!({"vifs": []})),
+        (format!("/v1/nodes/{uuid}/traits"), json!({"traits": []})),
+        (
+            format!("/v1/nodes/{uuid}/management/boot_device"),
+            json!({"boot_device": "pxe", "persistent": false}),
+        ),
+    ] {
+        let (status, body) = call(Method::GET, c.url(&path), None).await;
+        assert_eq!((status, body), (200, want), "{path}");
+    }
+    let (status, conductor) = call(Method::GET, c.url("/v1/conductors/test-conductor"), None).await;
+    assert_eq!(status, 200, "{conductor}");
+    assert_eq!(conductor["hostname"], "test-conductor");
+    // Below their microversion, these paths do not exist.
+    let (status, _) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/nodes/{uuid}/history")),
+        None,
+        Some("1.77"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    c.running.stop().await.expect("stops");
 }
