@@ -1,4 +1,4 @@
-//! The conductor's database: nodes, ports, conductors, node history.
+//! The conductor's database: nodes, ports, chassis, conductors, node history.
 //!
 //! One code path for SQLite (the embedded default, file created on start) and PostgreSQL
 //! (several conductors), through sqlx's `Any` driver and the versioned migrations in
@@ -10,7 +10,7 @@ use rivet_common::JsonObject;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::model::{ConductorRecord, HistoryEvent, NodeRecord, PortRecord};
+use crate::model::{ChassisRecord, ConductorRecord, HistoryEvent, NodeRecord, PortRecord};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -483,6 +483,70 @@ impl Database {
     /// Delete a port.
     pub async fn delete_port(&self, uuid: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM ports WHERE uuid = $1")
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn chassis_from_row(row: &AnyRow) -> Result<ChassisRecord, DbError> {
+        Ok(ChassisRecord {
+            uuid: row.try_get("uuid")?,
+            description: row.try_get("description")?,
+            extra: json_doc(row, "extra")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// Every chassis, oldest first.
+    pub async fn all_chassis(&self) -> Result<Vec<ChassisRecord>, DbError> {
+        let rows = sqlx::query("SELECT * FROM chassis ORDER BY created_at, uuid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::chassis_from_row).collect()
+    }
+
+    /// One chassis by UUID.
+    pub async fn chassis(&self, uuid: &str) -> Result<Option<ChassisRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM chassis WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::chassis_from_row).transpose()
+    }
+
+    /// Store a new chassis.
+    pub async fn insert_chassis(&self, chassis: &ChassisRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO chassis (uuid, description, extra, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&chassis.uuid)
+        .bind(&chassis.description)
+        .bind(json_text(&chassis.extra))
+        .bind(&chassis.created_at)
+        .bind(&chassis.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| duplicate_or_sql(e, || format!("Chassis {} already exists.", chassis.uuid)))?;
+        Ok(())
+    }
+
+    /// Save a chassis's description and extra.
+    pub async fn update_chassis(&self, chassis: &ChassisRecord) -> Result<(), DbError> {
+        sqlx::query("UPDATE chassis SET description = $2, extra = $3, updated_at = $4 WHERE uuid = $1")
+            .bind(&chassis.uuid)
+            .bind(&chassis.description)
+            .bind(json_text(&chassis.extra))
+            .bind(&chassis.updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Remove a chassis.
+    pub async fn delete_chassis(&self, uuid: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM chassis WHERE uuid = $1")
             .bind(uuid)
             .execute(&self.pool)
             .await?;

@@ -57,6 +57,40 @@ pub struct PortRecord {
     pub updated_at: Option<String>,
 }
 
+/// A chassis as stored (`/v1/chassis`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChassisRecord {
+    /// Its UUID.
+    pub uuid: String,
+    /// Free text, at most 255 characters.
+    pub description: Option<String>,
+    /// Operator data.
+    pub extra: JsonObject,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: Option<String>,
+}
+
+impl ChassisRecord {
+    /// The API document: `uuid`, `description` and `links` in short listings; with `extra`,
+    /// the times and the `nodes` links in full.
+    pub fn to_api(&self, base: &str, full: bool) -> Value {
+        let mut doc = json!({
+            "uuid": self.uuid,
+            "description": self.description,
+            "links": links(base, &format!("chassis/{}", self.uuid)),
+        });
+        if full {
+            doc["extra"] = Value::Object(self.extra.clone());
+            doc["created_at"] = json!(self.created_at);
+            doc["updated_at"] = json!(self.updated_at);
+            doc["nodes"] = links(base, &format!("chassis/{}/nodes", self.uuid));
+        }
+        doc
+    }
+}
+
 /// One history entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEvent {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod boot;
+mod chassis;
 mod components;
 mod conductors;
 mod drivers;
@@ -150,6 +151,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/conductors", get(conductors::list))
         .route("/v1/conductors/{hostname}", get(conductors::show))
         .route("/v1/shards", get(shards::list))
+        .route("/v1/chassis", get(chassis::list).post(chassis::create))
+        .route("/v1/chassis/", get(chassis::list).post(chassis::create))
+        .route("/v1/chassis/detail", get(chassis::list_detail))
+        .route(
+            "/v1/chassis/{chassis}",
+            get(chassis::show).patch(chassis::update).delete(chassis::delete),
+        )
+        .route("/v1/chassis/{chassis}/nodes", get(chassis::nodes))
         .route("/v1/lookup", get(ramdisk::lookup))
         .route("/v1/lookup/", get(ramdisk::lookup))
         .route("/v1/heartbeat/{node}", axum::routing::post(ramdisk::heartbeat))

@@ -235,7 +235,8 @@ fn check_fields(ctx: &RequestContext, fields: Option<&[String]>) -> Result<(), A
     Ok(())
 }
 
-async fn list_nodes(
+/// The node listing for `/v1/nodes` (`detail_path` false) and `/v1/nodes/detail`.
+pub(super) async fn list_nodes(
     state: AppState,
     ctx: RequestContext,
     query: HashMap<String, String>,
@@ -323,6 +324,9 @@ pub(super) async fn create(
         ..Default::default()
     };
     apply_fields(&state, &mut node, &doc, &interfaces)?;
+    if let Some(chassis) = node.attr("chassis_uuid").as_str() {
+        super::chassis::check_exists(&state, chassis).await?;
+    }
     state.conductor.db.insert_node(&node).await?;
     tracing::info!(node = %node.uuid, driver = %node.driver, "node created");
     let location = format!("{}/v1/nodes/{}", ctx.base, node.uuid);
@@ -429,7 +433,15 @@ pub(super) async fn update(
                 interfaces.insert((*kind).to_owned(), name);
             }
         }
+        let chassis_before = node.attr("chassis_uuid");
         apply_fields(&state, &mut node, &doc, &interfaces)?;
+        if let Some(chassis) = node
+            .attr("chassis_uuid")
+            .as_str()
+            .filter(|c| chassis_before.as_str() != Some(*c))
+        {
+            super::chassis::check_exists(&state, chassis).await?;
+        }
         conductor.save(&mut node).await?;
         Ok::<_, ApiError>(node)
     }

@@ -58,6 +58,9 @@ pub enum StepOutcome {
     Done,
     /// Finishes asynchronously: the node waits (clean wait, wait call-back, service wait).
     Wait,
+    /// Could not start (the agent is busy or rebooting): the node waits, and the same step
+    /// runs again on the next heartbeat.
+    NotStarted,
 }
 
 /// What a driver operation works on: the locked node, its ports, its driver, and the means to

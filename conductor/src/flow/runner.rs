@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rivet_common::steps::{Step, StepType};
 use serde_json::{Value, json};
 
-use super::{FlowError, FlowRecord};
+use super::{FlowError, FlowRecord, Next};
 use crate::agent_session;
 use crate::drivers::{self, DriverError, StepOutcome, Task};
 use crate::engine::Conductor;
@@ -126,7 +126,7 @@ impl Conductor {
     /// the steps now.
     async fn continue_prepared(&self, task: &mut Task, prepared: StepOutcome, flow: StepType) -> Result<(), FlowError> {
         match prepared {
-            StepOutcome::Wait => self.event(&mut task.node, "wait").await,
+            StepOutcome::Wait | StepOutcome::NotStarted => self.event(&mut task.node, "wait").await,
             StepOutcome::Done => {
                 self.build_step_list(task, flow)?;
                 self.run_steps(task, flow).await
@@ -209,8 +209,13 @@ impl Conductor {
                 node: task.node.uuid.clone(),
                 source,
             })?;
-            if outcome == StepOutcome::Wait {
-                return self.event(&mut task.node, "wait").await;
+            match outcome {
+                StepOutcome::Done => {}
+                StepOutcome::Wait => return self.event(&mut task.node, "wait").await,
+                StepOutcome::NotStarted => {
+                    FlowRecord::set_next(&mut task.node, flow, Next::Again);
+                    return self.event(&mut task.node, "wait").await;
+                }
             }
             crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
         }

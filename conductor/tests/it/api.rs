@@ -844,3 +844,59 @@ async fn microversion_semantics_and_the_small_resources_answer_as_ironic_39() {
     assert_eq!(status, 404);
     c.running.stop().await.expect("stops");
 }
+
+/// Chassis: create, show, patch, the nodes that name one, and delete only when empty.
+#[tokio::test]
+async fn chassis_group_nodes_and_are_deleted_only_when_empty() {
+    let c = TestConductor::start().await;
+    let (status, chassis) = call(
+        Method::POST,
+        c.url("/v1/chassis"),
+        Some(json!({"description": "rack 1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{chassis}");
+    let uuid = chassis["uuid"].as_str().expect("uuid").to_owned();
+    assert_eq!(chassis["extra"], json!({}));
+    let (status, _) = call(Method::POST, c.url("/v1/chassis"), Some(json!({"colour": "red"}))).await;
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        Method::POST,
+        c.url("/v1/chassis"),
+        Some(json!({"description": "x".repeat(256)})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, patched) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/chassis/{uuid}")),
+        Some(json!([{"op": "replace", "path": "/description", "value": "rack 2"}])),
+    )
+    .await;
+    assert_eq!((status, &patched["description"]), (200, &json!("rack 2")));
+    // A node names it; an unknown chassis is refused.
+    let (status, _) = call(
+        Method::POST,
+        c.url("/v1/nodes"),
+        Some(json!({"driver": "fake-hardware", "chassis_uuid": "4a0f2c63-67a6-4d56-9f36-3f0e8fd7c0aa"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let node = create_node(&c, json!({"driver": "fake-hardware", "chassis_uuid": uuid})).await;
+    let (_, nodes) = call(Method::GET, c.url(&format!("/v1/chassis/{uuid}/nodes")), None).await;
+    assert_eq!(nodes["nodes"][0]["uuid"], node["uuid"], "{nodes}");
+    let (status, _) = call(Method::DELETE, c.url(&format!("/v1/chassis/{uuid}")), None).await;
+    assert_eq!(status, 400, "a chassis with nodes stays");
+    let (status, _) = call(
+        Method::DELETE,
+        c.url(&format!("/v1/nodes/{}", node["uuid"].as_str().expect("uuid"))),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(Method::DELETE, c.url(&format!("/v1/chassis/{uuid}")), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(Method::GET, c.url(&format!("/v1/chassis/{uuid}")), None).await;
+    assert_eq!(status, 404);
+    c.running.stop().await.expect("stops");
+}

@@ -196,10 +196,7 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
         Err(e) if e.is_transient() => {
             // Busy or rebooting: run this same step again on the next heartbeat.
             tracing::info!(node = %task.node.uuid, step = %step.step, error = %e, "agent not ready; retrying the step on the next heartbeat");
-            task.node
-                .driver_internal_info
-                .insert(format!("skip_current_{flow}_step"), json!(false));
-            Ok(StepOutcome::Wait)
+            Ok(StepOutcome::NotStarted)
         }
         Err(e) => Err(failed(format!(
             "Failed to run {flow} step {} in the agent: {e}",
