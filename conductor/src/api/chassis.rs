@@ -122,12 +122,7 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let new: NewChassis = parse_body(&body)?;
     check_description(new.description.as_deref())?;
-    let uuid = match new.uuid {
-        Some(u) => uuid::Uuid::parse_str(&u)
-            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}.")))?
-            .to_string(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let uuid = super::new_uuid(new.uuid.as_deref())?;
     let chassis = ChassisRecord {
         uuid,
         description: new.description,

@@ -310,6 +310,16 @@ pub fn require_api(ctx: &RequestContext, minor: u32, message: &str) -> Result<()
 /// Ironic's default text for [`require_api`].
 pub const API_NOT_SUPPORTED: &str = "The API is not supported for this version";
 
+/// The UUID of a new resource: the one the client gave (checked), else a fresh one.
+pub fn new_uuid(given: Option<&str>) -> Result<String, ApiError> {
+    match given {
+        Some(u) => uuid::Uuid::parse_str(u)
+            .map(|u| u.to_string())
+            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}."))),
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
 /// Parse a JSON body into `T`; malformed or mistyped bodies are 400 with serde's reason.
 pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(body)

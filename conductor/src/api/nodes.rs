@@ -299,12 +299,7 @@ pub(super) async fn create(
             )));
         }
     }
-    let uuid = match optional_string(&doc, "uuid")? {
-        Some(u) => uuid::Uuid::parse_str(&u)
-            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}.")))?
-            .to_string(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let uuid = super::new_uuid(optional_string(&doc, "uuid")?.as_deref())?;
     let mut interfaces = BTreeMap::new();
     for kind in INTERFACE_KINDS {
         if let Some(name) = optional_string(&doc, &format!("{kind}_interface"))? {

@@ -89,12 +89,7 @@ pub(super) async fn create(
             return Err(ApiError::BadRequest(format!("Unknown attribute for a new port: {key}")));
         }
     }
-    let uuid = match doc.get("uuid").and_then(Value::as_str) {
-        Some(u) => uuid::Uuid::parse_str(u)
-            .map_err(|_| ApiError::BadRequest(format!("Expected a UUID but received {u}.")))?
-            .to_string(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let uuid = super::new_uuid(doc.get("uuid").and_then(Value::as_str))?;
     let node_uuid = resolve_node(&state, &doc).await?;
     let mut port = PortRecord {
         uuid,
