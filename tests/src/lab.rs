@@ -29,6 +29,8 @@ pub type Journal = Arc<Mutex<Vec<String>>>;
 pub struct MachineControl {
     /// Fail this in-band step with a disk error.
     pub fail_step: Mutex<Option<String>>,
+    /// This in-band step runs this long (an operator can act while it runs).
+    pub slow_step: Mutex<Option<(String, Duration)>>,
     /// Bump the hardware manager version once, after this step ran.
     pub bump_version_after: Mutex<Option<String>>,
     /// The ramdisk never comes up (a dead NIC): for callback timeouts.
@@ -381,7 +383,9 @@ impl HardwareManager for SimHardwareManager {
     async fn get_steps(&self, step_type: StepType, _: &Node, _: &[Port]) -> Result<Vec<Step>, ManagerError> {
         Ok(match step_type {
             StepType::Clean => {
+                // A configuration cannot be stopped half-way: an abort waits for its end.
                 let mut configure = step("sim_configure", 0, step_type);
+                configure.abortable = Some(false);
                 configure.argsinfo = Field::Value(
                     [(
                         "level".to_owned(),
@@ -415,7 +419,15 @@ impl HardwareManager for SimHardwareManager {
             return Err(ManagerError::NotImplemented);
         }
         log(&self.journal, format!("{}: agent {name}", self.node));
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let slow = self
+            .control
+            .slow_step
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|(step, _)| step == name)
+            .map_or(Duration::from_millis(5), |(_, duration)| duration);
+        tokio::time::sleep(slow).await;
         let fail = self
             .control
             .fail_step

@@ -238,3 +238,49 @@ async fn priority_overrides_reorder_and_disable_clean_steps() {
     );
     system.conductor.stop().await.expect("stops");
 }
+
+/// `abort` while a step that cannot be interrupted runs: the flow stops after that step, the
+/// node fails with the operator's reason and the ramdisk is powered off (the abort was lost on
+/// the way to the database before: the node stayed in `clean wait` until the callback timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abort_during_a_running_step_stops_the_flow_after_it() {
+    let system = System::start(|_| {}).await;
+    let (uuid, control) = system.node(1).await;
+    *control.slow_step.lock().expect("lock") = Some(("sim_configure".into(), Duration::from_secs(3)));
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+    system
+        .provision(
+            &uuid,
+            json!({"target": "clean", "clean_steps": [
+                {"interface": "deploy", "step": "sim_configure", "args": {"level": "high"}},
+                {"interface": "deploy", "step": "erase_devices_metadata"},
+            ]}),
+        )
+        .await;
+    // Wait until the slow step runs in the agent, then abort.
+    let mut running = false;
+    for _ in 0..200 {
+        let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
+        if node["provision_state"] == "clean wait" && node["clean_step"]["step"] == "sim_configure" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running, "the slow step never ran");
+    system.provision(&uuid, json!({"target": "abort"})).await;
+    let node = system.wait_state(&uuid, "clean failed").await;
+    let error = node["last_error"].as_str().expect("last_error");
+    assert!(
+        error.contains("aborted after the completion of step \"sim_configure\""),
+        "{error}"
+    );
+    assert_eq!(node["power_state"], "power off", "the ramdisk is powered off");
+    let journal = system.lab.journal_of(&uuid);
+    assert!(
+        !journal.iter().any(|e| e == "agent erase_devices_metadata"),
+        "no step runs after the abort: {journal:?}"
+    );
+    system.conductor.stop().await.expect("stops");
+}

@@ -296,18 +296,19 @@ impl DriverRegistry {
         Ok(registry)
     }
 
-    /// Build the implementation `name` of `kind`: an embedder's, else the table's.
+    /// Build the implementation `name` of `kind`: the table's, else an embedder's (a built-in
+    /// name cannot be taken over).
     pub fn implementation(&self, kind: &str, name: &str) -> Option<Implementation> {
-        self.extensions
-            .interfaces
+        INTERFACES
             .iter()
-            .find(|(k, n, _)| *k == kind && *n == name)
-            .map(|(_, _, i)| i.clone())
+            .find(|e| e.kind == kind && e.name == name)
+            .map(|e| (e.build)())
             .or_else(|| {
-                INTERFACES
+                self.extensions
+                    .interfaces
                     .iter()
-                    .find(|e| e.kind == kind && e.name == name)
-                    .map(|e| (e.build)())
+                    .find(|(k, n, _)| *k == kind && *n == name)
+                    .map(|(_, _, i)| i.clone())
             })
     }
 

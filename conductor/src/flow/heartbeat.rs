@@ -27,7 +27,9 @@ impl Conductor {
         };
         if let Err(e) = self.heartbeat_wait(task, flow).await {
             tracing::error!(node = %task.node.uuid, %flow, error = %e, "step flow failed");
-            if states::flow_of(&task.node.provision_state).is_some() {
+            // An abort after a step has already moved the node to its failed state; it is
+            // recorded (message, powered off, saved) all the same.
+            if states::flow_of(&task.node.provision_state).is_some() || matches!(e, FlowError::AbortedAfter { .. }) {
                 self.fail_flow(task, &e.to_string()).await;
             }
         }
@@ -76,6 +78,9 @@ impl Conductor {
             .map_err(FlowError::Agent)?;
         let record = FlowRecord::load(&task.node, flow)?;
         let asking = record.next == Next::AskAgent;
+        // The step is known not to have reached the agent (a restart asks, or it could not be
+        // sent): another command's result means it must be sent now.
+        let unsent = matches!(record.next, Next::AskAgent | Next::Again);
         match status {
             InBandStatus::NotAnswering(why) => {
                 tracing::info!(node = %task.node.uuid, error = %why, "agent not answering yet");
@@ -92,7 +97,7 @@ impl Conductor {
                 task.node.driver_internal_info.remove("deployment_reboot");
                 self.continue_steps(task, flow).await
             }
-            InBandStatus::OtherCommand { running: false } if asking => {
+            InBandStatus::OtherCommand { running: false } if unsent => {
                 // A conductor stopped between saving the step and sending it: the agent's last
                 // command is not this step, so the agent never got it. Send it now.
                 tracing::warn!(node = %task.node.uuid, %flow, step = %current.step, "the agent never received the step; sending it again");
@@ -117,6 +122,9 @@ impl Conductor {
                 status,
             }),
             InBandStatus::Succeeded => {
+                // The agent ran this very step: whatever the record expected, the flow goes on
+                // after it, never runs it again.
+                FlowRecord::set_next(&mut task.node, flow, Next::Following);
                 if current.reboot_requested == Some(true) {
                     deploy.reboot_to_agent(task).await.map_err(FlowError::Agent)?;
                     task.node

@@ -242,6 +242,7 @@ impl Conductor {
     async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), FlowError> {
         let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
         task.node.current_step_mut(flow).clear();
+        FlowRecord::set_next(&mut task.node, flow, Next::Following);
         let dii = &mut task.node.driver_internal_info;
         for key in [
             format!("{flow}_reboot"),
