@@ -164,13 +164,7 @@ impl Listing {
                     .filter(|f| !f.is_empty())
                 {
                     if !node_field_known(&f, ctx.version) {
-                        // A field of a newer microversion is "not acceptable", an unknown one
-                        // invalid.
-                        return Err(if node_field_known(&f, super::MAX_VERSION) {
-                            ApiError::NotAcceptable("Request not acceptable.".into())
-                        } else {
-                            ApiError::BadRequest(format!("Field(s) \"{f}\" are not valid"))
-                        });
+                        return Err(field_refused(&f));
                     }
                     if !fields.contains(&f) {
                         fields.push(f);
@@ -363,6 +357,16 @@ impl Listing {
         params.push(format!("limit={limit}"));
         params.push(format!("marker={}", last.uuid));
         Some(format!("{}/v1/{path}?{}", ctx.base, params.join("&")))
+    }
+}
+
+/// Why a node field the requested microversion does not show is refused: a field of a newer
+/// microversion is "not acceptable" (406), an unknown one invalid (400).
+pub(super) fn field_refused(field: &str) -> ApiError {
+    if node_field_known(field, super::MAX_VERSION) {
+        ApiError::NotAcceptable("Request not acceptable.".into())
+    } else {
+        ApiError::BadRequest(format!("Field(s) \"{field}\" are not valid"))
     }
 }
 

@@ -221,18 +221,14 @@ fn node_doc(state: &AppState, ctx: &RequestContext, node: &NodeRecord, fields: O
 }
 
 fn check_fields(ctx: &RequestContext, fields: Option<&[String]>) -> Result<(), ApiError> {
-    for f in fields.unwrap_or_default() {
-        if node_field_known(f, ctx.version) {
-            continue;
-        }
-        // A field of a newer microversion is "not acceptable", an unknown one invalid.
-        return Err(if node_field_known(f, super::MAX_VERSION) {
-            ApiError::NotAcceptable("Request not acceptable.".into())
-        } else {
-            ApiError::BadRequest(format!("Field(s) \"{f}\" are not valid"))
-        });
+    match fields
+        .unwrap_or_default()
+        .iter()
+        .find(|f| !node_field_known(f, ctx.version))
+    {
+        Some(f) => Err(super::node_list::field_refused(f)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The node listing for `/v1/nodes` (`detail_path` false) and `/v1/nodes/detail`.

@@ -19,11 +19,9 @@ impl Conductor {
         if task.node.maintenance {
             return;
         }
-        let flow = match task.node.provision_state.as_str() {
-            state::CLEANWAIT => StepType::Clean,
-            state::DEPLOYWAIT => StepType::Deploy,
-            state::SERVICEWAIT => StepType::Service,
-            _ => return,
+        let state = task.node.provision_state.as_str();
+        let Some(flow) = states::flow_of(state).filter(|f| states::wait_state(*f) == state) else {
+            return;
         };
         if let Err(e) = self.heartbeat_wait(task, flow).await {
             tracing::error!(node = %task.node.uuid, %flow, error = %e, "step flow failed");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{FlowError, FlowRecord, Next, runner::power_target};
+use super::{FlowError, FlowRecord, Next};
 use crate::drivers::Task;
 use crate::engine::{Conductor, EngineError};
 use crate::states;
@@ -114,7 +114,7 @@ impl Conductor {
                 .await?;
             return self.event(&mut task.node, "wait").await;
         }
-        let repeatable = power_target(&step).is_some()
+        let repeatable = crate::drivers::power::step_target(&step).is_some()
             || task.node.interface(&step.interface) == "fake"
             || deploy.is_repeatable(flow, &step);
         if repeatable {

@@ -16,21 +16,6 @@ use crate::model::NodeRecord;
 use crate::states::{self, fire, state};
 use crate::steps;
 
-/// Steps the runner itself does with the power interface, whatever interface lists them.
-const POWER_STEPS: &[(&str, &str)] = &[
-    ("power_on", "power on"),
-    ("power_off", "power off"),
-    ("reboot", "rebooting"),
-];
-
-/// The power target of `step` when it is one of [`POWER_STEPS`].
-pub(super) fn power_target(step: &Step) -> Option<&'static str> {
-    POWER_STEPS
-        .iter()
-        .find(|(name, _)| *name == step.step)
-        .map(|(_, target)| *target)
-}
-
 impl Conductor {
     /// Fire `event` on the node and save it.
     pub(super) async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), FlowError> {
@@ -226,7 +211,7 @@ impl Conductor {
     /// Run one step: power steps through the power interface, everything else by the
     /// interface that declared it (the deploy interface sends in-band steps to the agent).
     async fn execute_step(&self, task: &mut Task, step: &Step) -> Result<StepOutcome, DriverError> {
-        if let Some(target) = power_target(step) {
+        if let Some(target) = drivers::power::step_target(step) {
             drivers::power_action(task, target).await?;
             return Ok(StepOutcome::Done);
         }

@@ -154,7 +154,7 @@ fn is_core_deploy_step(flow: StepType, step: &Step) -> bool {
 /// Whether the conductor runs `step` itself: power actions (the engine) and the deploy
 /// interface's own steps except the `write_image` proxy, which sends the image to the agent.
 fn is_conductor_step(flow: StepType, step: &Step) -> bool {
-    ["power_on", "power_off", "reboot"].contains(&step.step.as_str())
+    crate::drivers::power::step_target(step).is_some()
         || (step.interface == "deploy" && step.step != "write_image" && is_core_deploy_step(flow, step))
 }
 

@@ -8,6 +8,23 @@ pub mod redfish;
 use crate::drivers::{DriverError, Task};
 use crate::model::NodeRecord;
 
+/// Steps the flow runner does itself through the power interface, whatever interface lists
+/// them, with their power targets.
+const POWER_STEPS: &[(&str, &str)] = &[
+    ("power_on", "power on"),
+    ("power_off", "power off"),
+    ("reboot", "rebooting"),
+];
+
+/// The power target of `step` when it is one of the power steps (`power_on`, `power_off`,
+/// `reboot`).
+pub fn step_target(step: &rivet_common::steps::Step) -> Option<&'static str> {
+    POWER_STEPS
+        .iter()
+        .find(|(name, _)| *name == step.step)
+        .map(|(_, target)| *target)
+}
+
 /// A power action through the node's power interface, recorded with its time; powering off or
 /// rebooting ends the agent session (the ramdisk is gone).
 pub async fn power_action(task: &mut Task, target: &str) -> Result<(), DriverError> {
