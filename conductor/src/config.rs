@@ -114,6 +114,17 @@ pub struct FileConfig {
     pub agent_tls_minimum_version: Option<String>,
     /// `interface.step = priority` for clean steps (0 disables a step in automated cleaning).
     pub clean_step_priority_override: Option<BTreeMap<String, i64>>,
+    /// This conductor's group (Ironic's `[conductor]conductor_group`): it owns only nodes whose
+    /// `conductor_group` is the same.
+    pub conductor_group: Option<String>,
+    /// Seconds between refreshes of this conductor's membership row (Ironic's
+    /// `[conductor]heartbeat_interval`, default 10).
+    pub heartbeat_interval: Option<f64>,
+    /// Seconds after which a conductor whose row was not refreshed is dead and its nodes are
+    /// taken over (Ironic's `[conductor]heartbeat_timeout`, default 60).
+    pub heartbeat_timeout: Option<f64>,
+    /// Record every node lock in the `node_locks` table (audits, the take-over tests).
+    pub lock_history: Option<bool>,
 }
 
 /// Resolved configuration.
@@ -151,6 +162,8 @@ pub struct ConductorConfig {
     /// Polls of the power state after asking the agent to power off, and their interval.
     pub power_off_polls: (u32, Duration),
     pub clean_step_priority_override: BTreeMap<String, i64>,
+    /// Membership and ownership among several conductors.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Why the configuration is unusable.
@@ -190,6 +203,19 @@ impl ConductorConfig {
         let public_endpoint = cli.public_endpoint.clone().or(file.public_endpoint);
         check_url("--public-endpoint (public_endpoint)", &public_endpoint)?;
         check_url("external_http_url", &file.external_http_url)?;
+        let cluster = crate::cluster::ClusterConfig {
+            conductor_group: file.conductor_group.clone().unwrap_or_default().to_lowercase(),
+            heartbeat_interval: Duration::from_secs_f64(file.heartbeat_interval.unwrap_or(10.0).clamp(0.05, 3600.0)),
+            heartbeat_timeout: Duration::from_secs_f64(file.heartbeat_timeout.unwrap_or(60.0).clamp(0.1, 86400.0)),
+            lock_history: file.lock_history.unwrap_or(false),
+        };
+        if cluster.heartbeat_timeout <= cluster.heartbeat_interval * 2 {
+            return Err(ConfigError::Invalid(format!(
+                "heartbeat_timeout ({} s) must be more than twice heartbeat_interval ({} s): a live conductor would be taken for dead",
+                cluster.heartbeat_timeout.as_secs_f64(),
+                cluster.heartbeat_interval.as_secs_f64()
+            )));
+        }
         let agent_tls_minimum_version = match file.agent_tls_minimum_version.as_deref() {
             None | Some("1.3") => crate::tls::TlsMinimum::Tls13,
             Some("1.2") => crate::tls::TlsMinimum::Tls12,
@@ -269,6 +295,7 @@ impl ConductorConfig {
             },
             power_off_polls: (6, Duration::from_secs(5)),
             clean_step_priority_override: file.clean_step_priority_override.unwrap_or_default(),
+            cluster,
         })
     }
 

@@ -27,6 +27,12 @@ pub enum DbError {
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write by a conductor whose lock is no longer current: another conductor took the node
+    /// over (this one was presumed dead) or took the lock since the record was read.
+    #[error(
+        "node {node} changed hands: lock number {token} is no longer current (another conductor took the node over, or it was deleted); this write was refused"
+    )]
+    Fenced { node: String, token: i64 },
     /// A stored JSON document is corrupt.
     #[error("corrupt {what} in the database: {reason}")]
     Corrupt { what: String, reason: String },
@@ -37,6 +43,8 @@ pub enum DbError {
 pub struct Database {
     pool: AnyPool,
     sqlite: bool,
+    /// Record every node lock in `node_locks` (`lock_history`).
+    lock_history: bool,
 }
 
 fn json_text(doc: &JsonObject) -> String {
@@ -142,7 +150,29 @@ impl Database {
         }
         let pool = options.connect(&url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Database { pool, sqlite })
+        Ok(Database {
+            pool,
+            sqlite,
+            lock_history: false,
+        })
+    }
+
+    /// Record every node lock in the `node_locks` table from now on (`lock_history`): for audits
+    /// and the take-over tests; off by default, as it doubles the writes of a busy fleet.
+    pub fn with_lock_history(mut self, on: bool) -> Self {
+        self.lock_history = on;
+        self
+    }
+
+    /// One node's lock history, oldest lock first: `(token, conductor, released_by)`.
+    pub async fn lock_history(&self, node_uuid: &str) -> Result<Vec<(i64, String, Option<String>)>, DbError> {
+        let rows = sqlx::query("SELECT token, conductor, released_by FROM node_locks WHERE node_uuid = $1 ORDER BY token")
+            .bind(node_uuid)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("token")?, r.try_get("conductor")?, r.try_get("released_by")?)))
+            .collect()
     }
 
     /// True for the embedded SQLite database.
@@ -176,6 +206,7 @@ impl Database {
             maintenance_reason: row.try_get("maintenance_reason")?,
             fault: row.try_get("fault")?,
             reservation: row.try_get("reservation")?,
+            lock_token: row.try_get("lock_token")?,
             clean_step: json_doc(row, "clean_step")?,
             deploy_step: json_doc(row, "deploy_step")?,
             service_step: json_doc(row, "service_step")?,
@@ -254,25 +285,34 @@ impl Database {
         Ok(())
     }
 
-    /// Write every field of `node` except the reservation (owned by [`Database::reserve`]).
+    /// Write every field of `node` except the reservation (owned by [`Database::reserve`]), if
+    /// `node.lock_token` is still the node's lock number: [`DbError::Fenced`] otherwise, so a
+    /// conductor that was paused past its take-over cannot write over its successor's work.
     pub async fn update_node(&self, node: &NodeRecord) -> Result<(), DbError> {
-        bind_node_fields(
+        let done = bind_node_fields(
             sqlx::query(
                 "UPDATE nodes SET name = $2, driver = $3, interfaces = $4, driver_info = $5, driver_internal_info = $6, \
                  properties = $7, instance_info = $8, extra = $9, attrs = $10, provision_state = $11, \
                  target_provision_state = $12, provision_updated_at = $13, power_state = $14, target_power_state = $15, \
                  last_error = $16, maintenance = $17, maintenance_reason = $18, fault = $19, clean_step = $20, \
-                 deploy_step = $21, service_step = $22, updated_at = $23 WHERE uuid = $1",
+                 deploy_step = $21, service_step = $22, updated_at = $23 WHERE uuid = $1 AND lock_token = $24",
             ),
             node,
         )
         .bind(&node.updated_at)
+        .bind(node.lock_token)
         .execute(&self.pool)
         .await
         .map_err(|e| duplicate_or_sql(e, || format!(
                     "A node with name {} already exists.",
                     node.name.as_deref().unwrap_or("-")
                 )))?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::Fenced {
+                node: node.uuid.clone(),
+                token: node.lock_token,
+            });
+        }
         Ok(())
     }
 
@@ -299,24 +339,62 @@ impl Database {
         Ok(())
     }
 
-    /// Take the exclusive lock for `host`; false if someone holds it.
-    pub async fn reserve(&self, uuid: &str, host: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE nodes SET reservation = $2 WHERE uuid = $1 AND reservation IS NULL")
-            .bind(uuid)
-            .bind(host)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    /// Take the exclusive lock for `host`: the new lock number, or `None` if someone holds it.
+    pub async fn reserve(&self, uuid: &str, host: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query(
+            "UPDATE nodes SET reservation = $2, lock_token = lock_token + 1 \
+             WHERE uuid = $1 AND reservation IS NULL RETURNING lock_token",
+        )
+        .bind(uuid)
+        .bind(host)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token: i64 = row.try_get("lock_token")?;
+        if self.lock_history {
+            sqlx::query("INSERT INTO node_locks (node_uuid, token, conductor, acquired_at) VALUES ($1, $2, $3, $4)")
+                .bind(uuid)
+                .bind(token)
+                .bind(host)
+                .bind(crate::time::now_iso())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(token))
     }
 
-    /// Release the lock if `host` holds it.
-    pub async fn release(&self, uuid: &str, host: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2")
+    /// Release lock number `token` if `host` still holds it.
+    pub async fn release(&self, uuid: &str, host: &str, token: i64) -> Result<(), DbError> {
+        let done = sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2 AND lock_token = $3")
             .bind(uuid)
             .bind(host)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        if self.lock_history && done.rows_affected() == 1 {
+            self.end_lock_history(uuid, token, host).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_lock_history(&self, uuid: &str, token: i64, by: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE node_locks SET released_at = $3, released_by = $4 WHERE node_uuid = $1 AND token = $2")
+            .bind(uuid)
+            .bind(token)
+            .bind(crate::time::now_iso())
+            .bind(by)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The node's current lock number (`None`: no such node).
+    pub async fn lock_token(&self, uuid: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT lock_token FROM nodes WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("lock_token")).transpose().map_err(DbError::from)
     }
 
     /// Who holds the lock.
@@ -331,13 +409,66 @@ impl Database {
         })
     }
 
-    /// Drop every lock `host` holds (at start: a restarted conductor owns nothing).
-    pub async fn clear_reservations(&self, host: &str) -> Result<u64, DbError> {
-        let done = sqlx::query("UPDATE nodes SET reservation = NULL WHERE reservation = $1")
+    /// Break `holder`'s lock of one node (take-over from a dead conductor), as
+    /// [`Database::break_locks`] does; false if `holder` no longer holds it.
+    pub async fn break_lock(&self, uuid: &str, holder: &str, by: &str) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "UPDATE nodes SET reservation = NULL, lock_token = lock_token + 1 WHERE uuid = $1 AND reservation = $2 \
+             RETURNING lock_token",
+        )
+        .bind(uuid)
+        .bind(holder)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        if self.lock_history {
+            let token: i64 = row.try_get("lock_token")?;
+            self.end_lock_history(uuid, token - 1, by).await?;
+        }
+        Ok(true)
+    }
+
+    /// Nodes whose lock is held by someone, with the holder.
+    pub async fn reserved_nodes(&self) -> Result<Vec<NodeRecord>, DbError> {
+        let rows = sqlx::query("SELECT * FROM nodes WHERE reservation IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::node_from_row).collect()
+    }
+
+    /// Refresh this conductor's membership row (its heartbeat); false if the row is gone.
+    pub async fn touch_conductor(&self, host: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE conductors SET online = 1, updated_at = $2 WHERE hostname = $1")
             .bind(host)
+            .bind(crate::time::now_iso())
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Break every lock `holder` holds (a restarted conductor owns nothing; a dead one's nodes
+    /// are taken over), moving each node's lock number on so the old holder can no longer write.
+    /// `by` is the conductor breaking them. The nodes, by UUID.
+    pub async fn break_locks(&self, holder: &str, by: &str) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "UPDATE nodes SET reservation = NULL, lock_token = lock_token + 1 WHERE reservation = $1 \
+             RETURNING uuid, lock_token",
+        )
+        .bind(holder)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let uuid: String = row.try_get("uuid")?;
+            let token: i64 = row.try_get("lock_token")?;
+            if self.lock_history {
+                // The broken lock is the one before; the break itself takes a number so that
+                // the old holder's number is stale even if nobody locks the node again.
+                self.end_lock_history(&uuid, token - 1, by).await?;
+            }
+            nodes.push(uuid);
+        }
+        Ok(nodes)
     }
 
     /// Register or refresh this conductor.
@@ -605,14 +736,26 @@ impl Database {
 
     /// Append to a node's history.
     pub async fn add_history(&self, node_uuid: &str, severity: &str, event: &str) -> Result<(), DbError> {
+        self.add_history_by(node_uuid, severity, event, None).await
+    }
+
+    /// Append to a node's history, naming the conductor that recorded the event.
+    pub async fn add_history_by(
+        &self,
+        node_uuid: &str,
+        severity: &str,
+        event: &str,
+        conductor: Option<&str>,
+    ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO node_history (uuid, node_uuid, created_at, severity, event) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO node_history (uuid, node_uuid, created_at, severity, event, conductor) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(node_uuid)
         .bind(crate::time::now_iso())
         .bind(severity)
         .bind(event)
+        .bind(conductor)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -47,6 +47,7 @@ impl From<DbError> for EngineError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Duplicate(msg) => EngineError::Conflict(msg),
+            fenced @ DbError::Fenced { .. } => EngineError::Conflict(fenced.to_string()),
             other => EngineError::Internal(other.to_string()),
         }
     }
@@ -93,6 +94,8 @@ pub struct Conductor {
     pub settings: Arc<DriverSettings>,
     /// Bounds the heartbeats processed at once, so a burst cannot exhaust the database pool.
     pub heartbeat_slots: Arc<tokio::sync::Semaphore>,
+    /// The live conductors and the node rings, from the last membership round.
+    pub members: std::sync::RwLock<crate::cluster::Members>,
 }
 
 impl Conductor {

@@ -10,6 +10,7 @@
 pub mod agent_client;
 pub mod agent_session;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod configdrive;
 pub mod crash_point;
@@ -84,7 +85,9 @@ pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartErr
 
 /// Like [`start`], with extra driver implementations (other BMCs, a simulated lab in tests).
 pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -> Result<RunningConductor, StartError> {
-    let db = Database::connect(&config.database_url).await?;
+    let db = Database::connect(&config.database_url)
+        .await?
+        .with_lock_history(config.cluster.lock_history);
     let drivers = DriverRegistry::new(
         config.enabled_hardware_types.clone(),
         config.enabled_interfaces.clone(),
@@ -92,7 +95,6 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         extensions,
     )
     .map_err(StartError::Config)?;
-    db.register_conductor(&config.host, drivers.enabled_types(), "").await?;
     let users = match config.auth_strategy {
         AuthStrategy::Noauth => None,
         AuthStrategy::HttpBasic => {
@@ -145,8 +147,14 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         agent: agent_client::AgentClient::new(config.agent),
         settings,
         heartbeat_slots: Arc::new(tokio::sync::Semaphore::new(64)),
+        members: Default::default(),
         config: config.clone(),
     });
+    let membership = async {
+        conductor.register().await?;
+        conductor.membership_tick().await
+    };
+    membership.await.map_err(|e| StartError::Config(e.to_string()))?;
     conductor
         .recover_on_start()
         .await
@@ -162,6 +170,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         config.check_provision_state_interval,
         stop.clone(),
     );
+    cluster::takeover::spawn(Arc::clone(&conductor), stop.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

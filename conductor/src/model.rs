@@ -37,6 +37,9 @@ pub struct NodeRecord {
     pub maintenance_reason: Option<String>,
     pub fault: Option<String>,
     pub reservation: Option<String>,
+    /// The node lock's fencing number when this record was read: a save is refused unless it
+    /// is still current (see [`crate::task`]). Not an API field.
+    pub lock_token: i64,
     pub clean_step: JsonObject,
     pub deploy_step: JsonObject,
     pub service_step: JsonObject,

@@ -43,7 +43,8 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
             continue;
         };
         for node in nodes {
-            if node.reservation.is_some() || node.maintenance {
+            // Each node's timeout is its owner's to check (several conductors, one database).
+            if node.reservation.is_some() || node.maintenance || !conductor.owns(&node) {
                 continue;
             }
             let updated = node.provision_updated_at.as_deref().and_then(crate::time::parse);

@@ -1,7 +1,10 @@
 //! Node locks (reference §8.1).
 //!
 //! The exclusive lock is the node's `reservation` column holding this conductor's name, so other
-//! conductors sharing the database see it. Within one conductor, writers of the same node queue
+//! conductors sharing the database see it. It is a lease with a fencing number: each
+//! acquisition, and each break of a dead conductor's lock (take-over, `crate::cluster`), adds one
+//! to the node's `lock_token`, and a node is saved only while the number it was read with is
+//! current, so a conductor that was paused past its take-over cannot write over its successor. Within one conductor, writers of the same node queue
 //! on an in-process mutex first, so concurrent API calls are applied one after another (no lost
 //! update, no needless 409). A writer that cannot get the lock within the retry budget (another
 //! conductor, or a long-running operation such as a deployment) gets `NodeLocked` naming the
@@ -59,6 +62,8 @@ pub struct NodeLock {
     db: Database,
     host: String,
     node: String,
+    /// The lock number (fencing token) this lock holds.
+    token: i64,
     released: bool,
     _local: OwnedMutexGuard<()>,
 }
@@ -106,11 +111,12 @@ impl NodeLocks {
             }
         };
         for attempt in 1..=self.policy.attempts.max(1) {
-            if self.db.reserve(node, &self.host).await? {
+            if let Some(token) = self.db.reserve(node, &self.host).await? {
                 return Ok(NodeLock {
                     db: self.db.clone(),
                     host: self.host.clone(),
                     node: node.to_owned(),
+                    token,
                     released: false,
                     _local: local,
                 });
@@ -131,11 +137,12 @@ impl NodeLocks {
             node: node.to_owned(),
             holder: self.host.clone(),
         })?;
-        if self.db.reserve(node, &self.host).await? {
+        if let Some(token) = self.db.reserve(node, &self.host).await? {
             Ok(NodeLock {
                 db: self.db.clone(),
                 host: self.host.clone(),
                 node: node.to_owned(),
+                token,
                 released: false,
                 _local: local,
             })
@@ -157,7 +164,13 @@ impl NodeLock {
     /// Release the lock.
     pub async fn release(mut self) -> Result<(), DbError> {
         self.released = true;
-        self.db.release(&self.node, &self.host).await
+        self.db.release(&self.node, &self.host, self.token).await
+    }
+
+    /// The lock number (fencing token): records read while this lock is held carry it, and
+    /// saves with any other number are refused.
+    pub fn token(&self) -> i64 {
+        self.token
     }
 }
 
@@ -168,10 +181,10 @@ impl Drop for NodeLock {
         }
         // Every path releases: a lock dropped by an early return or a panic is released in the
         // background (the in-process guard is held until then so no one slips in before).
-        let (db, node, host) = (self.db.clone(), self.node.clone(), self.host.clone());
+        let (db, node, host, token) = (self.db.clone(), self.node.clone(), self.host.clone(), self.token);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = db.release(&node, &host).await {
+                if let Err(e) = db.release(&node, &host, token).await {
                     tracing::error!(node, error = %e, "could not release node lock");
                 }
             });

@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext};
 
+/// Every registered conductor, `online` meaning alive now: registered, not stopped, and its
+/// row refreshed within `heartbeat_timeout` (Ironic's `alive`).
+async fn registered(state: &AppState) -> Result<Vec<crate::model::ConductorRecord>, ApiError> {
+    let timeout = state.conductor.config.cluster.heartbeat_timeout;
+    let now = time::OffsetDateTime::now_utc();
+    let mut records = state.conductor.db.conductors().await?;
+    for record in &mut records {
+        record.online = crate::cluster::membership::is_alive(record, timeout, now);
+    }
+    Ok(records)
+}
+
 /// `GET /v1/conductors[?detail=true]`.
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -16,10 +28,7 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     super::require_api(&ctx, 49, super::API_NOT_SUPPORTED)?;
     let detail = q.get("detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-    let conductors: Vec<Value> = state
-        .conductor
-        .db
-        .conductors()
+    let conductors: Vec<Value> = registered(&state)
         .await?
         .iter()
         .map(|c| c.to_api(&ctx.base, detail))
@@ -34,10 +43,7 @@ pub(super) async fn show(
     Path(hostname): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     super::require_api(&ctx, 49, super::API_NOT_SUPPORTED)?;
-    state
-        .conductor
-        .db
-        .conductors()
+    registered(&state)
         .await?
         .iter()
         .find(|c| c.hostname == hostname)

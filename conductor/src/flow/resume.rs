@@ -18,7 +18,8 @@ impl Conductor {
     /// Clear this conductor's stale locks and resume every flow it left mid-way: each node in a
     /// working state goes back to its last saved point, in the background, under its lock.
     pub async fn recover_on_start(self: &Arc<Self>) -> Result<(), EngineError> {
-        let cleared = self.db.clear_reservations(self.locks.host()).await?;
+        let host = self.locks.host();
+        let cleared = self.db.break_locks(host, host).await?.len();
         if cleared > 0 {
             tracing::warn!(cleared, "released locks left by a previous run of this conductor");
         }
@@ -35,21 +36,28 @@ impl Conductor {
                 }
             };
             let me = Arc::clone(self);
-            tokio::spawn(async move { me.resume(lock, node.uuid).await });
+            let stopped = host.to_owned();
+            tokio::spawn(async move { me.resume(lock, node.uuid, stopped).await });
         }
         Ok(())
     }
 
-    /// Resume one node's flow after a restart, holding its lock; a node that cannot resume
-    /// fails with the reason.
-    async fn resume(self: Arc<Self>, lock: NodeLock, uuid: String) {
+    /// Resume one node's flow left by conductor `stopped` (this one before a restart, or a dead
+    /// one taken over), holding its lock; a node that cannot resume fails with the reason. A
+    /// node that left its working state meanwhile (another conductor resumed it first) is left
+    /// alone.
+    pub(crate) async fn resume(self: Arc<Self>, lock: NodeLock, uuid: String, stopped: String) {
         let task = match self.node(&uuid).await {
+            Ok(node) if !states::WORKING_STATES.contains(&node.provision_state.as_str()) => {
+                let _ = lock.release().await;
+                return;
+            }
             Ok(node) => self.task(node).await,
             Err(e) => Err(e),
         };
         match task {
             Ok(mut task) => {
-                if let Err(e) = self.resume_flow(&mut task).await {
+                if let Err(e) = self.resume_flow(&mut task, &stopped).await {
                     tracing::error!(node = %uuid, error = %e, "resuming failed");
                     self.fail_flow(&mut task, &e.to_string()).await;
                 }
@@ -72,11 +80,11 @@ impl Conductor {
     ///   steps, `fake` interfaces) runs again;
     /// * any other out-of-band step fails the node: it may have half-happened. So does a step
     ///   that [`MAX_STEP_RESTARTS`] restarts found running.
-    async fn resume_flow(&self, task: &mut Task) -> Result<(), FlowError> {
+    async fn resume_flow(&self, task: &mut Task, stopped: &str) -> Result<(), FlowError> {
         let state = task.node.provision_state.clone();
         let target = states::resume_target(&state, task.node.target_provision_state.as_deref())
             .ok_or_else(|| FlowError::Internal(format!("no flow resumes state {state}")))?;
-        let host = self.locks.host().to_owned();
+        let host = stopped.to_owned();
         let started = match states::flow_of(&state) {
             Some(flow) => {
                 let record = FlowRecord::load(&task.node, flow)?;
@@ -89,9 +97,9 @@ impl Conductor {
         let Some((flow, mut record, step)) = started else {
             let message = match states::flow_of(&state) {
                 Some(flow) => format!(
-                    "Conductor {host} restarted during {state} before its first step; the {flow} flow starts again"
+                    "Conductor {host} stopped during {state} before its first step; the {flow} flow starts again"
                 ),
-                None => format!("Conductor {host} restarted during {state}; the {target} flow runs again"),
+                None => format!("Conductor {host} stopped during {state}; the {target} flow runs again"),
             };
             self.resumed(task, &message).await?;
             return self.start_flow(task, target).await;
@@ -110,7 +118,7 @@ impl Conductor {
         if deploy.is_in_band(&task.node, flow, &step) {
             record.next = Next::AskAgent;
             record.store(&mut task.node);
-            self.resumed(task, &format!("Conductor {host} restarted during {flow} step {name}; waiting for the agent to show whether it has the step"))
+            self.resumed(task, &format!("Conductor {host} stopped during {flow} step {name}; waiting for the agent to show whether it has the step"))
                 .await?;
             return self.event(&mut task.node, "wait").await;
         }
@@ -122,7 +130,7 @@ impl Conductor {
             record.store(&mut task.node);
             self.resumed(
                 task,
-                &format!("Conductor {host} restarted during {flow} step {name}; the step runs again"),
+                &format!("Conductor {host} stopped during {flow} step {name}; the step runs again"),
             )
             .await?;
             return self.run_steps(task, flow).await;

@@ -288,6 +288,14 @@ impl Conductor {
     /// whose clean or service step failed in maintenance with a fault, forget where the flow
     /// stood, fire `fail`, and power the ramdisk off.
     pub async fn fail_flow(&self, task: &mut Task, message: &str) {
+        // A conductor whose lock was taken over (it was paused or cut off past the dead
+        // timeout) must not power the node off or record a failure over its successor's work.
+        if let Ok(token) = self.db.lock_token(&task.node.uuid).await
+            && token != Some(task.node.lock_token)
+        {
+            tracing::warn!(node = %task.node.uuid, %message, "the node changed hands: not failing it");
+            return;
+        }
         let node = &mut task.node;
         node.last_error = Some(message.to_owned());
         let running_step = match states::flow_of(&node.provision_state) {

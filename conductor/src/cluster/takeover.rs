@@ -1,0 +1,102 @@
+//! The membership loop: refresh this conductor's row, see who is alive, and take over the
+//! nodes whose lock a dead conductor holds.
+
+use std::sync::Arc;
+
+use super::Members;
+use crate::engine::{Conductor, EngineError};
+use crate::states;
+
+impl Conductor {
+    /// One round of the membership loop: refresh this conductor's row (registering it again
+    /// if an operator deleted it), read the members, and take over from dead conductors.
+    pub async fn membership_tick(self: &Arc<Self>) -> Result<(), EngineError> {
+        let host = self.locks.host();
+        if !self.db.touch_conductor(host).await? {
+            tracing::warn!("this conductor's membership row was gone: registering again");
+            self.register().await?;
+        }
+        let records = self.db.conductors().await?;
+        let members = Members::new(
+            &records,
+            self.config.cluster.heartbeat_timeout,
+            time::OffsetDateTime::now_utc(),
+        );
+        *self.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = members.clone();
+        self.take_over(&members).await
+    }
+
+    /// Register this conductor in `conductors` (online, with its group and hardware types).
+    pub async fn register(&self) -> Result<(), EngineError> {
+        self.db
+            .register_conductor(
+                self.locks.host(),
+                self.drivers.enabled_types(),
+                &self.config.cluster.conductor_group,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// True if this conductor owns `node` by the last membership round.
+    pub fn owns(&self, node: &crate::model::NodeRecord) -> bool {
+        let members = self.members.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        members.owner(node) == Some(self.locks.host())
+    }
+
+    /// Break the lock of every node this conductor owns whose holder is dead, and resume the
+    /// flows of those left in a working state (a node in a wait state carries on with its
+    /// agent's next heartbeat, at any conductor).
+    async fn take_over(self: &Arc<Self>, members: &Members) -> Result<(), EngineError> {
+        let me = self.locks.host().to_owned();
+        for node in self.db.reserved_nodes().await? {
+            let Some(holder) = node.reservation.clone() else { continue };
+            if holder == me || members.is_alive(&holder) || members.owner(&node) != Some(me.as_str()) {
+                continue;
+            }
+            if !self.db.break_lock(&node.uuid, &holder, &me).await? {
+                continue;
+            }
+            let message = format!(
+                "Conductor {holder} holding the lock of node {} stopped refreshing its membership (dead after {} s); conductor {me} took the node over in {}",
+                node.uuid,
+                self.config.cluster.heartbeat_timeout.as_secs_f64(),
+                node.provision_state
+            );
+            tracing::warn!(node = %node.uuid, dead = %holder, "{message}");
+            self.db
+                .add_history_by(&node.uuid, "WARNING", &message, Some(&me))
+                .await?;
+            if !states::WORKING_STATES.contains(&node.provision_state.as_str()) {
+                continue;
+            }
+            match self.locks.try_acquire(&node.uuid).await {
+                Ok(lock) => {
+                    let conductor = Arc::clone(self);
+                    tokio::spawn(async move { conductor.resume(lock, node.uuid, holder).await });
+                }
+                Err(e) => tracing::info!(node = %node.uuid, error = %e, "a taken-over node was locked again at once"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run the membership loop every `heartbeat_interval` until the conductor stops.
+pub fn spawn(conductor: Arc<Conductor>, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval = conductor.config.cluster.heartbeat_interval;
+        loop {
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(interval) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                return;
+            }
+            if let Err(e) = conductor.membership_tick().await {
+                tracing::error!(error = %e, "membership round failed");
+            }
+        }
+    })
+}
