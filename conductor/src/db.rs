@@ -166,10 +166,11 @@ impl Database {
 
     /// One node's lock history, oldest lock first: `(token, conductor, released_by)`.
     pub async fn lock_history(&self, node_uuid: &str) -> Result<Vec<(i64, String, Option<String>)>, DbError> {
-        let rows = sqlx::query("SELECT token, conductor, released_by FROM node_locks WHERE node_uuid = $1 ORDER BY token")
-            .bind(node_uuid)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT token, conductor, released_by FROM node_locks WHERE node_uuid = $1 ORDER BY token")
+                .bind(node_uuid)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("token")?, r.try_get("conductor")?, r.try_get("released_by")?)))
             .collect()
@@ -365,12 +366,13 @@ impl Database {
 
     /// Release lock number `token` if `host` still holds it.
     pub async fn release(&self, uuid: &str, host: &str, token: i64) -> Result<(), DbError> {
-        let done = sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2 AND lock_token = $3")
-            .bind(uuid)
-            .bind(host)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2 AND lock_token = $3")
+                .bind(uuid)
+                .bind(host)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
         if self.lock_history && done.rows_affected() == 1 {
             self.end_lock_history(uuid, token, host).await?;
         }

@@ -6,6 +6,7 @@
 
 pub mod fuzz;
 pub mod lab;
+pub mod postgres;
 pub mod proxy;
 pub mod system;
 pub mod vendor;

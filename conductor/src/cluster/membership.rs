@@ -11,10 +11,7 @@ use crate::model::{ConductorRecord, NodeRecord};
 /// True if `record` registered and refreshed its row within `timeout` of `now` (a clean stop
 /// sets `online` to false at once).
 pub fn is_alive(record: &ConductorRecord, timeout: Duration, now: OffsetDateTime) -> bool {
-    let seen = record
-        .updated_at
-        .as_deref()
-        .unwrap_or(&record.created_at);
+    let seen = record.updated_at.as_deref().unwrap_or(&record.created_at);
     record.online
         && crate::time::parse(seen).is_some_and(|t| (now - t).whole_milliseconds() <= timeout.as_millis() as i128)
 }

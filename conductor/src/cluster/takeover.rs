@@ -50,7 +50,9 @@ impl Conductor {
     async fn take_over(self: &Arc<Self>, members: &Members) -> Result<(), EngineError> {
         let me = self.locks.host().to_owned();
         for node in self.db.reserved_nodes().await? {
-            let Some(holder) = node.reservation.clone() else { continue };
+            let Some(holder) = node.reservation.clone() else {
+                continue;
+            };
             if holder == me || members.is_alive(&holder) || members.owner(&node) != Some(me.as_str()) {
                 continue;
             }

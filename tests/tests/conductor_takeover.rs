@@ -1,0 +1,546 @@
+//! Several conductors on one PostgreSQL (issue 18): three `rivet-conductor` processes on a
+//! private PostgreSQL cluster, HAProxy in front of them (round robin, health checks), and real
+//! `rivet-agent` instances in this process (the lab's simulated hardware manager: no disk is
+//! touched) that reach the conductors only through the balancer.
+//!
+//! * One conductor is SIGKILLed while it holds a node's lock and nodes clean and deploy: every
+//!   node must reach `active`, and the lock history (`node_locks`, `lock_history = true`) must
+//!   show one holder per lock number, every lock ended, and the dead conductor's ended by the
+//!   conductor that took the node over.
+//! * One conductor is frozen (SIGSTOP) while it holds a node's lock, past the dead timeout: its
+//!   nodes are taken over and finish; after SIGCONT it writes nothing to them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivet_tests::lab::{Journal, MachineControl, SimHardwareManager, boot_agent};
+use rivet_tests::postgres::Postgres;
+use serde_json::{Value, json};
+
+const CONDUCTORS: usize = 3;
+const NODES: usize = 24;
+/// Upper bound for each phase.
+const BUDGET: Duration = Duration::from_secs(240);
+/// `heartbeat_timeout` of the conductors: a silent conductor is dead after this.
+const DEAD_AFTER_SECS: f64 = 3.0;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// One conductor process.
+struct Conductor {
+    host: String,
+    url: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Conductor {
+    fn start(dir: &Path, host: &str, database_url: &str) -> Conductor {
+        let exe = std::env::current_exe().expect("test binary");
+        let binary = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|debug| debug.join("rivet-conductor"))
+            .expect("target dir");
+        assert!(binary.exists(), "cargo test builds {}", binary.display());
+        let port = free_port();
+        let config = dir.join(format!("{host}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen_host = \"127.0.0.1\"\nlisten_port = {port}\nhost = \"{host}\"\n\
+                 database_url = \"{database_url}\"\nenabled_hardware_types = [\"fake-hardware\"]\n\
+                 ramdisk_heartbeat_timeout = 3\ncheck_provision_state_interval = 0.5\nfast_track = true\n\
+                 heartbeat_interval = 0.5\nheartbeat_timeout = {DEAD_AFTER_SECS}\nlock_history = true\n"
+            ),
+        )
+        .expect("config");
+        let log = dir.join(format!("{host}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("conductor starts");
+        Conductor {
+            host: host.to_owned(),
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            child: Some(child),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// SIGKILL (std's `Child::kill`), then reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} ---\n{}",
+            self.host,
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
+    }
+}
+
+impl Drop for Conductor {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // A frozen process cannot die of SIGKILL until it is continued.
+            let _ = Command::new("kill").args(["-s", "CONT", &self.pid()]).status();
+        }
+        self.kill();
+    }
+}
+
+/// HAProxy in front of the conductors.
+struct Balancer {
+    url: String,
+    child: Child,
+}
+
+impl Balancer {
+    fn start(dir: &Path, conductors: &[Conductor]) -> Balancer {
+        let port = free_port();
+        let mut config = format!(
+            "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend api\n  bind 127.0.0.1:{port}\n  default_backend conductors\n\
+             backend conductors\n  balance roundrobin\n  option httpchk GET /\n  retries 3\n  option redispatch\n"
+        );
+        for c in conductors {
+            let addr = c.url.trim_start_matches("http://");
+            config.push_str(&format!("  server {} {addr} check inter 300ms fall 2 rise 2\n", c.host));
+        }
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).expect("haproxy config");
+        let log = std::fs::File::create(dir.join("haproxy.log")).expect("log");
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("haproxy starts (`bash .ci/test` installs it)");
+        Balancer {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut request = http
+            .request(method.clone(), url)
+            .header("X-OpenStack-Ironic-API-Version", "1.115");
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        match request.send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let text = answer.text().await.unwrap_or_default();
+                return (status, serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            }
+            Err(e) if Instant::now() < until => {
+                tracing::debug!(error = %e, "not answering yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
+}
+
+/// Every node's document.
+async fn nodes(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let (status, body) = call(
+        http,
+        reqwest::Method::GET,
+        &format!("{base}/v1/nodes/detail?limit=1000"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["nodes"].as_array().cloned().unwrap_or_default()
+}
+
+/// The fleet under test.
+struct Fleet {
+    _dir: tempfile::TempDir,
+    pg: Postgres,
+    conductors: Vec<Conductor>,
+    balancer: Balancer,
+    http: reqwest::Client,
+    uuids: Vec<String>,
+    agents: Vec<rivet_agent::RunningAgent>,
+}
+
+impl Fleet {
+    /// Three conductors, the balancer, `count` nodes taken to `clean wait`, then their agents.
+    async fn start(count: usize) -> Fleet {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = Postgres::start();
+        // The first conductor creates the schema before the others start.
+        let mut conductors = vec![Conductor::start(dir.path(), "conductor-1", &pg.url())];
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        call(&http, reqwest::Method::GET, &format!("{}/v1/", conductors[0].url), None).await;
+        for i in 2..=CONDUCTORS {
+            conductors.push(Conductor::start(dir.path(), &format!("conductor-{i}"), &pg.url()));
+        }
+        for c in &conductors {
+            call(&http, reqwest::Method::GET, &format!("{}/v1/", c.url), None).await;
+        }
+        let balancer = Balancer::start(dir.path(), &conductors);
+        let mut fleet = Fleet {
+            _dir: dir,
+            pg,
+            conductors,
+            balancer,
+            http,
+            uuids: Vec::new(),
+            agents: Vec::new(),
+        };
+        let journal: Journal = Arc::default();
+        let mut managers = Vec::new();
+        for i in 0..count {
+            // Verbs go to each conductor in turn: any conductor serves the whole API.
+            let base = fleet.conductors[i % CONDUCTORS].url.clone();
+            let mac = format!("52:54:00:18:{:02x}:{:02x}", i / 256, i % 256);
+            let (status, node) = call(
+                &fleet.http,
+                reqwest::Method::POST,
+                &format!("{base}/v1/nodes"),
+                Some(json!({
+                    "driver": "fake-hardware", "deploy_interface": "direct", "name": format!("fleet-{i}"),
+                    "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw",
+                        "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
+                })),
+            )
+            .await;
+            assert_eq!(status, 201, "{node}");
+            let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+            let (status, port) = call(
+                &fleet.http,
+                reqwest::Method::POST,
+                &format!("{base}/v1/ports"),
+                Some(json!({"address": mac, "node_uuid": uuid})),
+            )
+            .await;
+            assert_eq!(status, 201, "{port}");
+            managers.push(SimHardwareManager::new(
+                &uuid,
+                &mac,
+                Arc::new(MachineControl::default()),
+                Arc::clone(&journal),
+            ));
+            fleet.uuids.push(uuid);
+        }
+        fleet.set_all("manage").await;
+        fleet.wait_all("manageable").await;
+        fleet.set_all("provide").await;
+        fleet.wait_all("clean wait").await;
+        for manager in managers {
+            let agent = boot_agent(&fleet.balancer.url, Arc::new(manager), Duration::ZERO)
+                .await
+                .expect("agent starts");
+            fleet.agents.push(agent);
+        }
+        fleet
+    }
+
+    /// The first live conductor's URL (for reads).
+    fn reader(&self) -> String {
+        self.conductors
+            .iter()
+            .find(|c| c.child.is_some())
+            .map(|c| c.url.clone())
+            .expect("a live conductor")
+    }
+
+    async fn set(&self, uuid: &str, target: &str, via: &str) {
+        let (status, body) = call(
+            &self.http,
+            reqwest::Method::PUT,
+            &format!("{via}/v1/nodes/{uuid}/states/provision"),
+            Some(json!({ "target": target })),
+        )
+        .await;
+        assert_eq!(status, 202, "{target} {uuid} via {via}: {body}");
+    }
+
+    async fn set_all(&self, target: &str) {
+        for (i, uuid) in self.uuids.iter().enumerate() {
+            self.set(uuid, target, &self.conductors[i % CONDUCTORS].url).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.conductors
+            .iter()
+            .map(Conductor::log_tail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn wait_all(&self, want: &str) {
+        let until = Instant::now() + BUDGET;
+        loop {
+            let all = nodes(&self.http, &self.reader()).await;
+            let failed: Vec<_> = all
+                .iter()
+                .filter(|n| n["provision_state"].as_str().is_some_and(|s| s.contains("fail")))
+                .map(|n| (n["uuid"].clone(), n["provision_state"].clone(), n["last_error"].clone()))
+                .collect();
+            assert!(failed.is_empty(), "failed nodes: {failed:#?}\n{}", self.logs());
+            if all.len() == self.uuids.len() && all.iter().all(|n| n["provision_state"] == want) {
+                return;
+            }
+            let stuck: Vec<_> = all
+                .iter()
+                .filter(|n| n["provision_state"] != want)
+                .map(|n| {
+                    (
+                        n["uuid"].clone(),
+                        n["provision_state"].clone(),
+                        n["reservation"].clone(),
+                    )
+                })
+                .collect();
+            assert!(
+                Instant::now() < until,
+                "not all {want} in time: {stuck:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deploy each node as soon as it is available, through the live conductors in turn, until
+    /// every node is active; `at_lock` runs once, the first time `victim` holds the lock of a
+    /// node while another node is still cleaning and one is deploying (or, failing that, while
+    /// it holds any lock).
+    async fn clean_then_deploy(&mut self, victim: usize, at_lock: impl FnOnce(&mut Conductor)) -> Vec<String> {
+        let until = Instant::now() + BUDGET;
+        let mut at_lock = Some(at_lock);
+        let mut held = Vec::new();
+        let mut turn = 0;
+        loop {
+            let all = nodes(&self.http, &self.reader()).await;
+            let state = |n: &Value| n["provision_state"].as_str().unwrap_or_default().to_owned();
+            let failed: Vec<_> = all
+                .iter()
+                .filter(|n| state(n).contains("fail"))
+                .map(|n| (n["uuid"].clone(), n["last_error"].clone()))
+                .collect();
+            assert!(failed.is_empty(), "failed nodes: {failed:#?}\n{}", self.logs());
+            if all.iter().all(|n| state(n) == "active") {
+                return held;
+            }
+            assert!(Instant::now() < until, "not all active in time\n{}", self.logs());
+            let victim_host = self.conductors[victim].host.clone();
+            let locked: Vec<String> = all
+                .iter()
+                .filter(|n| n["reservation"] == victim_host.as_str())
+                .filter_map(|n| n["uuid"].as_str().map(str::to_owned))
+                .collect();
+            let cleaning = all.iter().any(|n| state(n).starts_with("clean"));
+            let deploying = all
+                .iter()
+                .any(|n| state(n).starts_with("deploy") || state(n) == "wait call-back");
+            if !locked.is_empty()
+                && (cleaning && deploying || all.iter().filter(|n| state(n) == "active").count() > 2)
+                && let Some(act) = at_lock.take()
+            {
+                act(&mut self.conductors[victim]);
+                held = locked;
+            }
+            for node in all.iter().filter(|n| state(n) == "available") {
+                let live: Vec<String> = self
+                    .conductors
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, c)| c.child.is_some() && (*i != victim || at_lock.is_some()))
+                    .map(|(_, c)| c.url.clone())
+                    .collect();
+                turn += 1;
+                let via = &live[turn % live.len()];
+                self.set(node["uuid"].as_str().expect("uuid"), "active", via).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `node_locks` as (node, token, holder, ended by).
+    fn lock_history(&self) -> Vec<(String, i64, String, String)> {
+        self.pg
+            .query("SELECT node_uuid, token, conductor, COALESCE(released_by, '') FROM node_locks ORDER BY node_uuid, token")
+            .iter()
+            .map(|row| {
+                let cols: Vec<&str> = row.split('|').collect();
+                (
+                    cols[0].to_owned(),
+                    cols[1].parse().expect("token"),
+                    cols[2].to_owned(),
+                    cols[3].to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn stop_agents(&mut self) {
+        for agent in self.agents.drain(..) {
+            agent.shutdown();
+        }
+    }
+}
+
+/// One holder per lock number (the table's key), every lock ended but a node's last, a lock
+/// ended by its holder unless that holder is `dead`, whose locks end by a take-over; answers how
+/// many of `dead`'s locks were taken over.
+fn check_lock_history(history: &[(String, i64, String, String)], dead: &str) -> usize {
+    assert!(!history.is_empty(), "lock_history = true records every lock");
+    let mut taken_over = 0;
+    for (i, (node, token, holder, ended_by)) in history.iter().enumerate() {
+        let last_of_node = history.get(i + 1).is_none_or(|next| next.0 != *node);
+        if ended_by.is_empty() {
+            assert!(
+                last_of_node,
+                "lock {token} of {node} held by {holder} never ended, yet a later one exists"
+            );
+            assert_ne!(holder, dead, "the dead conductor still holds lock {token} of {node}");
+            continue;
+        }
+        if holder == dead && ended_by != dead {
+            taken_over += 1;
+        } else {
+            assert_eq!(
+                ended_by, holder,
+                "lock {token} of {node} held by {holder} was ended by {ended_by}"
+            );
+        }
+    }
+    taken_over
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
+    let mut fleet = Fleet::start(NODES).await;
+    let held = fleet.clean_then_deploy(1, Conductor::kill).await;
+    assert!(!held.is_empty(), "the conductor was killed while holding a lock");
+    let dead = fleet.conductors[1].host.clone();
+    let history = fleet.lock_history();
+    let taken_over = check_lock_history(&history, &dead);
+    assert!(
+        taken_over >= 1,
+        "the dead conductor's locks were taken over: {history:#?}"
+    );
+    // Each taken-over node's history says who took it over from whom.
+    let (_, events) = call(
+        &fleet.http,
+        reqwest::Method::GET,
+        &format!("{}/v1/nodes/{}/history", fleet.reader(), held[0]),
+        None,
+    )
+    .await;
+    assert!(
+        events
+            .to_string()
+            .contains(&format!("Conductor {dead} holding the lock")),
+        "{events}"
+    );
+    fleet.stop_agents();
+    #[allow(clippy::print_stdout, reason = "the figures go in BENCHMARKS.md")]
+    {
+        println!(
+            "take-over: {NODES} nodes on {CONDUCTORS} conductors, {dead} SIGKILLed holding {} lock(s); {taken_over} lock(s) taken over; all active",
+            held.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
+    let mut fleet = Fleet::start(NODES / 2).await;
+    let held = fleet.clean_then_deploy(1, |c| c.signal("STOP")).await;
+    assert!(!held.is_empty(), "the conductor was frozen while holding a lock");
+    let frozen = fleet.conductors[1].host.clone();
+    // Every node is active without the frozen conductor; nothing else writes to the nodes now.
+    fleet.stop_agents();
+    let snapshot = |all: Vec<Value>| -> Vec<(Value, Value, Value)> {
+        all.iter()
+            .map(|n| (n["uuid"].clone(), n["updated_at"].clone(), n["provision_state"].clone()))
+            .collect()
+    };
+    let before = snapshot(nodes(&fleet.http, &fleet.reader()).await);
+    fleet.conductors[1].signal("CONT");
+    // Long enough for the woken conductor's workers to try their saves and for two of its
+    // membership rounds.
+    tokio::time::sleep(Duration::from_secs_f64(DEAD_AFTER_SECS)).await;
+    let after = snapshot(nodes(&fleet.http, &fleet.reader()).await);
+    assert_eq!(
+        before,
+        after,
+        "a node changed after the frozen conductor woke\n{}",
+        fleet.logs()
+    );
+    let history = fleet.lock_history();
+    let taken_over = check_lock_history(&history, &frozen);
+    assert!(
+        taken_over >= 1,
+        "the frozen conductor's locks were taken over: {history:#?}"
+    );
+    let refused = std::fs::read_to_string(&fleet.conductors[1].log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("changed hands"))
+        .count();
+    #[allow(clippy::print_stdout, reason = "the figures go in BENCHMARKS.md")]
+    {
+        println!(
+            "freeze: {frozen} SIGSTOPped holding {} lock(s) past the {DEAD_AFTER_SECS} s timeout; {taken_over} taken over; after SIGCONT {refused} stale write(s) refused, no node changed",
+            held.len()
+        );
+    }
+}
