@@ -15,3 +15,17 @@ CREATE TABLE node_locks (
     released_by TEXT,
     PRIMARY KEY (node_uuid, token)
 );
+-- Requests handed to a node's owner by the conductor that received them (a verb for a node owned
+-- elsewhere; every verb and heartbeat an api_only conductor receives). The receiver inserts a
+-- row addressed to the owner and waits for `result`; the owner claims rows addressed to it
+-- (woken by NOTIFY rivet_work on PostgreSQL) and writes the result.
+CREATE TABLE node_work (
+    id TEXT PRIMARY KEY,
+    node_uuid TEXT NOT NULL,
+    conductor TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    claimed_at TEXT,
+    result TEXT
+);
+CREATE INDEX node_work_conductor ON node_work (conductor);

@@ -47,6 +47,10 @@ pub struct Cli {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
+    /// Serve the API only: own no nodes, hand every verb and heartbeat to the node's owner
+    /// through the database, run no periodic work (file key `api_only`).
+    #[arg(long)]
+    pub api_only: bool,
     /// Print the provision state table (Markdown) and exit.
     #[arg(long)]
     pub print_states: bool,
@@ -125,6 +129,8 @@ pub struct FileConfig {
     pub heartbeat_timeout: Option<f64>,
     /// Record every node lock in the `node_locks` table (audits, the take-over tests).
     pub lock_history: Option<bool>,
+    /// Serve the API only (as `--api-only`).
+    pub api_only: Option<bool>,
 }
 
 /// Resolved configuration.
@@ -208,6 +214,7 @@ impl ConductorConfig {
             heartbeat_interval: Duration::from_secs_f64(file.heartbeat_interval.unwrap_or(10.0).clamp(0.05, 3600.0)),
             heartbeat_timeout: Duration::from_secs_f64(file.heartbeat_timeout.unwrap_or(60.0).clamp(0.1, 86400.0)),
             lock_history: file.lock_history.unwrap_or(false),
+            api_only: cli.api_only || file.api_only.unwrap_or(false),
         };
         if cluster.heartbeat_timeout <= cluster.heartbeat_interval * 2 {
             return Err(ConfigError::Invalid(format!(

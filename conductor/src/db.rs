@@ -448,6 +448,106 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Hand `request` for `node_uuid` to `conductor`: a new `node_work` row, and on PostgreSQL a
+    /// `NOTIFY rivet_work` naming the conductor. The row's id.
+    pub async fn add_work(&self, node_uuid: &str, conductor: &str, request: &str) -> Result<String, DbError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO node_work (id, node_uuid, conductor, request, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(node_uuid)
+        .bind(conductor)
+        .bind(request)
+        .bind(crate::time::now_iso())
+        .execute(&self.pool)
+        .await?;
+        if !self.sqlite {
+            sqlx::query("SELECT pg_notify('rivet_work', $1)")
+                .bind(conductor)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Claim every unclaimed row addressed to `conductor`: `(id, request)`. The conditional
+    /// UPDATE makes a claim atomic, so no row is ever run twice.
+    pub async fn claim_work(&self, conductor: &str) -> Result<Vec<(String, String)>, DbError> {
+        let rows = sqlx::query(
+            "UPDATE node_work SET claimed_at = $2 WHERE conductor = $1 AND claimed_at IS NULL RETURNING id, request",
+        )
+        .bind(conductor)
+        .bind(crate::time::now_iso())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("request")?)))
+            .collect()
+    }
+
+    /// Store a claimed row's result.
+    pub async fn finish_work(&self, id: &str, result: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE node_work SET result = $2 WHERE id = $1")
+            .bind(id)
+            .bind(result)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A row's result once its owner wrote it; the row is deleted then. `Err` if it is gone.
+    pub async fn take_work_result(&self, id: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT result FROM node_work WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Err(DbError::Corrupt {
+                what: "node_work".into(),
+                reason: format!("request {id} vanished before its answer"),
+            });
+        };
+        let result: Option<String> = row.try_get("result")?;
+        if result.is_some() {
+            self.withdraw_work(id).await?;
+        }
+        Ok(result)
+    }
+
+    /// Delete a row (answered, or given up by the conductor waiting for it).
+    pub async fn withdraw_work(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM node_work WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Unanswered rows: `(id, node_uuid, conductor)`.
+    pub async fn pending_work(&self) -> Result<Vec<(String, String, String)>, DbError> {
+        let rows = sqlx::query("SELECT id, node_uuid, conductor FROM node_work WHERE result IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("node_uuid")?, r.try_get("conductor")?)))
+            .collect()
+    }
+
+    /// Address an unanswered row of dead conductor `from` to `to`, to be claimed again; false if
+    /// it was answered or moved meanwhile.
+    pub async fn readdress_work(&self, id: &str, from: &str, to: &str) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE node_work SET conductor = $3, claimed_at = NULL WHERE id = $1 AND conductor = $2 AND result IS NULL",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Break every lock `holder` holds (a restarted conductor owns nothing; a dead one's nodes
     /// are taken over), moving each node's lock number on so the old holder can no longer write.
     /// `by` is the conductor breaking them. The nodes, by UUID.

@@ -63,7 +63,7 @@ impl From<LockError> for EngineError {
 }
 
 /// Body of `PUT /v1/nodes/{node}/states/provision`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     pub target: String,
@@ -135,8 +135,30 @@ impl Conductor {
         Ok(())
     }
 
-    /// Apply an operator verb (`PUT .../states/provision`).
+    /// Apply an operator verb (`PUT .../states/provision`), here or at the node's owner
+    /// ([`crate::cluster::work`]).
     pub async fn provision(
+        self: &Arc<Self>,
+        ident: &str,
+        req: ProvisionRequest,
+        version: ApiVersion,
+    ) -> Result<(), EngineError> {
+        let node = self.node(ident).await?;
+        match self.route(&node)? {
+            None => self.provision_here(&node.uuid, req, version).await,
+            Some(owner) => {
+                let work = crate::cluster::work::Work::Provision {
+                    node: node.uuid.clone(),
+                    request: req,
+                    version: version.minor,
+                };
+                self.hand_over(&owner, &node.uuid, &work).await
+            }
+        }
+    }
+
+    /// Apply an operator verb on this conductor.
+    pub async fn provision_here(
         self: &Arc<Self>,
         ident: &str,
         mut req: ProvisionRequest,
@@ -352,8 +374,23 @@ impl Conductor {
         result
     }
 
-    /// `PUT .../states/power`.
+    /// `PUT .../states/power`, here or at the node's owner ([`crate::cluster::work`]).
     pub async fn set_power(self: &Arc<Self>, ident: &str, target: &str) -> Result<(), EngineError> {
+        let node = self.node(ident).await?;
+        match self.route(&node)? {
+            None => self.set_power_here(&node.uuid, target).await,
+            Some(owner) => {
+                let work = crate::cluster::work::Work::Power {
+                    node: node.uuid.clone(),
+                    target: target.to_owned(),
+                };
+                self.hand_over(&owner, &node.uuid, &work).await
+            }
+        }
+    }
+
+    /// A power action on this conductor.
+    pub async fn set_power_here(self: &Arc<Self>, ident: &str, target: &str) -> Result<(), EngineError> {
         let node = self.node(ident).await?;
         let driver = self.driver(&node)?;
         let supported = driver.power.supported_power_states();

@@ -68,7 +68,9 @@ impl RunningConductor {
     pub async fn stop(self) -> std::io::Result<()> {
         self.shutdown.send_replace(true);
         let result = self.server.await.map_err(std::io::Error::other)?;
-        let _ = self.conductor.db.conductor_offline(self.conductor.locks.host()).await;
+        if !self.conductor.config.cluster.api_only {
+            let _ = self.conductor.db.conductor_offline(self.conductor.locks.host()).await;
+        }
         result
     }
 
@@ -150,26 +152,32 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         members: Default::default(),
         config: config.clone(),
     });
+    let api_only = config.cluster.api_only;
     let membership = async {
-        conductor.register().await?;
-        conductor.membership_tick().await
+        if !api_only {
+            conductor.register().await?;
+        }
+        conductor.membership_tick().await?;
+        if !api_only {
+            conductor.recover_on_start().await?;
+        }
+        Ok::<_, engine::EngineError>(())
     };
     membership.await.map_err(|e| StartError::Config(e.to_string()))?;
-    conductor
-        .recover_on_start()
-        .await
-        .map_err(|e| StartError::Config(e.to_string()))?;
     let app = api::app(api::AppState {
         conductor: Arc::clone(&conductor),
         users,
     })
     .into_make_service_with_connect_info::<SocketAddr>();
     let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    periodic::spawn(
-        Arc::clone(&conductor),
-        config.check_provision_state_interval,
-        stop.clone(),
-    );
+    if !api_only {
+        periodic::spawn(
+            Arc::clone(&conductor),
+            config.check_provision_state_interval,
+            stop.clone(),
+        );
+        cluster::work::spawn(Arc::clone(&conductor), stop.clone());
+    }
     cluster::takeover::spawn(Arc::clone(&conductor), stop.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

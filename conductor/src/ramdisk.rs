@@ -176,8 +176,30 @@ impl Conductor {
         outcome
     }
 
-    /// `POST /v1/heartbeat/{node}`: checks that answer 4xx, then background processing.
+    /// `POST /v1/heartbeat/{node}`: handled here by any conductor that runs node work (under
+    /// the node's lock); an `api_only` conductor hands it to the node's owner.
     pub async fn heartbeat(
+        self: &Arc<Self>,
+        ident: &str,
+        hb: HeartbeatRequest,
+        version: ApiVersion,
+    ) -> Result<(), EngineError> {
+        if self.config.cluster.api_only {
+            let node = self.node(ident).await?;
+            if let Some(owner) = self.route(&node)? {
+                let work = crate::cluster::work::Work::Heartbeat {
+                    node: node.uuid.clone(),
+                    heartbeat: hb,
+                    version: version.minor,
+                };
+                return self.hand_over(&owner, &node.uuid, &work).await;
+            }
+        }
+        self.heartbeat_here(ident, hb, version).await
+    }
+
+    /// A heartbeat on this conductor: checks that answer 4xx, then background processing.
+    pub async fn heartbeat_here(
         self: &Arc<Self>,
         ident: &str,
         hb: HeartbeatRequest,

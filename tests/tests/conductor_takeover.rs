@@ -3,6 +3,10 @@
 //! `rivet-agent` instances in this process (the lab's simulated hardware manager: no disk is
 //! touched) that reach the conductors only through the balancer.
 //!
+//! A fourth process runs with `api_only = true`: it is one of HAProxy's backends and gets its
+//! share of the verbs, and hands each (and each heartbeat) to the node's owner through the
+//! database.
+//!
 //! * One conductor is SIGKILLed while it holds a node's lock and nodes clean and deploy: every
 //!   node must reach `active`, and the lock history (`node_locks`, `lock_history = true`) must
 //!   show one holder per lock number, every lock ended, and the dead conductor's ended by the
@@ -42,7 +46,7 @@ struct Conductor {
 }
 
 impl Conductor {
-    fn start(dir: &Path, host: &str, database_url: &str) -> Conductor {
+    fn start(dir: &Path, host: &str, database_url: &str, api_only: bool) -> Conductor {
         let exe = std::env::current_exe().expect("test binary");
         let binary = exe
             .parent()
@@ -58,7 +62,7 @@ impl Conductor {
                 "listen_host = \"127.0.0.1\"\nlisten_port = {port}\nhost = \"{host}\"\n\
                  database_url = \"{database_url}\"\nenabled_hardware_types = [\"fake-hardware\"]\n\
                  ramdisk_heartbeat_timeout = 3\ncheck_provision_state_interval = 0.5\nfast_track = true\n\
-                 heartbeat_interval = 0.5\nheartbeat_timeout = {DEAD_AFTER_SECS}\nlock_history = true\n"
+                 heartbeat_interval = 0.5\nheartbeat_timeout = {DEAD_AFTER_SECS}\nlock_history = true\napi_only = {api_only}\n"
             ),
         )
         .expect("config");
@@ -220,15 +224,22 @@ impl Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let pg = Postgres::start();
         // The first conductor creates the schema before the others start.
-        let mut conductors = vec![Conductor::start(dir.path(), "conductor-1", &pg.url())];
+        let mut conductors = vec![Conductor::start(dir.path(), "conductor-1", &pg.url(), false)];
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
             .expect("client");
         call(&http, reqwest::Method::GET, &format!("{}/v1/", conductors[0].url), None).await;
         for i in 2..=CONDUCTORS {
-            conductors.push(Conductor::start(dir.path(), &format!("conductor-{i}"), &pg.url()));
+            conductors.push(Conductor::start(
+                dir.path(),
+                &format!("conductor-{i}"),
+                &pg.url(),
+                false,
+            ));
         }
+        // An API-only replica: it owns nothing and hands every verb and heartbeat over.
+        conductors.push(Conductor::start(dir.path(), "api-only", &pg.url(), true));
         for c in &conductors {
             call(&http, reqwest::Method::GET, &format!("{}/v1/", c.url), None).await;
         }
@@ -246,7 +257,7 @@ impl Fleet {
         let mut managers = Vec::new();
         for i in 0..count {
             // Verbs go to each conductor in turn: any conductor serves the whole API.
-            let base = fleet.conductors[i % CONDUCTORS].url.clone();
+            let base = fleet.conductors[i % fleet.conductors.len()].url.clone();
             let mac = format!("52:54:00:18:{:02x}:{:02x}", i / 256, i % 256);
             let (status, node) = call(
                 &fleet.http,
@@ -312,7 +323,8 @@ impl Fleet {
 
     async fn set_all(&self, target: &str) {
         for (i, uuid) in self.uuids.iter().enumerate() {
-            self.set(uuid, target, &self.conductors[i % CONDUCTORS].url).await;
+            self.set(uuid, target, &self.conductors[i % self.conductors.len()].url)
+                .await;
         }
     }
 

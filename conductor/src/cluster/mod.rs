@@ -11,6 +11,7 @@
 pub mod membership;
 pub mod ring;
 pub mod takeover;
+pub mod work;
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct ClusterConfig {
     pub heartbeat_timeout: Duration,
     /// Record every node lock in `node_locks`.
     pub lock_history: bool,
+    /// Serve the API only (`--api-only`): own no nodes, hand every verb and heartbeat to the
+    /// node's owner, run no periodic work.
+    pub api_only: bool,
 }
 
 impl Default for ClusterConfig {
@@ -37,6 +41,7 @@ impl Default for ClusterConfig {
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(60),
             lock_history: false,
+            api_only: false,
         }
     }
 }

@@ -9,10 +9,13 @@ use crate::states;
 
 impl Conductor {
     /// One round of the membership loop: refresh this conductor's row (registering it again
-    /// if an operator deleted it), read the members, and take over from dead conductors.
+    /// if an operator deleted it), read the members, and take over from dead conductors (the
+    /// requests handed to them, the locks they held). An `api_only` conductor only reads the
+    /// members.
     pub async fn membership_tick(self: &Arc<Self>) -> Result<(), EngineError> {
         let host = self.locks.host();
-        if !self.db.touch_conductor(host).await? {
+        let api_only = self.config.cluster.api_only;
+        if !api_only && !self.db.touch_conductor(host).await? {
             tracing::warn!("this conductor's membership row was gone: registering again");
             self.register().await?;
         }
@@ -23,6 +26,10 @@ impl Conductor {
             time::OffsetDateTime::now_utc(),
         );
         *self.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = members.clone();
+        if api_only {
+            return Ok(());
+        }
+        self.adopt_work(&members).await?;
         self.take_over(&members).await
     }
 
