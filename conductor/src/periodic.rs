@@ -77,8 +77,24 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
 pub fn spawn(
     conductor: Arc<Conductor>,
     interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    every(interval, stop, move || {
+        let conductor = Arc::clone(&conductor);
+        async move { check_callback_timeouts(&conductor).await }
+    })
+}
+
+/// Run `round` every `interval` (first after one interval) until `stop` turns true.
+pub fn every<F, Fut>(
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut round: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         loop {
             let stopped = tokio::select! {
@@ -88,7 +104,7 @@ pub fn spawn(
             if stopped {
                 return;
             }
-            check_callback_timeouts(&conductor).await;
+            round().await;
         }
     })
 }

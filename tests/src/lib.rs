@@ -4,6 +4,7 @@
 //! heartbeat, TLS and command code; only their hardware manager is simulated (no disk is
 //! touched).
 
+pub mod api;
 pub mod fuzz;
 pub mod lab;
 pub mod postgres;

@@ -52,13 +52,7 @@ struct Conductor {
 
 impl Conductor {
     fn new(dir: &Path, port: u16) -> Conductor {
-        let exe = std::env::current_exe().expect("test binary");
-        let binary = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|debug| debug.join("rivet-conductor"))
-            .expect("target dir");
-        assert!(binary.exists(), "cargo test builds {}", binary.display());
+        let binary = rivet_tests::api::conductor_binary();
         let config = dir.join("conductor.toml");
         std::fs::write(
             &config,
@@ -152,27 +146,7 @@ fn http() -> reqwest::Client {
 
 /// An API call, retried while the conductor is down (bounded by [`BUDGET`]).
 async fn call(http: &reqwest::Client, url: &str, method: reqwest::Method, body: Option<Value>) -> (u16, Value) {
-    let until = Instant::now() + BUDGET;
-    loop {
-        let mut request = http
-            .request(method.clone(), url)
-            .header("X-OpenStack-Ironic-API-Version", "1.115");
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        match request.send().await {
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let text = answer.text().await.unwrap_or_default();
-                return (status, serde_json::from_str(&text).unwrap_or(Value::String(text)));
-            }
-            Err(e) if Instant::now() < until => {
-                tracing::debug!(error = %e, "conductor unreachable; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{url}: {e}"),
-        }
-    }
+    rivet_tests::api::call(http, method, url, body.as_ref(), BUDGET).await
 }
 
 /// Every node's provision state, or `None` while the conductor does not answer.

@@ -92,17 +92,11 @@ impl Conductor {
 }
 
 /// Run the membership loop every `heartbeat_interval` until the conductor stops.
-pub fn spawn(conductor: Arc<Conductor>, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let interval = conductor.config.cluster.heartbeat_interval;
-        loop {
-            let stopped = tokio::select! {
-                _ = tokio::time::sleep(interval) => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
-            if stopped {
-                return;
-            }
+pub fn spawn(conductor: Arc<Conductor>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let interval = conductor.config.cluster.heartbeat_interval;
+    crate::periodic::every(interval, stop, move || {
+        let conductor = Arc::clone(&conductor);
+        async move {
             if let Err(e) = conductor.membership_tick().await {
                 tracing::error!(error = %e, "membership round failed");
             }
