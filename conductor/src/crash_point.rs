@@ -1,8 +1,11 @@
 //! Named points where a test can make the conductor die, to prove that flows resume from each
 //! (tests/tests/conductor_crash.rs). `RIVET_CONDUCTOR_CRASH_AT=<point>[:<n>]` in the conductor's
 //! environment makes the process abort (no destructors, no flush: as abrupt as SIGKILL) the
-//! `n`-th time (default the first) any task reaches `<point>`. Unset, which is every
-//! production run, a point costs one comparison.
+//! `n`-th time (default the first) any task reaches `<point>`. With `:stop` appended
+//! (`<point>:<n>:stop`) the process stops itself with SIGSTOP there instead, so a test can freeze
+//! or SIGKILL it at a known point, holding the node's lock (tests/tests/conductor_takeover.rs);
+//! SIGCONT carries it on from that point. Unset, which is every production run, a point costs
+//! one comparison.
 //!
 //! The points, in the order a step passes them: [`BEFORE_AGENT_COMMAND`] (the step is saved, the
 //! agent not yet asked), [`AGENT_COMMAND_SENT`] (the agent runs it, the conductor has not
@@ -27,15 +30,29 @@ pub const BETWEEN_STEPS: &str = "between_steps";
 /// Every point, for tests and error messages.
 pub const POINTS: &[&str] = &[BEFORE_AGENT_COMMAND, AGENT_COMMAND_SENT, POWER_ACTION, BETWEEN_STEPS];
 
-fn armed() -> Option<&'static (String, u64)> {
-    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+/// What an armed point does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Abort,
+    Stop,
+}
+
+fn armed() -> Option<&'static (String, u64, Action)> {
+    static SPEC: OnceLock<Option<(String, u64, Action)>> = OnceLock::new();
     SPEC.get_or_init(|| {
         let value = std::env::var(ENV).ok()?;
-        let (point, nth) = match value.split_once(':') {
-            Some((point, nth)) => (point.to_owned(), nth.parse().ok()?),
-            None => (value, 1),
+        let mut parts = value.split(':');
+        let point = parts.next()?.to_owned();
+        let nth = match parts.next() {
+            Some(n) => n.parse().ok()?,
+            None => 1,
         };
-        POINTS.contains(&point.as_str()).then_some((point, nth))
+        let action = match parts.next() {
+            None => Action::Abort,
+            Some("stop") => Action::Stop,
+            Some(_) => return None,
+        };
+        POINTS.contains(&point.as_str()).then_some((point, nth, action))
     })
     .as_ref()
 }
@@ -43,10 +60,18 @@ fn armed() -> Option<&'static (String, u64)> {
 /// The conductor reached `point`: abort here if the environment armed it for this hit.
 pub fn reached(point: &str) {
     static HITS: AtomicU64 = AtomicU64::new(0);
-    if let Some((armed, nth)) = armed()
+    if let Some((armed, nth, action)) = armed()
         && armed == point
         && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
     {
+        if *action == Action::Stop {
+            tracing::warn!(point, "crash point reached ({ENV}): stopping this process (SIGSTOP)");
+            // The whole process stops; `kill` returns once someone sends SIGCONT.
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "STOP", &std::process::id().to_string()])
+                .status();
+            return;
+        }
         tracing::error!(point, "crash point reached ({ENV}): aborting");
         std::process::abort();
     }

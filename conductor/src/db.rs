@@ -342,50 +342,77 @@ impl Database {
 
     /// Take the exclusive lock for `host`: the new lock number, or `None` if someone holds it.
     pub async fn reserve(&self, uuid: &str, host: &str) -> Result<Option<i64>, DbError> {
-        let row = sqlx::query(
-            "UPDATE nodes SET reservation = $2, lock_token = lock_token + 1 \
-             WHERE uuid = $1 AND reservation IS NULL RETURNING lock_token",
-        )
-        .bind(uuid)
-        .bind(host)
-        .fetch_optional(&self.pool)
-        .await?;
+        const RESERVE: &str = "UPDATE nodes SET reservation = $2, lock_token = lock_token + 1 \
+                               WHERE uuid = $1 AND reservation IS NULL RETURNING lock_token";
+        if !self.lock_history {
+            let row = sqlx::query(RESERVE)
+                .bind(uuid)
+                .bind(host)
+                .fetch_optional(&self.pool)
+                .await?;
+            return row.map(|r| r.try_get("lock_token")).transpose().map_err(DbError::from);
+        }
+        // The lock and its history row are one transaction: a conductor killed between the two
+        // must not leave a lock the history does not show.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(RESERVE)
+            .bind(uuid)
+            .bind(host)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let token: i64 = row.try_get("lock_token")?;
-        if self.lock_history {
-            sqlx::query("INSERT INTO node_locks (node_uuid, token, conductor, acquired_at) VALUES ($1, $2, $3, $4)")
-                .bind(uuid)
-                .bind(token)
-                .bind(host)
-                .bind(crate::time::now_iso())
-                .execute(&self.pool)
-                .await?;
-        }
+        sqlx::query("INSERT INTO node_locks (node_uuid, token, conductor, acquired_at) VALUES ($1, $2, $3, $4)")
+            .bind(uuid)
+            .bind(token)
+            .bind(host)
+            .bind(crate::time::now_iso())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(Some(token))
     }
 
     /// Release lock number `token` if `host` still holds it.
     pub async fn release(&self, uuid: &str, host: &str, token: i64) -> Result<(), DbError> {
-        let done =
-            sqlx::query("UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2 AND lock_token = $3")
+        const RELEASE: &str =
+            "UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2 AND lock_token = $3";
+        if !self.lock_history {
+            sqlx::query(RELEASE)
                 .bind(uuid)
                 .bind(host)
                 .bind(token)
                 .execute(&self.pool)
                 .await?;
-        if self.lock_history && done.rows_affected() == 1 {
-            self.end_lock_history(uuid, token, host).await?;
+            return Ok(());
         }
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(RELEASE)
+            .bind(uuid)
+            .bind(host)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            Self::end_lock_history(&mut tx, uuid, token, host).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn end_lock_history(&self, uuid: &str, token: i64, by: &str) -> Result<(), DbError> {
+    /// Record in the lock history that lock `token` of `uuid` ended, by `by`.
+    async fn end_lock_history(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        uuid: &str,
+        token: i64,
+        by: &str,
+    ) -> Result<(), DbError> {
         sqlx::query("UPDATE node_locks SET released_at = $3, released_by = $4 WHERE node_uuid = $1 AND token = $2")
             .bind(uuid)
             .bind(token)
             .bind(crate::time::now_iso())
             .bind(by)
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
         Ok(())
     }
@@ -414,19 +441,23 @@ impl Database {
     /// Break `holder`'s lock of one node (take-over from a dead conductor), as
     /// [`Database::break_locks`] does; false if `holder` no longer holds it.
     pub async fn break_lock(&self, uuid: &str, holder: &str, by: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE nodes SET reservation = NULL, lock_token = lock_token + 1 WHERE uuid = $1 AND reservation = $2 \
              RETURNING lock_token",
         )
         .bind(uuid)
         .bind(holder)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
         if self.lock_history {
+            // The broken lock is the one before: the break takes a number of its own, so the
+            // old holder's is stale even if nobody locks the node again.
             let token: i64 = row.try_get("lock_token")?;
-            self.end_lock_history(uuid, token - 1, by).await?;
+            Self::end_lock_history(&mut tx, uuid, token - 1, by).await?;
         }
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -552,24 +583,24 @@ impl Database {
     /// are taken over), moving each node's lock number on so the old holder can no longer write.
     /// `by` is the conductor breaking them. The nodes, by UUID.
     pub async fn break_locks(&self, holder: &str, by: &str) -> Result<Vec<String>, DbError> {
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE nodes SET reservation = NULL, lock_token = lock_token + 1 WHERE reservation = $1 \
              RETURNING uuid, lock_token",
         )
         .bind(holder)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut nodes = Vec::with_capacity(rows.len());
         for row in &rows {
             let uuid: String = row.try_get("uuid")?;
-            let token: i64 = row.try_get("lock_token")?;
             if self.lock_history {
-                // The broken lock is the one before; the break itself takes a number so that
-                // the old holder's number is stale even if nobody locks the node again.
-                self.end_lock_history(&uuid, token - 1, by).await?;
+                let token: i64 = row.try_get("lock_token")?;
+                Self::end_lock_history(&mut tx, &uuid, token - 1, by).await?;
             }
             nodes.push(uuid);
         }
+        tx.commit().await?;
         Ok(nodes)
     }
 

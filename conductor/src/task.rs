@@ -4,8 +4,8 @@
 //! conductors sharing the database see it. It is a lease with a fencing number: each
 //! acquisition, and each break of a dead conductor's lock (take-over, `crate::cluster`), adds one
 //! to the node's `lock_token`, and a node is saved only while the number it was read with is
-//! current, so a conductor that was paused past its take-over cannot write over its successor. Within one conductor, writers of the same node queue
-//! on an in-process mutex first, so concurrent API calls are applied one after another (no lost
+//! current, so a conductor that was paused past its take-over cannot write over its successor.
+//! Within one conductor, writers of the same node queue on an in-process mutex first, so concurrent API calls are applied one after another (no lost
 //! update, no needless 409). A writer that cannot get the lock within the retry budget (another
 //! conductor, or a long-running operation such as a deployment) gets `NodeLocked` naming the
 //! holder. Readers take no lock.

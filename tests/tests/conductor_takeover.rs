@@ -7,12 +7,17 @@
 //! share of the verbs, and hands each (and each heartbeat) to the node's owner through the
 //! database.
 //!
+//! The victim, conductor-2, is started with a crash point that makes it stop itself (SIGSTOP)
+//! while it sends an in-band step to an agent, holding that node's lock
+//! (`RIVET_CONDUCTOR_CRASH_AT=agent_command_sent:<n>:stop`), so each run hits the same moment.
+//!
 //! * One conductor is SIGKILLed while it holds a node's lock and nodes clean and deploy: every
 //!   node must reach `active`, and the lock history (`node_locks`, `lock_history = true`) must
 //!   show one holder per lock number, every lock ended, and the dead conductor's ended by the
 //!   conductor that took the node over.
 //! * One conductor is frozen (SIGSTOP) while it holds a node's lock, past the dead timeout: its
-//!   nodes are taken over and finish; after SIGCONT it writes nothing to them.
+//!   nodes are taken over and finish; after SIGCONT its pending save is refused and no node
+//!   changes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,7 +51,9 @@ struct Conductor {
 }
 
 impl Conductor {
-    fn start(dir: &Path, host: &str, database_url: &str, api_only: bool) -> Conductor {
+    /// Start a conductor; `stop_at` arms a crash point that makes it SIGSTOP itself there
+    /// (`RIVET_CONDUCTOR_CRASH_AT=<point>:<n>:stop`), holding the node's lock.
+    fn start(dir: &Path, host: &str, database_url: &str, api_only: bool, stop_at: Option<&str>) -> Conductor {
         let binary = rivet_tests::api::conductor_binary();
         let port = free_port();
         let config = dir.join(format!("{host}.toml"));
@@ -62,7 +69,11 @@ impl Conductor {
         .expect("config");
         let log = dir.join(format!("{host}.log"));
         let out = std::fs::File::create(&log).expect("log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(point) = stop_at {
+            command.env(rivet_conductor::crash_point::ENV, point);
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -80,6 +91,12 @@ impl Conductor {
 
     fn pid(&self) -> String {
         self.child.as_ref().expect("running").id().to_string()
+    }
+
+    /// True once the process has stopped or died (state `T` or `Z` in /proc).
+    fn is_halted(&self) -> bool {
+        let Some(child) = &self.child else { return true };
+        process_halted(child.id())
     }
 
     fn signal(&self, name: &str) {
@@ -106,6 +123,16 @@ impl Conductor {
             self.host,
             lines[lines.len().saturating_sub(30)..].join("\n")
         )
+    }
+}
+
+/// True if process `pid` is stopped or dead (state `T`, `Z`, or gone).
+fn process_halted(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('T' | 'Z'))),
+        Err(_) => true,
     }
 }
 
@@ -192,13 +219,14 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Three conductors, the balancer, `count` nodes taken to `clean wait`, then their agents.
-    async fn start(count: usize) -> Fleet {
+    /// Three conductors, the balancer, `count` nodes taken to `clean wait`, then their agents;
+    /// conductor-2 stops itself (SIGSTOP) at `stop_at`.
+    async fn start(count: usize, stop_at: &str) -> Fleet {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let pg = Postgres::start();
         // The first conductor creates the schema before the others start.
-        let mut conductors = vec![Conductor::start(dir.path(), "conductor-1", &pg.url(), false)];
+        let mut conductors = vec![Conductor::start(dir.path(), "conductor-1", &pg.url(), false, None)];
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -210,10 +238,11 @@ impl Fleet {
                 &format!("conductor-{i}"),
                 &pg.url(),
                 false,
+                (i == 2).then_some(stop_at),
             ));
         }
         // An API-only replica: it owns nothing and hands every verb and heartbeat over.
-        conductors.push(Conductor::start(dir.path(), "api-only", &pg.url(), true));
+        conductors.push(Conductor::start(dir.path(), "api-only", &pg.url(), true, None));
         for c in &conductors {
             call(&http, reqwest::Method::GET, &format!("{}/v1/", c.url), None).await;
         }
@@ -343,14 +372,25 @@ impl Fleet {
         }
     }
 
-    /// Deploy each node as soon as it is available, through the live conductors in turn, until
-    /// every node is active; `at_lock` runs once, the first time `victim` holds the lock of a
-    /// node while another node is still cleaning and one is deploying (or, failing that, while
-    /// it holds any lock).
-    async fn clean_then_deploy(&mut self, victim: usize, at_lock: impl FnOnce(&mut Conductor)) -> Vec<String> {
+    /// Deploy each node as soon as it is available, through the conductors other than `victim`
+    /// in turn, until every node is active. `victim` stops itself at its crash point (holding a
+    /// node's lock, in the middle of a step); with `kill`, a watcher SIGKILLs it the moment it
+    /// stops. Answers how many nodes were cleaning and deploying when it stopped.
+    async fn clean_then_deploy(&mut self, victim: usize, kill: bool) -> (usize, usize) {
         let until = Instant::now() + BUDGET;
-        let mut at_lock = Some(at_lock);
-        let mut held = Vec::new();
+        if kill {
+            let pid = self.conductors[victim].child.as_ref().expect("running").id();
+            std::thread::spawn(move || {
+                while Instant::now() < until {
+                    if process_halted(pid) {
+                        let _ = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+        let mut at_stop = None;
         let mut turn = 0;
         loop {
             let all = nodes(&self.http, &self.reader()).await;
@@ -361,37 +401,29 @@ impl Fleet {
                 .map(|n| (n["uuid"].clone(), n["last_error"].clone()))
                 .collect();
             assert!(failed.is_empty(), "failed nodes: {failed:#?}\n{}", self.logs());
+            if at_stop.is_none() && self.conductors[victim].is_halted() {
+                let cleaning = all.iter().filter(|n| state(n).starts_with("clean")).count();
+                let deploying = all
+                    .iter()
+                    .filter(|n| state(n).starts_with("deploy") || state(n) == "wait call-back")
+                    .count();
+                at_stop = Some((cleaning, deploying));
+            }
             if all.iter().all(|n| state(n) == "active") {
-                return held;
+                return at_stop
+                    .unwrap_or_else(|| panic!("{} never reached its crash point", self.conductors[victim].host));
             }
             assert!(Instant::now() < until, "not all active in time\n{}", self.logs());
-            let victim_host = self.conductors[victim].host.clone();
-            let locked: Vec<String> = all
-                .iter()
-                .filter(|n| n["reservation"] == victim_host.as_str())
-                .filter_map(|n| n["uuid"].as_str().map(str::to_owned))
-                .collect();
-            let cleaning = all.iter().any(|n| state(n).starts_with("clean"));
-            let deploying = all
-                .iter()
-                .any(|n| state(n).starts_with("deploy") || state(n) == "wait call-back");
-            if !locked.is_empty()
-                && (cleaning && deploying || all.iter().filter(|n| state(n) == "active").count() > 2)
-                && let Some(act) = at_lock.take()
-            {
-                act(&mut self.conductors[victim]);
-                held = locked;
-            }
             for node in all.iter().filter(|n| state(n) == "available") {
-                let live: Vec<String> = self
+                let others: Vec<String> = self
                     .conductors
                     .iter()
                     .enumerate()
-                    .filter(|(i, c)| c.child.is_some() && (*i != victim || at_lock.is_some()))
+                    .filter(|(i, _)| *i != victim)
                     .map(|(_, c)| c.url.clone())
                     .collect();
                 turn += 1;
-                let via = &live[turn % live.len()];
+                let via = &others[turn % others.len()];
                 self.set(node["uuid"].as_str().expect("uuid"), "active", via).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -452,9 +484,12 @@ fn check_lock_history(history: &[(String, i64, String, String)], dead: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
-    let mut fleet = Fleet::start(NODES).await;
-    let held = fleet.clean_then_deploy(1, Conductor::kill).await;
-    assert!(!held.is_empty(), "the conductor was killed while holding a lock");
+    // conductor-2 stops itself while sending its 12th in-band step to an agent (about half of
+    // what it sends in a run), holding that node's lock; the test SIGKILLs it there.
+    let mut fleet = Fleet::start(NODES, "agent_command_sent:12:stop").await;
+    let (cleaning, deploying) = fleet.clean_then_deploy(1, true).await;
+    assert!(cleaning + deploying > 0, "nodes were on their way at the kill");
+    fleet.conductors[1].kill();
     let dead = fleet.conductors[1].host.clone();
     let history = fleet.lock_history();
     let taken_over = check_lock_history(&history, &dead);
@@ -480,8 +515,7 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
     #[allow(clippy::print_stdout, reason = "the figures go in BENCHMARKS.md")]
     {
         println!(
-            "take-over: {NODES} nodes on {CONDUCTORS} conductors, {dead} SIGKILLed holding {} lock(s); {} lock(s) taken over; all active",
-            held.len(),
+            "take-over: {NODES} nodes on {CONDUCTORS} conductors, {dead} SIGKILLed in a step while {cleaning} nodes cleaned and {deploying} deployed; {} lock(s) taken over; all active",
             taken_over.len()
         );
     }
@@ -489,9 +523,10 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
-    let mut fleet = Fleet::start(NODES / 2).await;
-    let held = fleet.clean_then_deploy(1, |c| c.signal("STOP")).await;
-    assert!(!held.is_empty(), "the conductor was frozen while holding a lock");
+    // conductor-2 stops itself right after an agent accepted a step, before saving the wait:
+    // when it wakes, that save is the stale write the fence must refuse.
+    let mut fleet = Fleet::start(NODES / 2, "agent_command_sent:6:stop").await;
+    fleet.clean_then_deploy(1, false).await;
     let frozen = fleet.conductors[1].host.clone();
     // Every node is active without the frozen conductor; nothing else writes to the nodes now.
     fleet.stop_agents();
@@ -502,9 +537,25 @@ async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
     };
     let before = snapshot(nodes(&fleet.http, &fleet.reader()).await);
     fleet.conductors[1].signal("CONT");
-    // Long enough for the woken conductor's workers to try their saves and for two of its
-    // membership rounds.
-    tokio::time::sleep(Duration::from_secs_f64(DEAD_AFTER_SECS)).await;
+    // The woken conductor carries on from its crash point: its next save must be refused.
+    let refused = || {
+        std::fs::read_to_string(&fleet.conductors[1].log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("changed hands"))
+            .count()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while refused() == 0 {
+        assert!(
+            Instant::now() < until,
+            "the woken conductor's save was refused\n{}",
+            fleet.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And two of its membership rounds later, nothing changed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let after = snapshot(nodes(&fleet.http, &fleet.reader()).await);
     assert_eq!(
         before,
@@ -518,16 +569,11 @@ async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
         taken_over >= 1,
         "the frozen conductor's locks were taken over: {history:#?}"
     );
-    let refused = std::fs::read_to_string(&fleet.conductors[1].log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("changed hands"))
-        .count();
+    let refused = refused();
     #[allow(clippy::print_stdout, reason = "the figures go in BENCHMARKS.md")]
     {
         println!(
-            "freeze: {frozen} SIGSTOPped holding {} lock(s) past the {DEAD_AFTER_SECS} s timeout; {taken_over} taken over; after SIGCONT {refused} stale write(s) refused, no node changed",
-            held.len()
+            "freeze: {frozen} SIGSTOPped in a step past the {DEAD_AFTER_SECS} s timeout; {taken_over} lock(s) taken over; after SIGCONT {refused} stale write(s) refused, no node changed"
         );
     }
 }

@@ -79,15 +79,35 @@ impl Conductor {
             if !states::WORKING_STATES.contains(&node.provision_state.as_str()) {
                 continue;
             }
-            match self.locks.try_acquire(&node.uuid).await {
-                Ok(lock) => {
-                    let conductor = Arc::clone(self);
-                    tokio::spawn(async move { conductor.resume(lock, node.uuid, holder).await });
-                }
-                Err(e) => tracing::info!(node = %node.uuid, error = %e, "a taken-over node was locked again at once"),
+            self.resume_unlocked(node.uuid, holder).await;
+        }
+        // A working state is only ever held under a lock: one without a lock for longer than
+        // the dead timeout was left by a conductor that died (or an owner that died between
+        // breaking the lock and resuming the flow).
+        let now = time::OffsetDateTime::now_utc();
+        for node in self.db.nodes_in_states(states::WORKING_STATES).await? {
+            let since = node.provision_updated_at.as_deref().and_then(crate::time::parse);
+            let abandoned = since.is_some_and(|t| {
+                (now - t).whole_milliseconds() > self.config.cluster.heartbeat_timeout.as_millis() as i128
+            });
+            if node.reservation.is_none() && abandoned && members.owner(&node) == Some(me.as_str()) {
+                self.resume_unlocked(node.uuid, "(whose lock was broken earlier)".into())
+                    .await;
             }
         }
         Ok(())
+    }
+
+    /// Lock a node left in a working state and resume its flow in the background; someone
+    /// else taking the lock first is fine (they are working on it).
+    async fn resume_unlocked(self: &Arc<Self>, uuid: String, stopped: String) {
+        match self.locks.try_acquire(&uuid).await {
+            Ok(lock) => {
+                let conductor = Arc::clone(self);
+                tokio::spawn(async move { conductor.resume(lock, uuid, stopped).await });
+            }
+            Err(e) => tracing::info!(node = %uuid, error = %e, "a node to take over was locked by someone else first"),
+        }
     }
 }
 

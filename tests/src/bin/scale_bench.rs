@@ -7,7 +7,11 @@
 //! no BMC is involved. Heartbeat latency is the conductor's own time to answer each heartbeat,
 //! read from its request log.
 //!
-//!   cargo run --release -p rivet-tests --bin scale-bench -- NODES [HEARTBEAT_TIMEOUT]
+//!   cargo run --release -p rivet-tests --bin scale-bench -- NODES [HEARTBEAT_TIMEOUT] [--heartbeat-only SECONDS]
+//!
+//! `--heartbeat-only SECONDS` measures a fleet at rest instead: every agent looked up and
+//! heartbeating (fast track keeps `manageable` nodes' agents in session) for SECONDS, and
+//! nothing provisioned.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -127,6 +131,15 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let nodes: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
     let heartbeat_timeout: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(7);
+    let heartbeat_only: Option<u64> = args
+        .iter()
+        .position(|a| a == "--heartbeat-only")
+        .map(|i| {
+            args.get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .context("--heartbeat-only SECONDS")
+        })
+        .transpose()?;
     let exe = std::env::current_exe()?;
     let conductor_bin = exe.with_file_name("rivet-conductor");
     if !conductor_bin.exists() {
@@ -255,12 +268,25 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clear();
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
-    eprintln_progress("provide + deploy");
     let started = Instant::now();
-    move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "provide", "available").await?;
-    let cleaned = started.elapsed();
-    move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "active", "active").await?;
-    let wall = started.elapsed();
+    let phases = match heartbeat_only {
+        Some(seconds) => {
+            eprintln_progress(&format!("heartbeats only, for {seconds} s"));
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            format!("window={seconds}s")
+        }
+        None => {
+            eprintln_progress("provide + deploy");
+            move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "provide", "available").await?;
+            let cleaned = started.elapsed();
+            move_all(&http, &base, macs.iter().map(|(uuid, _)| uuid), "active", "active").await?;
+            format!(
+                "manageable->available={:.1}s manageable->active={:.1}s",
+                cleaned.as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            )
+        }
+    };
     let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     let hwm = proc_field(pid, "VmHWM:").unwrap_or(0);
     let mut lat = latencies
@@ -269,10 +295,8 @@ async fn main() -> anyhow::Result<()> {
         .clone();
     lat.sort_by(f64::total_cmp);
     let report = format!(
-        "nodes={nodes} heartbeat_timeout={heartbeat_timeout}s manageable->available={:.1}s manageable->active={:.1}s \
+        "nodes={nodes} heartbeat_timeout={heartbeat_timeout}s {phases} \
          heartbeats={} heartbeat_ms_p50={:.2} heartbeat_ms_p99={:.2} heartbeat_ms_max={:.2} conductor_peak_rss_mib={:.1} conductor_cpu_s={:.1}",
-        cleaned.as_secs_f64(),
-        wall.as_secs_f64(),
         lat.len(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
