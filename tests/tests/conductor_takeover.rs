@@ -126,12 +126,13 @@ impl Conductor {
     }
 }
 
-/// True if process `pid` is stopped or dead (state `T`, `Z`, or gone).
+/// True if process `pid` is stopped or dead (state `T`, `t` when a tracer such as CI's strace
+/// sees the stop, `Z`, or gone).
 fn process_halted(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
-            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('T' | 'Z'))),
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('T' | 't' | 'Z'))),
         Err(_) => true,
     }
 }
