@@ -166,12 +166,6 @@ impl NodeLock {
         self.released = true;
         self.db.release(&self.node, &self.host, self.token).await
     }
-
-    /// The lock number (fencing token): records read while this lock is held carry it, and
-    /// saves with any other number are refused.
-    pub fn token(&self) -> i64 {
-        self.token
-    }
 }
 
 impl Drop for NodeLock {

@@ -48,3 +48,40 @@ pub async fn call(
         }
     }
 }
+
+/// Enroll one simulated machine at `base`: a `fake-hardware` node with the `direct` deploy
+/// interface and a whole-disk image nobody downloads, and its port `mac`. The node's UUID.
+pub async fn enroll_simulated(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    mac: &str,
+    retry_for: Duration,
+) -> String {
+    let body = serde_json::json!({
+        "driver": "fake-hardware", "deploy_interface": "direct", "name": name,
+        "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw",
+            "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
+    });
+    let (status, node) = call(
+        http,
+        reqwest::Method::POST,
+        &format!("{base}/v1/nodes"),
+        Some(&body),
+        retry_for,
+    )
+    .await;
+    assert_eq!(status, 201, "{node}");
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    let port = serde_json::json!({"address": mac, "node_uuid": uuid});
+    let (status, port) = call(
+        http,
+        reqwest::Method::POST,
+        &format!("{base}/v1/ports"),
+        Some(&port),
+        retry_for,
+    )
+    .await;
+    assert_eq!(status, 201, "{port}");
+    uuid
+}

@@ -311,27 +311,7 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
     let mut agents = Vec::new();
     for i in 0..count {
         let mac = format!("52:54:00:17:{:02x}:{:02x}", i / 256, i % 256);
-        let (status, node) = call(
-            &http,
-            &format!("{base}/v1/nodes"),
-            reqwest::Method::POST,
-            Some(json!({
-                "driver": "fake-hardware", "deploy_interface": "direct", "name": format!("crash-{i}"),
-                "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw",
-                    "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
-            })),
-        )
-        .await;
-        assert_eq!(status, 201, "{node}");
-        let uuid = node["uuid"].as_str().expect("uuid").to_owned();
-        let (status, port) = call(
-            &http,
-            &format!("{base}/v1/ports"),
-            reqwest::Method::POST,
-            Some(json!({"address": mac, "node_uuid": uuid})),
-        )
-        .await;
-        assert_eq!(status, 201, "{port}");
+        let uuid = rivet_tests::api::enroll_simulated(&http, &base, &format!("crash-{i}"), &mac, BUDGET).await;
         let manager = SimHardwareManager::new(&uuid, &mac, Arc::new(MachineControl::default()), Arc::clone(&journal));
         uuids.push(uuid);
         agents.push(manager);

@@ -263,27 +263,14 @@ impl Fleet {
             // Verbs go to each conductor in turn: any conductor serves the whole API.
             let base = fleet.conductors[i % fleet.conductors.len()].url.clone();
             let mac = format!("52:54:00:18:{:02x}:{:02x}", i / 256, i % 256);
-            let (status, node) = call(
+            let uuid = rivet_tests::api::enroll_simulated(
                 &fleet.http,
-                reqwest::Method::POST,
-                &format!("{base}/v1/nodes"),
-                Some(json!({
-                    "driver": "fake-hardware", "deploy_interface": "direct", "name": format!("fleet-{i}"),
-                    "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw",
-                        "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
-                })),
+                &base,
+                &format!("fleet-{i}"),
+                &mac,
+                Duration::from_secs(30),
             )
             .await;
-            assert_eq!(status, 201, "{node}");
-            let uuid = node["uuid"].as_str().expect("uuid").to_owned();
-            let (status, port) = call(
-                &fleet.http,
-                reqwest::Method::POST,
-                &format!("{base}/v1/ports"),
-                Some(json!({"address": mac, "node_uuid": uuid})),
-            )
-            .await;
-            assert_eq!(status, 201, "{port}");
             managers.push(SimHardwareManager::new(
                 &uuid,
                 &mac,
