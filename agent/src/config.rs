@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -469,6 +470,22 @@ pub struct AgentConfig {
     pub image_download: DownloadPolicy,
     /// Disk-backed spool directory for images that cannot be streamed.
     pub image_spool_dir: Option<PathBuf>,
+    /// An Ironic API client shared with other agents in the same process (rivet-fleet runs
+    /// thousands, which would otherwise hold one connection each); `None` builds one from
+    /// `client_tls`. Never set from settings: only a program embedding agents sets it.
+    pub shared_http: Option<reqwest::Client>,
+    /// Told the round trip and outcome of every heartbeat (rivet-fleet's latency figures).
+    pub heartbeat_observer: Option<HeartbeatObserver>,
+}
+
+/// A callback told each heartbeat's round trip and whether Ironic accepted it.
+#[derive(Clone)]
+pub struct HeartbeatObserver(pub Arc<dyn Fn(Duration, bool) + Send + Sync>);
+
+impl std::fmt::Debug for HeartbeatObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeartbeatObserver")
+    }
 }
 
 impl AgentConfig {
@@ -577,6 +594,8 @@ impl AgentConfig {
                     .unwrap_or(Duration::from_secs(10)),
             },
             image_spool_dir: s.image_spool_dir,
+            shared_http: None,
+            heartbeat_observer: None,
             manager_timeouts: ManagerTimeouts {
                 step: s
                     .hardware_manager_step_timeout

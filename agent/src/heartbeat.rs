@@ -82,7 +82,11 @@ impl Heartbeater {
                     return;
                 }
             }
+            let sent = Instant::now();
             let outcome = self.client.heartbeat(&self.node_uuid, &self.fields()).await;
+            if let Some(observer) = &self.state.config.heartbeat_observer {
+                (observer.0)(sent.elapsed(), outcome.is_ok());
+            }
             previous = Some(Instant::now());
             let mut rng = rand::rng();
             match outcome {

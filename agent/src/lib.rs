@@ -332,7 +332,10 @@ async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVers
         tracing::warn!("no Ironic API URL configured: the agent will not heartbeat");
         return Ok((None, tls_min));
     }
-    let http = tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?;
+    let http = match &config.shared_http {
+        Some(shared) => shared.clone(),
+        None => tls::http_client(&config.client_tls, tls_min, config.http_request_timeout)?,
+    };
     let client = Arc::new(IronicClient::new(
         config.api_urls.clone(),
         http,
@@ -351,6 +354,8 @@ async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVers
     let answer = lookup(&client, state, &macs).await?;
     let (client, tls_min) = if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3")
         && tls_min != TlsMinVersion::Tls13
+        // A shared client belongs to the program that embeds the agents; it keeps its own floor.
+        && config.shared_http.is_none()
     {
         // Unlike upstream, the raised floor also applies to our own requests from now on.
         let http = tls::http_client(&config.client_tls, TlsMinVersion::Tls13, config.http_request_timeout)?;

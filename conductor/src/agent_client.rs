@@ -293,6 +293,41 @@ impl AgentClient {
         Ok(list.commands)
     }
 
+    /// Wait until command `id` ends, for at most `limit`: IPA's long poll, `GET
+    /// /v1/commands/<id>?wait=true` (`ironic_python_agent/api/app.py`, `api_get_command`).
+    /// The command as it ended. Errors: no agent, connection errors (a `limit` that passes
+    /// first is one), the agent's error answers.
+    pub async fn wait_for_command(
+        &self,
+        node: &NodeRecord,
+        id: &str,
+        limit: Duration,
+    ) -> Result<CommandResult, AgentClientError> {
+        let url = format!("{}{id}", Self::base(node)?);
+        let mut query = vec![("wait", "true".to_owned())];
+        if let Some(token) = Self::token(node) {
+            query.push(("agent_token", token));
+        }
+        let http = self.http_for(node)?;
+        let connection = |e: reqwest::Error| AgentClientError::Connection {
+            url: url.clone(),
+            reason: rivet_common::error::http_error(&e),
+        };
+        let response = http
+            .get(&url)
+            .query(&query)
+            .timeout(limit)
+            .send()
+            .await
+            .map_err(connection)?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(connection)?;
+        if status >= 400 {
+            return Err(Self::error_from(status, &body));
+        }
+        serde_json::from_str(&body).map_err(|e| AgentClientError::Invalid(format!("{e}: {body}")))
+    }
+
     /// The agent's command list, oldest first.
     pub async fn commands(&self, node: &NodeRecord) -> Result<Vec<CommandResult>, AgentClientError> {
         let mut last = None;

@@ -116,6 +116,13 @@ pub struct FileConfig {
     /// `[agent]tls_minimum_version`, default 1.3): sent to agents at lookup and required by
     /// the conductor's agent client.
     pub agent_tls_minimum_version: Option<String>,
+    /// Times the power state is read after the agent was asked to power off at the end of a
+    /// deployment, before powering off through the BMC (Ironic's
+    /// `[agent]post_deploy_get_power_state_retries`, default 6; 0 powers off at once).
+    pub agent_post_deploy_get_power_state_retries: Option<u32>,
+    /// Seconds between those reads (Ironic's `[agent]post_deploy_get_power_state_retry_interval`,
+    /// default 5).
+    pub agent_post_deploy_get_power_state_retry_interval: Option<f64>,
     /// `interface.step = priority` for clean steps (0 disables a step in automated cleaning).
     pub clean_step_priority_override: Option<BTreeMap<String, i64>>,
     /// This conductor's group (Ironic's `[conductor]conductor_group`): it owns only nodes whose
@@ -300,7 +307,14 @@ impl ConductorConfig {
                 tls_minimum: agent_tls_minimum_version,
                 ..Default::default()
             },
-            power_off_polls: (6, Duration::from_secs(5)),
+            power_off_polls: (
+                file.agent_post_deploy_get_power_state_retries.unwrap_or(6).min(1000),
+                Duration::from_secs_f64(
+                    file.agent_post_deploy_get_power_state_retry_interval
+                        .unwrap_or(5.0)
+                        .clamp(0.0, 300.0),
+                ),
+            ),
             clean_step_priority_override: file.clean_step_priority_override.unwrap_or_default(),
             cluster,
         })
@@ -401,5 +415,20 @@ mod tests {
             ConductorConfig::resolve(&cli, FileConfig::default()).is_err(),
             "http_basic needs a user file"
         );
+    }
+
+    #[test]
+    fn post_deploy_power_state_reads_follow_ironics_settings() {
+        let cli = Cli::parse_from(["rivet-conductor"]);
+        let config = ConductorConfig::resolve(&cli, FileConfig::default()).expect("valid");
+        assert_eq!(config.power_off_polls, (6, Duration::from_secs(5)), "Ironic's defaults");
+        let file: FileConfig = toml::from_str(
+            "agent_post_deploy_get_power_state_retries = 0
+agent_post_deploy_get_power_state_retry_interval = 0.5
+",
+        )
+        .expect("valid");
+        let config = ConductorConfig::resolve(&cli, file).expect("valid");
+        assert_eq!(config.power_off_polls, (0, Duration::from_millis(500)));
     }
 }

@@ -125,6 +125,7 @@ impl Conductor {
             agent: self.agent.clone(),
             settings: Arc::clone(&self.settings),
             db: self.db.clone(),
+            awaiting_command: None,
         })
     }
 
@@ -359,6 +360,7 @@ impl Conductor {
         if let Err(e) = lock.release().await {
             tracing::error!(node = %task.node.uuid, error = %e, "could not release the node lock");
         }
+        self.watch_command(&task);
     }
 
     /// `abort` (reference §4.8), under the node's lock: the flow runner decides.

@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use rivet_common::field::Field;
@@ -303,7 +304,7 @@ impl Conductor {
                     && states::HEARTBEAT_FAST_TRACK.contains(&node.provision_state.as_str()));
             if !allowed {
                 tracing::info!(node = uuid, state = %node.provision_state, "heartbeat ignored in this state");
-                return Ok(());
+                return Ok(None);
             }
             let mut task = self.task(node).await?;
             let dii = &mut task.node.driver_internal_info;
@@ -321,14 +322,79 @@ impl Conductor {
             };
             self.save(&mut task.node).await?;
             self.on_heartbeat(&mut task).await;
-            Ok::<_, EngineError>(())
+            Ok::<_, EngineError>(Some(task))
         }
         .await;
-        if let Err(e) = outcome {
-            tracing::error!(node = uuid, error = %e, "heartbeat processing failed");
-        }
+        self.release_and_watch(uuid, lock, outcome, "heartbeat").await;
+    }
+
+    /// Release `lock` after processing that ended in `outcome` (its task, if it got that far),
+    /// then watch the agent command the flow waits on, if any.
+    async fn release_and_watch(
+        self: &Arc<Self>,
+        uuid: &str,
+        lock: crate::task::NodeLock,
+        outcome: Result<Option<crate::drivers::Task>, EngineError>,
+        what: &str,
+    ) {
+        let task = outcome.unwrap_or_else(|e| {
+            tracing::error!(node = uuid, error = %e, "{what} processing failed");
+            None
+        });
         if let Err(e) = lock.release().await {
             tracing::error!(node = uuid, error = %e, "could not release the node lock");
+            return;
         }
+        if let Some(task) = task {
+            self.watch_command(&task);
+        }
+    }
+
+    /// Watch the agent command `task`'s flow now waits on (see `Task::awaiting_command`), so
+    /// the flow goes on the moment it ends instead of at the agent's next heartbeat, which
+    /// comes at least 5 s after the previous one. Call it with the lock released. The watch
+    /// lasts at most the ramdisk heartbeat timeout; heartbeats still carry the flow on when it
+    /// ends first or fails, and the two cannot both act: each takes the node's lock and reads
+    /// where the agent is, as a heartbeat does.
+    pub(crate) fn watch_command(self: &Arc<Self>, task: &crate::drivers::Task) {
+        let Some(id) = task.awaiting_command.clone() else {
+            return;
+        };
+        let state = task.node.provision_state.as_str();
+        if states::flow_of(state).is_none_or(|f| states::wait_state(f) != state) {
+            return;
+        }
+        let me = Arc::clone(self);
+        let node = task.node.clone();
+        let limit = Duration::from_secs(self.config.ramdisk_heartbeat_timeout);
+        tokio::spawn(async move {
+            match me.agent.wait_for_command(&node, &id, limit).await {
+                Ok(result) if result.command_status.is_finished() => me.command_ended(&node.uuid).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(node = %node.uuid, command = %id, error = %e, "stopped watching the agent command; heartbeats carry on")
+                }
+            }
+        });
+    }
+
+    /// The command a flow waited on ended: carry the flow on as a heartbeat would, without
+    /// recording one.
+    async fn command_ended(self: &Arc<Self>, uuid: &str) {
+        let lock = match self.locks.acquire(uuid).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::debug!(node = uuid, error = %e, "agent command ended while the node was locked; the next heartbeat goes on");
+                return;
+            }
+        };
+        let outcome = async {
+            let node = self.node(uuid).await?;
+            let mut task = self.task(node).await?;
+            self.on_heartbeat(&mut task).await;
+            Ok::<_, EngineError>(Some(task))
+        }
+        .await;
+        self.release_and_watch(uuid, lock, outcome, "agent command").await;
     }
 }

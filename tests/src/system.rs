@@ -73,7 +73,7 @@ impl System {
     }
 
     /// A node with one port, a simulated machine behind it, and an image to deploy.
-    pub async fn node(&self, index: u8) -> (String, std::sync::Arc<crate::lab::MachineControl>) {
+    pub async fn node(&self, index: u8) -> (String, std::sync::Arc<rivet_fleet::machine::MachineControl>) {
         let mac = format!("52:54:00:00:00:{index:02x}");
         let (status, node) = self
             .call(

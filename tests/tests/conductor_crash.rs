@@ -17,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rivet_tests::lab::{Journal, MachineControl, SimHardwareManager, boot_agent};
+use rivet_fleet::agent::{AgentTuning, boot_agent};
+use rivet_fleet::machine::{Journal, MachineControl, SimHardwareManager};
 use serde_json::{Value, json};
 
 const NODES: usize = 50;
@@ -306,13 +307,13 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
     let base = conductor.url.clone();
     let started = Instant::now();
 
-    let journal: Journal = Arc::default();
+    let journal = Journal::default();
     let mut uuids = Vec::new();
     let mut agents = Vec::new();
     for i in 0..count {
         let mac = format!("52:54:00:17:{:02x}:{:02x}", i / 256, i % 256);
         let uuid = rivet_tests::api::enroll_simulated(&http, &base, &format!("crash-{i}"), &mac, BUDGET).await;
-        let manager = SimHardwareManager::new(&uuid, &mac, Arc::new(MachineControl::default()), Arc::clone(&journal));
+        let manager = SimHardwareManager::new(&uuid, &mac, Arc::new(MachineControl::default()), journal.clone());
         uuids.push(uuid);
         agents.push(manager);
     }
@@ -341,7 +342,9 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
         .into_iter()
         .map(|manager| {
             let base = base.clone();
-            tokio::spawn(async move { boot_agent(&base, Arc::new(manager), Duration::ZERO).await })
+            tokio::spawn(
+                async move { boot_agent(&base, Arc::new(manager), &AgentTuning::with_gap(Duration::ZERO)).await },
+            )
         })
         .collect();
     let mut kills_left = if every.is_some() { CLEANING_KILLS } else { 0 };
@@ -357,7 +360,7 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
     }
 
     // No in-band step ran twice on any agent.
-    let seen = journal.lock().expect("journal").clone();
+    let seen = journal.entries();
     for uuid in &uuids {
         for step in ["erase_devices_metadata", "erase_devices", "write_image"] {
             let entry = format!("{uuid}: agent {step}");

@@ -24,7 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rivet_tests::lab::{Journal, MachineControl, SimHardwareManager, boot_agent};
+use rivet_fleet::agent::{AgentTuning, boot_agent};
+use rivet_fleet::machine::{Journal, MachineControl, SimHardwareManager};
 use rivet_tests::postgres::Postgres;
 use serde_json::{Value, json};
 
@@ -257,7 +258,7 @@ impl Fleet {
             uuids: Vec::new(),
             agents: Vec::new(),
         };
-        let journal: Journal = Arc::default();
+        let journal = Journal::default();
         let mut managers = Vec::new();
         for i in 0..count {
             // Verbs go to each conductor in turn: any conductor serves the whole API.
@@ -275,7 +276,7 @@ impl Fleet {
                 &uuid,
                 &mac,
                 Arc::new(MachineControl::default()),
-                Arc::clone(&journal),
+                journal.clone(),
             ));
             fleet.uuids.push(uuid);
         }
@@ -284,9 +285,13 @@ impl Fleet {
         fleet.set_all("provide").await;
         fleet.wait_all("clean wait").await;
         for manager in managers {
-            let agent = boot_agent(&fleet.balancer.url, Arc::new(manager), Duration::ZERO)
-                .await
-                .expect("agent starts");
+            let agent = boot_agent(
+                &fleet.balancer.url,
+                Arc::new(manager),
+                &AgentTuning::with_gap(Duration::ZERO),
+            )
+            .await
+            .expect("agent starts");
             fleet.agents.push(agent);
         }
         fleet

@@ -79,6 +79,10 @@ pub struct Task {
     pub settings: Arc<DriverSettings>,
     /// The database, for the rare write that cannot wait for the engine's save.
     pub db: crate::db::Database,
+    /// The ID of an asynchronous agent command the flow now waits on, set by the deploy
+    /// interface when it sends one: the engine watches it once the lock is released, so the
+    /// flow goes on when the command ends rather than at the agent's next heartbeat.
+    pub awaiting_command: Option<String>,
 }
 
 impl Task {

@@ -192,7 +192,10 @@ async fn execute_in_band(task: &mut Task, flow: StepType, step: &Step) -> Result
             command_error_text(&result),
             step = step.step
         ))),
-        Ok(_) => Ok(StepOutcome::Wait),
+        Ok(result) => {
+            task.awaiting_command = Some(result.id);
+            Ok(StepOutcome::Wait)
+        }
         Err(e) if e.is_transient() => {
             // Busy or rebooting: run this same step again on the next heartbeat.
             tracing::info!(node = %task.node.uuid, step = %step.step, error = %e, "agent not ready; retrying the step on the next heartbeat");

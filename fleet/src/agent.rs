@@ -1,0 +1,71 @@
+//! Starting a real rivet-agent for a simulated machine, tuned for loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivet_agent::config::{AgentConfig, BootParams, HeartbeatObserver, HeartbeatTiming, LookupPolicy, Settings};
+use rivet_agent::hardware::HardwareManager;
+
+use crate::machine::SimHardwareManager;
+
+/// How a simulated machine's agent talks to the conductor.
+#[derive(Debug, Clone)]
+pub struct AgentTuning {
+    /// A forced heartbeat (after an asynchronous command ends) never comes sooner than this after
+    /// the previous one; upstream's is 5 s.
+    pub forced_gap: Duration,
+    /// One HTTP client for every agent of the fleet (`None`: one each, as on real machines).
+    pub http: Option<reqwest::Client>,
+    /// Told every heartbeat's round trip.
+    pub observer: Option<HeartbeatObserver>,
+}
+
+impl AgentTuning {
+    /// Each agent with its own client and no observer, forced heartbeats `forced_gap` apart.
+    pub fn with_gap(forced_gap: Duration) -> Self {
+        AgentTuning {
+            forced_gap,
+            http: None,
+            observer: None,
+        }
+    }
+}
+
+/// Start a real agent that looks itself up at `api_url` (plain HTTP or HTTPS), with its command
+/// API on an ephemeral loopback port. Lookup is retried every 50–500 ms for up to 2 minutes;
+/// the answer comes once the lookup succeeded. Errors: the agent's own start-up errors.
+///
+/// Panics if `api_url` is not a URL (callers check operator input first).
+pub async fn boot_agent(
+    api_url: &str,
+    manager: Arc<SimHardwareManager>,
+    tuning: &AgentTuning,
+) -> Result<rivet_agent::RunningAgent, rivet_agent::StartError> {
+    let settings = Settings {
+        api_url: Some(api_url.parse().expect("valid URL")),
+        listen_host: Some("127.0.0.1".parse().expect("ip")),
+        listen_port: Some(0),
+        hardware_managers_dir: Some("/nonexistent/rivet-managers".into()),
+        ..Default::default()
+    };
+    let mut config = AgentConfig::resolve(settings, BootParams::default(), false).expect("valid agent settings");
+    config.lookup = LookupPolicy {
+        total: Duration::from_secs(120),
+        interval: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        conflict_pauses: vec![Duration::from_millis(50)],
+    };
+    config.heartbeat = HeartbeatTiming {
+        error_retry: (Duration::from_millis(200), Duration::from_millis(400)),
+        forced_min_gap: tuning.forced_gap,
+    };
+    config.http_request_timeout = Duration::from_secs(30);
+    config.shared_http = tuning.http.clone();
+    config.heartbeat_observer = tuning.observer.clone();
+    rivet_agent::start_with(
+        config,
+        rivet_agent::default_registry(),
+        vec![manager as Arc<dyn HardwareManager>],
+    )
+    .await
+}
