@@ -478,9 +478,10 @@ pub struct AgentConfig {
     pub heartbeat_observer: Option<HeartbeatObserver>,
 }
 
-/// A callback told each heartbeat's round trip and whether Ironic accepted it.
+/// A callback told each heartbeat's round trip and outcome (`Ok` when Ironic accepted it).
 #[derive(Clone)]
-pub struct HeartbeatObserver(pub Arc<dyn Fn(Duration, bool) + Send + Sync>);
+#[allow(clippy::type_complexity)]
+pub struct HeartbeatObserver(pub Arc<dyn Fn(Duration, Result<(), &crate::ironic::IronicError>) + Send + Sync>);
 
 impl std::fmt::Debug for HeartbeatObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

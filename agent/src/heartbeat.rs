@@ -85,7 +85,7 @@ impl Heartbeater {
             let sent = Instant::now();
             let outcome = self.client.heartbeat(&self.node_uuid, &self.fields()).await;
             if let Some(observer) = &self.state.config.heartbeat_observer {
-                (observer.0)(sent.elapsed(), outcome.is_ok());
+                (observer.0)(sent.elapsed(), outcome.as_ref().map(|_| ()));
             }
             previous = Some(Instant::now());
             let mut rng = rand::rng();

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivet_agent::commands::{Command, Registry};
 use rivet_agent::config::{AgentConfig, BootParams, HeartbeatObserver, HeartbeatTiming, LookupPolicy, Settings};
 use rivet_agent::hardware::HardwareManager;
+use serde_json::Value;
 
 use crate::machine::SimHardwareManager;
 
@@ -62,10 +64,21 @@ pub async fn boot_agent(
     config.http_request_timeout = Duration::from_secs(30);
     config.shared_http = tuning.http.clone();
     config.heartbeat_observer = tuning.observer.clone();
-    rivet_agent::start_with(
-        config,
-        rivet_agent::default_registry(),
-        vec![manager as Arc<dyn HardwareManager>],
-    )
-    .await
+    rivet_agent::start_with(config, simulated_registry(), vec![manager as Arc<dyn HardwareManager>]).await
+}
+
+/// The agent's commands, with the two that act on the machine itself simulated: a simulated
+/// machine "installs" its boot loader (Ironic asks for one after every UEFI deployment) and
+/// "powers off" (at the end of a deployment) without touching this host. Both answer as a real
+/// agent does when they succeed: a `null` result.
+fn simulated_registry() -> Registry {
+    let mut registry = rivet_agent::default_registry();
+    for (extension, name) in [("image", "install_bootloader"), ("standby", "power_off")] {
+        registry.register(
+            extension,
+            name,
+            Command::asynchronous(|_, _: serde_json::Map<String, Value>| async { Ok(Value::Null) }),
+        );
+    }
+    registry
 }

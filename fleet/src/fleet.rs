@@ -6,7 +6,8 @@
 //! interval and makes each machine follow: powered on in a state where the ramdisk runs, the
 //! machine boots its agent (which looks the node up and heartbeats); powered off or `active`
 //! (the instance booted from disk), the agent stops. A power cycle shorter than the poll
-//! interval goes unseen, which is harmless here: the agent keeps its session, as with fast track.
+//! interval goes unseen; when the conductor meant it as a reboot it forgot the agent's token,
+//! and the agent's next heartbeat, refused for it, boots the machine again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::agent::{AgentTuning, boot_agent};
 use crate::api::Api;
 use crate::machine::{Journal, MachineControl, SimHardwareManager};
+use rivet_agent::config::HeartbeatObserver;
+use rivet_agent::ironic::IronicError;
 
 /// Provision states in which a powered-on machine runs the ramdisk rather than its instance.
 /// `active` runs the instance; `rescue` (the agent in rescue mode) is not simulated.
@@ -145,11 +148,12 @@ impl Fleet {
             self.journal.clone(),
         ));
         let api_url = machine.api_url.clone();
+        let tuning = self.tuning_for(&uuid, generation);
         machine.booting = Some(tokio::spawn(async move {
             let Ok(_permit) = Arc::clone(&fleet.boots).acquire_owned().await else {
                 return;
             };
-            let started = boot_agent(&api_url, manager, &fleet.tuning).await;
+            let started = boot_agent(&api_url, manager, &tuning).await;
             let mut machines = fleet.machines();
             let Some(machine) = machines.get_mut(&uuid) else { return };
             match started {
@@ -173,6 +177,43 @@ impl Fleet {
                 }
             }
         }));
+    }
+
+    /// The fleet's agent tuning for one boot of machine `uuid`: its heartbeat observer also
+    /// notices when the conductor no longer knows the agent's token. A conductor forgets the
+    /// token only when it reboots the machine, and a fake power interface reboots it in an
+    /// instant the poll cannot see; a real machine would be running a fresh ramdisk by now, so
+    /// the simulated one boots again.
+    fn tuning_for(self: &Arc<Self>, uuid: &str, generation: u64) -> AgentTuning {
+        let mut tuning = self.tuning.clone();
+        let fleet = Arc::downgrade(self);
+        let uuid = uuid.to_owned();
+        let inner = tuning.observer.take();
+        tuning.observer = Some(HeartbeatObserver(Arc::new(move |round_trip, outcome| {
+            if let Some(inner) = &inner {
+                (inner.0)(round_trip, outcome);
+            }
+            if let Err(IronicError::Status { status: 400, message }) = outcome
+                && message.contains("agent token")
+                && let Some(fleet) = fleet.upgrade()
+            {
+                fleet.reboot(&uuid, generation);
+            }
+        })));
+        tuning
+    }
+
+    /// Boot machine `uuid` again, unless it was stopped or rebooted since boot `generation`.
+    fn reboot(self: &Arc<Self>, uuid: &str, generation: u64) {
+        let mut machines = self.machines();
+        let Some(machine) = machines.get_mut(uuid) else { return };
+        if machine.generation != generation || machine.agent.is_none() {
+            return;
+        }
+        self.journal
+            .log(format!("{uuid}: rebooted (agent token forgotten by the conductor)"));
+        self.stop(uuid, machine);
+        self.boot(uuid, machine);
     }
 
     /// Follow the API's power states every `interval` until `stop` turns true. A failed poll is

@@ -28,6 +28,10 @@ struct Cli {
     /// Hardware type of the nodes the fleet enrolls.
     #[arg(long, default_value = "fake-hardware")]
     driver: String,
+    /// Another field of the nodes the fleet enrolls, as KEY=VALUE (`boot_interface=ipxe`);
+    /// repeatable.
+    #[arg(long = "node-field", value_name = "KEY=VALUE", value_parser = parse_field)]
+    node_fields: Vec<(String, String)>,
     /// Milliseconds each in-band step takes.
     #[arg(long, default_value_t = 5)]
     step_ms: u64,
@@ -51,13 +55,20 @@ struct Cli {
     conductor_pids: Vec<u32>,
 }
 
+fn parse_field(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivet_fleet=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivet_agent=error,rivet_fleet=info")),
         )
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -71,6 +82,7 @@ async fn main() -> ExitCode {
         nodes: cli.nodes,
         prefix: cli.prefix,
         driver: cli.driver,
+        node_fields: cli.node_fields,
         goal: cli.rest.map_or(Goal::Active, |s| Goal::Rest(Duration::from_secs(s))),
         step_time: Duration::from_millis(cli.step_ms),
         fail_rate: cli.fail_rate,

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub prefix: String,
     /// Hardware type of enrolled nodes (`fake-hardware`: fake power and management).
     pub driver: String,
+    /// More top-level fields of enrolled nodes (`boot_interface`, …), as strings.
+    pub node_fields: Vec<(String, String)>,
     /// What to do once the agents are up.
     pub goal: Goal,
     /// Time each in-band step takes.
@@ -169,10 +171,10 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<Report> {
         .collect::<anyhow::Result<_>>()?;
     let mut phases = Vec::new();
 
-    let (image_url, image_server) = serve_image().await?;
+    let (files_url, image_server) = serve_image().await?;
     let started = Instant::now();
     progress(&format!("enrolling {} machines", options.nodes));
-    let enrolled = enroll(&apis, options, &image_url).await;
+    let enrolled = enroll(&apis, options, &files_url).await;
     let uuids = match enrolled {
         Ok(uuids) => uuids,
         Err(e) => {
@@ -288,7 +290,7 @@ async fn drive(
 
 /// Find or create the nodes `<prefix>-0` … and their ports; power on and `manage` those that
 /// are new. Node `i` is enrolled through endpoint `i mod len`, 16 at a time. The UUIDs in order.
-async fn enroll(apis: &[Api], options: &RunOptions, image_url: &str) -> anyhow::Result<Vec<String>> {
+async fn enroll(apis: &[Api], options: &RunOptions, files_url: &str) -> anyhow::Result<Vec<String>> {
     let mut uuids = vec![String::new(); options.nodes];
     let mut tasks = JoinSet::new();
     for i in 0..options.nodes {
@@ -300,10 +302,20 @@ async fn enroll(apis: &[Api], options: &RunOptions, image_url: &str) -> anyhow::
         }
         let api = apis[i % apis.len()].clone();
         let name = format!("{}-{i}", options.prefix);
-        let driver = options.driver.clone();
-        let image_url = image_url.to_owned();
+        let mut fields = serde_json::Map::new();
+        for (key, value) in &options.node_fields {
+            fields.insert(key.clone(), json!(value));
+        }
+        fields.insert("driver".into(), json!(options.driver));
+        fields.insert("name".into(), json!(name));
+        fields.insert(
+            "driver_info".into(),
+            json!({"deploy_kernel": format!("{files_url}/deploy.kernel"),
+                   "deploy_ramdisk": format!("{files_url}/deploy.ramdisk")}),
+        );
+        let image_url = format!("{files_url}/disk.raw");
         tasks.spawn(async move {
-            enroll_one(&api, &name, &driver, &mac_of(i), &image_url)
+            enroll_one(&api, Value::Object(fields), &mac_of(i), &image_url)
                 .await
                 .map(|uuid| (i, uuid))
         });
@@ -315,15 +327,17 @@ async fn enroll(apis: &[Api], options: &RunOptions, image_url: &str) -> anyhow::
     Ok(uuids)
 }
 
-/// Serve the image the fleet's nodes deploy, on loopback: Ironic checks that an HTTP image
-/// answers (a HEAD request) before it deploys; the simulated hardware never downloads it, so its
-/// checksum is a placeholder.
+/// Serve, on loopback, the image the fleet's nodes deploy and the deploy kernel and ramdisk
+/// their `driver_info` names: Ironic checks that an HTTP image answers (a HEAD request) before
+/// it deploys, and a network boot interface (`ipxe`) caches the kernel and ramdisk. The
+/// simulated machines never download any of them, so the image's checksum is a placeholder.
+/// The base URL (`http://127.0.0.1:<port>/rivet-fleet`).
 async fn serve_image() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/rivet-fleet/disk.raw", listener.local_addr()?);
+    let url = format!("http://{}/rivet-fleet", listener.local_addr()?);
     let app = axum::Router::new().route(
-        "/rivet-fleet/disk.raw",
-        axum::routing::get(|| async { "rivet-fleet: a simulated disk image\n" }),
+        "/rivet-fleet/{file}",
+        axum::routing::get(|| async { "rivet-fleet: a simulated file\n" }),
     );
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -333,7 +347,11 @@ async fn serve_image() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> 
     Ok((url, server))
 }
 
-async fn enroll_one(api: &Api, name: &str, driver: &str, mac: &str, image_url: &str) -> anyhow::Result<String> {
+/// Find node `fields.name` or create it from `fields` (with the `direct` deploy interface unless
+/// `fields` names one, and an instance image at `image_url`) and its port `mac`; power on and
+/// `manage` it if it is new. Its UUID.
+async fn enroll_one(api: &Api, mut fields: Value, mac: &str, image_url: &str) -> anyhow::Result<String> {
+    let name = fields["name"].as_str().context("node name")?.to_owned();
     let (status, node) = api.request(Method::GET, &format!("/v1/nodes/{name}"), None).await?;
     let node = match status {
         200 => {
@@ -343,13 +361,13 @@ async fn enroll_one(api: &Api, name: &str, driver: &str, mac: &str, image_url: &
                 .await?
         }
         404 => {
-            let body = json!({
-                "driver": driver, "name": name, "deploy_interface": "direct",
-                "instance_info": {"image_source": image_url,
-                    "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64),
-                    "image_disk_format": "raw"},
-            });
-            let node = api.call(Method::POST, "/v1/nodes", Some(&body)).await?;
+            if fields.get("deploy_interface").is_none() {
+                fields["deploy_interface"] = json!("direct");
+            }
+            fields["instance_info"] = json!({"image_source": image_url,
+                "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64),
+                "image_disk_format": "raw"});
+            let node = api.call(Method::POST, "/v1/nodes", Some(&fields)).await?;
             let uuid = node["uuid"].as_str().context("node without uuid")?;
             api.call(
                 Method::POST,

@@ -8,10 +8,13 @@
 //!
 //! Conductors run as their own processes (build them with `cargo build --release`), so their
 //! peak memory and CPU time are theirs alone; the fleet (every machine a real rivet-agent with
-//! simulated hardware) runs in this process. Both sides get the same settings: fake power, boot
-//! and management, `direct` deploy, fast track, automated cleaning, the given ramdisk
-//! heartbeat timeout, and no post-deploy power-state polling (a fake BMC never reports the
-//! agent's soft power off). Prints one `key=value` line per target.
+//! simulated hardware) runs in this process. Both sides get the same settings: fake power,
+//! `direct` deploy, fast track, automated cleaning, the given ramdisk heartbeat timeout, and no
+//! post-deploy power-state polling (a fake BMC never reports the agent's soft power off). The
+//! one difference: Rivet's nodes are `fake-hardware` (fake boot and management); Ironic's are
+//! `manual-management` with `noop` management and `ipxe` boot, because Ironic's fake management
+//! cannot set the boot device to disk and fails every `direct` deployment at its end. Prints
+//! one `key=value` line per target, then its timeline.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,6 +49,9 @@ struct Cli {
     /// The virtualenv with Ironic (`--target ironic|compare`).
     #[arg(long, default_value = ".venv")]
     venv: PathBuf,
+    /// Seconds a phase (enroll, boot, provide, deploy) may take before the run fails.
+    #[arg(long, default_value_t = 3600)]
+    phase_deadline: u64,
 }
 
 /// Started servers: API URLs, PIDs, and what to stop.
@@ -129,18 +135,21 @@ fn start_ironic(cli: &Cli) -> anyhow::Result<Servers> {
         &conf,
         format!(
             "[DEFAULT]\nauth_strategy = noauth\nrpc_transport = none\nhost = bench\n\
-             enabled_hardware_types = fake-hardware\nenabled_deploy_interfaces = direct,fake\n\
-             enabled_boot_interfaces = fake\nenabled_power_interfaces = fake\nenabled_management_interfaces = fake\n\
-             enabled_network_interfaces = noop\ndefault_deploy_interface = direct\n\
+             enabled_hardware_types = manual-management\nenabled_deploy_interfaces = direct\n\
+             enabled_boot_interfaces = ipxe\nenabled_power_interfaces = fake\nenabled_management_interfaces = noop\n\
+             enabled_network_interfaces = noop\n\
              [api]\nhost_ip = 127.0.0.1\nport = {port}\nramdisk_heartbeat_timeout = {}\n\
+             [service_catalog]\nendpoint_override = http://127.0.0.1:{port}\n\
              [database]\nconnection = sqlite:///{work}/ironic.sqlite\n\
-             [deploy]\nfast_track = True\nhttp_root = {work}/http\n\
+             [deploy]\nfast_track = True\nhttp_root = {work}/http\nhttp_url = http://127.0.0.1:9/httpboot\n\
+             [pxe]\ntftp_root = {work}/tftp\n\
              [agent]\npost_deploy_get_power_state_retries = 0\n\
              [dhcp]\ndhcp_provider = none\n",
             cli.heartbeat_timeout
         ),
     )?;
     std::fs::create_dir_all(dir.path().join("http"))?;
+    std::fs::create_dir_all(dir.path().join("tftp"))?;
     let schema = Command::new(venv.join("bin/ironic-dbsync"))
         .arg("--config-file")
         .arg(&conf)
@@ -192,18 +201,35 @@ async fn bench(cli: &Cli, target: &str, log_dir: &Path) -> anyhow::Result<String
         start_rivet(cli)?
     };
     wait_up(&servers).await?;
+    // Ironic's `fake` management cannot set the boot device to disk, which every `direct`
+    // deployment does at its end: `fake-hardware` nodes fail there. Its nearest equivalent is
+    // `manual-management` (fake power, noop management), whose boot interface is `ipxe`.
+    let (driver, node_fields) = if target == "ironic" {
+        let fields = [
+            ("boot_interface", "ipxe"),
+            ("management_interface", "noop"),
+            ("power_interface", "fake"),
+        ];
+        (
+            "manual-management",
+            fields.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        )
+    } else {
+        ("fake-hardware", Vec::new())
+    };
     let options = RunOptions {
         apis: servers.apis.clone(),
         nodes: cli.nodes,
         prefix: "bench".into(),
-        driver: "fake-hardware".into(),
+        driver: driver.into(),
+        node_fields,
         goal: cli.rest.map_or(Goal::Active, |s| Goal::Rest(Duration::from_secs(s))),
         step_time: Duration::from_millis(cli.step_ms),
         fail_rate: 0.0,
         poll_interval: Duration::from_secs(2),
         forced_gap: Duration::from_secs(5),
         boot_concurrency: 64,
-        phase_deadline: Duration::from_secs(3600),
+        phase_deadline: Duration::from_secs(cli.phase_deadline),
         conductor_pids: servers.children.iter().map(Child::id).collect(),
     };
     let outcome = run(&options).await;
@@ -232,8 +258,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivet_fleet=info,scale_bench=info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,rivet_agent=error,rivet_fleet=info,scale_bench=info")
+            }),
         )
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -246,7 +273,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let log_dir = std::env::temp_dir();
     for target in targets {
-        let line = bench(&cli, target, &log_dir).await?;
+        // Ctrl-C ends the run through the same path as an error: the servers are stopped.
+        let line = tokio::select! {
+            line = bench(&cli, target, &log_dir) => line?,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        };
         #[allow(clippy::print_stdout)]
         {
             println!("{line}");
