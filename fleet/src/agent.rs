@@ -20,6 +20,20 @@ pub struct AgentTuning {
     pub http: Option<reqwest::Client>,
     /// Told every heartbeat's round trip.
     pub observer: Option<HeartbeatObserver>,
+    /// Called when the agent is asked to power the machine off (`standby.power_off`); the
+    /// command then succeeds, as a real machine's would just before it goes down. `None`:
+    /// the agent refuses, as rivet-agent outside a ramdisk does.
+    pub power_off: Option<PowerOffHook>,
+}
+
+/// What a simulated machine does when its agent powers it off.
+#[derive(Clone)]
+pub struct PowerOffHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for PowerOffHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PowerOffHook")
+    }
 }
 
 impl AgentTuning {
@@ -29,6 +43,7 @@ impl AgentTuning {
             forced_gap,
             http: None,
             observer: None,
+            power_off: None,
         }
     }
 }
@@ -64,20 +79,29 @@ pub async fn boot_agent(
     config.http_request_timeout = Duration::from_secs(30);
     config.shared_http = tuning.http.clone();
     config.heartbeat_observer = tuning.observer.clone();
-    rivet_agent::start_with(config, simulated_registry(), vec![manager as Arc<dyn HardwareManager>]).await
+    let registry = simulated_registry(tuning.power_off.clone());
+    rivet_agent::start_with(config, registry, vec![manager as Arc<dyn HardwareManager>]).await
 }
 
-/// The agent's commands, with the two that act on the machine itself simulated: a simulated
-/// machine "installs" its boot loader (Ironic asks for one after every UEFI deployment) and
-/// "powers off" (at the end of a deployment) without touching this host. Both answer as a real
-/// agent does when they succeed: a `null` result.
-fn simulated_registry() -> Registry {
+/// The agent's commands, with those that act on the machine itself simulated, never touching
+/// this host: the boot loader "installs" (Ironic asks for one after every UEFI deployment), and
+/// with a `power_off` hook the machine "powers off" (at the end of a deployment). Both answer
+/// as a real agent does when they succeed: a `null` result.
+fn simulated_registry(power_off: Option<PowerOffHook>) -> Registry {
     let mut registry = rivet_agent::default_registry();
-    for (extension, name) in [("image", "install_bootloader"), ("standby", "power_off")] {
+    registry.register(
+        "image",
+        "install_bootloader",
+        Command::asynchronous(|_, _: serde_json::Map<String, Value>| async { Ok(Value::Null) }),
+    );
+    if let Some(hook) = power_off {
         registry.register(
-            extension,
-            name,
-            Command::asynchronous(|_, _: serde_json::Map<String, Value>| async { Ok(Value::Null) }),
+            "standby",
+            "power_off",
+            Command::asynchronous(move |_, _: serde_json::Map<String, Value>| {
+                (hook.0)();
+                async { Ok(Value::Null) }
+            }),
         );
     }
     registry

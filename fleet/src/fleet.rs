@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use crate::agent::{AgentTuning, boot_agent};
+use crate::agent::{AgentTuning, PowerOffHook, boot_agent};
 use crate::api::Api;
 use crate::machine::{Journal, MachineControl, SimHardwareManager};
 use rivet_agent::config::HeartbeatObserver;
@@ -41,6 +41,12 @@ struct Machine {
     generation: u64,
     /// The last boot failed: no retry until the machine is powered off and on again.
     boot_failed: bool,
+    /// The provision state the API last showed.
+    last_state: String,
+    /// The agent powered the machine off while the API showed this provision state: it stays
+    /// off until the API shows another state or a power off, however long the (fake) power
+    /// state still reads "power on".
+    off_by_agent_in: Option<String>,
 }
 
 /// Simulated machines keyed by node UUID.
@@ -85,6 +91,8 @@ impl Fleet {
                 booting: None,
                 generation: 0,
                 boot_failed: false,
+                last_state: String::new(),
+                off_by_agent_in: None,
             },
         );
     }
@@ -108,10 +116,17 @@ impl Fleet {
             let Some(machine) = machines.get_mut(uuid) else {
                 continue;
             };
-            let wanted = ramdisk_runs(
-                node["power_state"].as_str().unwrap_or(""),
-                node["provision_state"].as_str().unwrap_or(""),
-            );
+            let power = node["power_state"].as_str().unwrap_or("");
+            let state = node["provision_state"].as_str().unwrap_or("");
+            machine.last_state = state.to_owned();
+            if machine
+                .off_by_agent_in
+                .as_deref()
+                .is_some_and(|then| then != state || power != "power on")
+            {
+                machine.off_by_agent_in = None;
+            }
+            let wanted = ramdisk_runs(power, state) && machine.off_by_agent_in.is_none();
             let up = machine.agent.is_some() || machine.booting.is_some();
             if wanted && !up && !machine.boot_failed {
                 self.boot(uuid, machine);
@@ -188,6 +203,13 @@ impl Fleet {
         let mut tuning = self.tuning.clone();
         let fleet = Arc::downgrade(self);
         let uuid = uuid.to_owned();
+        let off = Arc::downgrade(self);
+        let off_uuid = uuid.to_owned();
+        tuning.power_off = Some(PowerOffHook(Arc::new(move || {
+            if let Some(fleet) = off.upgrade() {
+                fleet.powered_off_by_agent(&off_uuid, generation);
+            }
+        })));
         let inner = tuning.observer.take();
         tuning.observer = Some(HeartbeatObserver(Arc::new(move |round_trip, outcome| {
             if let Some(inner) = &inner {
@@ -201,6 +223,24 @@ impl Fleet {
             }
         })));
         tuning
+    }
+
+    /// The agent of boot `generation` of machine `uuid` powered it off: the machine goes down a
+    /// moment later (the command's success reaches the conductor first, as on a real machine).
+    fn powered_off_by_agent(self: &Arc<Self>, uuid: &str, generation: u64) {
+        let fleet = Arc::clone(self);
+        let uuid = uuid.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut machines = fleet.machines();
+            let Some(machine) = machines.get_mut(&uuid) else { return };
+            if machine.generation != generation || machine.agent.is_none() {
+                return;
+            }
+            machine.off_by_agent_in = Some(machine.last_state.clone());
+            fleet.journal.log(format!("{uuid}: powered off by its agent"));
+            fleet.stop(&uuid, machine);
+        });
     }
 
     /// Boot machine `uuid` again, unless it was stopped or rebooted since boot `generation`.

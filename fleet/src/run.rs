@@ -134,13 +134,18 @@ impl fmt::Display for Report {
     }
 }
 
-/// The MAC address of machine `index`: `52:54:<index as 3 bytes>:01`.
-pub fn mac_of(index: usize) -> String {
+/// The MAC address of machine `index` of a fleet whose nodes are named `<prefix>-<index>`:
+/// locally administered, `02:<a byte of the prefix's hash>:<index as 4 bytes>`, so fleets with
+/// different prefixes can share a conductor.
+pub fn mac_of(prefix: &str, index: usize) -> String {
+    let tag = prefix.bytes().fold(0u8, |h, b| h.wrapping_mul(31).wrapping_add(b));
+    let i = index as u32;
     format!(
-        "52:54:{:02x}:{:02x}:{:02x}:01",
-        (index >> 16) & 0xff,
-        (index >> 8) & 0xff,
-        index & 0xff
+        "02:{tag:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        i >> 24,
+        (i >> 16) & 0xff,
+        (i >> 8) & 0xff,
+        i & 0xff
     )
 }
 
@@ -199,11 +204,13 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<Report> {
         forced_gap: options.forced_gap,
         http: Some(http),
         observer: Some(heartbeats.observer()),
+        // Set per machine by the fleet.
+        power_off: None,
     };
     let fleet = Fleet::new(tuning, options.boot_concurrency);
     for (i, uuid) in uuids.iter().enumerate() {
         let control = Arc::new(MachineControl::new(options.step_time, options.fail_rate));
-        fleet.add(uuid, &mac_of(i), &apis[i % apis.len()].base, control);
+        fleet.add(uuid, &mac_of(&options.prefix, i), &apis[i % apis.len()].base, control);
     }
     let (stop, stopped) = watch::channel(false);
     let follower = tokio::spawn(Arc::clone(&fleet).follow(apis[0].clone(), options.poll_interval, stopped));
@@ -302,6 +309,7 @@ async fn enroll(apis: &[Api], options: &RunOptions, files_url: &str) -> anyhow::
         }
         let api = apis[i % apis.len()].clone();
         let name = format!("{}-{i}", options.prefix);
+        let mac = mac_of(&options.prefix, i);
         let mut fields = serde_json::Map::new();
         for (key, value) in &options.node_fields {
             fields.insert(key.clone(), json!(value));
@@ -315,7 +323,7 @@ async fn enroll(apis: &[Api], options: &RunOptions, files_url: &str) -> anyhow::
         );
         let image_url = format!("{files_url}/disk.raw");
         tasks.spawn(async move {
-            enroll_one(&api, Value::Object(fields), &mac_of(i), &image_url)
+            enroll_one(&api, Value::Object(fields), &mac, &image_url)
                 .await
                 .map(|uuid| (i, uuid))
         });
@@ -429,8 +437,9 @@ async fn verb_all(apis: &[Api], uuids: &[String], verb: &str, body: &Value) -> a
     Ok(())
 }
 
-/// Wait until every node in `uuids` is in provision state `want`, reading the list once a
-/// second. Errors: a node in a `… failed` state (with its `last_error`), or `deadline` passed.
+/// Wait until every node in `uuids` is in provision state `want` or has failed, reading the
+/// list once a second. Errors: any node in a `… failed` state once the others have settled
+/// (how many, and the first one's `last_error`), or `deadline` passed.
 async fn wait_for(api: &Api, uuids: &[String], want: &str, deadline: Duration) -> anyhow::Result<()> {
     let ours: std::collections::HashSet<&str> = uuids.iter().map(String::as_str).collect();
     let until = Instant::now() + deadline;
@@ -440,32 +449,49 @@ async fn wait_for(api: &Api, uuids: &[String], want: &str, deadline: Duration) -
             .iter()
             .filter(|n| n["uuid"].as_str().is_some_and(|u| ours.contains(u)))
             .collect();
-        if let Some(failed) = ours
+        let failed: Vec<&&Value> = ours
             .iter()
-            .find(|n| n["provision_state"].as_str().is_some_and(|s| s.ends_with("failed")))
+            .filter(|n| n["provision_state"].as_str().is_some_and(|s| s.ends_with("failed")))
+            .collect();
+        let done = ours.iter().filter(|n| n["provision_state"] == want).count();
+        if let Some(first) = failed.first()
+            && done + failed.len() == uuids.len()
         {
-            let count = ours
-                .iter()
-                .filter(|n| n["provision_state"].as_str().is_some_and(|s| s.ends_with("failed")))
-                .count();
             bail!(
-                "{count} nodes failed, e.g. {} in {}: {}",
-                failed["uuid"],
-                failed["provision_state"],
-                failed["last_error"]
+                "{} nodes failed ({done} reached {want}), e.g. {} in {}: {}",
+                failed.len(),
+                first["uuid"],
+                first["provision_state"],
+                first["last_error"]
             );
         }
-        let done = ours.iter().filter(|n| n["provision_state"] == want).count();
         if done == uuids.len() {
             return Ok(());
         }
         if Instant::now() > until {
             bail!(
-                "only {done}/{} nodes reached {want} in {} s",
+                "only {done}/{} nodes reached {want} in {} s ({} failed)",
                 uuids.len(),
-                deadline.as_secs()
+                deadline.as_secs(),
+                failed.len()
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_unique_per_fleet_and_locally_administered() {
+        assert_eq!(
+            mac_of("fleet", 0x0102_0304).split(':').skip(2).collect::<Vec<_>>(),
+            ["01", "02", "03", "04"]
+        );
+        assert!(mac_of("fleet", 7).starts_with("02:"));
+        assert_ne!(mac_of("fleet", 7), mac_of("bench", 7));
+        assert_ne!(mac_of("fleet", 7), mac_of("fleet", 8));
     }
 }

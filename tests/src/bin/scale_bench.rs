@@ -226,7 +226,8 @@ async fn bench(cli: &Cli, target: &str, log_dir: &Path) -> anyhow::Result<String
         goal: cli.rest.map_or(Goal::Active, |s| Goal::Rest(Duration::from_secs(s))),
         step_time: Duration::from_millis(cli.step_ms),
         fail_rate: 0.0,
-        poll_interval: Duration::from_secs(2),
+        // At rest nothing changes power: the BMC reads less often, to load the conductor less.
+        poll_interval: Duration::from_secs(if cli.rest.is_some() { 10 } else { 2 }),
         forced_gap: Duration::from_secs(5),
         boot_concurrency: 64,
         phase_deadline: Duration::from_secs(cli.phase_deadline),
