@@ -365,7 +365,7 @@ async fn enroll_one(api: &Api, mut fields: Value, mac: &str, image_url: &str) ->
         200 => {
             // An earlier run's image server is gone: point the node at this run's.
             let patch = json!([{"op": "add", "path": "/instance_info/image_source", "value": image_url}]);
-            api.call(Method::PATCH, &format!("/v1/nodes/{name}"), Some(&patch))
+            api.call_retrying(Method::PATCH, &format!("/v1/nodes/{name}"), Some(&patch))
                 .await?
         }
         404 => {
@@ -395,12 +395,12 @@ async fn enroll_one(api: &Api, mut fields: Value, mac: &str, image_url: &str) ->
                 ("provision", json!({"target": "manage"})),
             ];
             for (verb, body) in verbs {
-                api.call(Method::PUT, &format!("/v1/nodes/{uuid}/states/{verb}"), Some(&body))
+                api.call_retrying(Method::PUT, &format!("/v1/nodes/{uuid}/states/{verb}"), Some(&body))
                     .await?;
             }
         }
         "manageable" if node["power_state"] != "power on" => {
-            api.call(
+            api.call_retrying(
                 Method::PUT,
                 &format!("/v1/nodes/{uuid}/states/power"),
                 Some(&json!({"target": "power on"})),
@@ -429,7 +429,7 @@ async fn verb_all(apis: &[Api], uuids: &[String], verb: &str, body: &Value) -> a
         let api = apis[i % apis.len()].clone();
         let path = format!("/v1/nodes/{uuid}/states/{verb}");
         let body = body.clone();
-        tasks.spawn(async move { api.call(Method::PUT, &path, Some(&body)).await.map(drop) });
+        tasks.spawn(async move { api.call_retrying(Method::PUT, &path, Some(&body)).await.map(drop) });
     }
     while let Some(done) = tasks.join_next().await {
         done??;

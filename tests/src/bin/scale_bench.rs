@@ -142,7 +142,7 @@ fn start_ironic(cli: &Cli) -> anyhow::Result<Servers> {
              [service_catalog]\nendpoint_override = http://127.0.0.1:{port}\n\
              [database]\nconnection = sqlite:///{work}/ironic.sqlite\n\
              [deploy]\nfast_track = True\nhttp_root = {work}/http\nhttp_url = http://127.0.0.1:9/httpboot\n\
-             [pxe]\ntftp_root = {work}/tftp\n\
+             [pxe]\ntftp_root = {work}/tftp\ntftp_master_path = {work}/tftp/master_images\n\
              [agent]\npost_deploy_get_power_state_retries = 0\n\
              [dhcp]\ndhcp_provider = none\n",
             cli.heartbeat_timeout
