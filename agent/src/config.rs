@@ -478,10 +478,26 @@ pub struct AgentConfig {
     pub heartbeat_observer: Option<HeartbeatObserver>,
 }
 
-/// A callback told each heartbeat's round trip and outcome (`Ok` when Ironic accepted it).
+/// How one heartbeat ended, for a [`HeartbeatObserver`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HeartbeatOutcome<'a> {
+    /// Ironic accepted it.
+    Accepted,
+    /// Ironic answered with an error status and this message.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Ironic's message.
+        message: &'a str,
+    },
+    /// No answer, or an unusable one.
+    Failed,
+}
+
+/// A callback told each heartbeat's round trip and outcome.
 #[derive(Clone)]
 #[allow(clippy::type_complexity)]
-pub struct HeartbeatObserver(pub Arc<dyn Fn(Duration, Result<(), &crate::ironic::IronicError>) + Send + Sync>);
+pub struct HeartbeatObserver(pub Arc<dyn Fn(Duration, HeartbeatOutcome<'_>) + Send + Sync>);
 
 impl std::fmt::Debug for HeartbeatObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::config::HeartbeatTiming;
-use crate::ironic::{HeartbeatFields, IronicClient};
+use crate::config::{HeartbeatOutcome, HeartbeatTiming};
+use crate::ironic::{HeartbeatFields, IronicClient, IronicError};
 use crate::state::AgentState;
 
 /// Interval after a successful heartbeat.
@@ -85,7 +85,15 @@ impl Heartbeater {
             let sent = Instant::now();
             let outcome = self.client.heartbeat(&self.node_uuid, &self.fields()).await;
             if let Some(observer) = &self.state.config.heartbeat_observer {
-                (observer.0)(sent.elapsed(), outcome.as_ref().map(|_| ()));
+                let seen = match &outcome {
+                    Ok(()) => HeartbeatOutcome::Accepted,
+                    Err(IronicError::Status { status, message }) => HeartbeatOutcome::Refused {
+                        status: *status,
+                        message,
+                    },
+                    Err(_) => HeartbeatOutcome::Failed,
+                };
+                (observer.0)(sent.elapsed(), seen);
             }
             previous = Some(Instant::now());
             let mut rng = rand::rng();

@@ -20,8 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::agent::{AgentTuning, PowerOffHook, boot_agent};
 use crate::api::Api;
 use crate::machine::{Journal, MachineControl, SimHardwareManager};
-use rivet_agent::config::HeartbeatObserver;
-use rivet_agent::ironic::IronicError;
+use rivet_agent::config::{HeartbeatObserver, HeartbeatOutcome};
 
 /// Provision states in which a powered-on machine runs the ramdisk rather than its instance.
 /// `active` runs the instance; `rescue` (the agent in rescue mode) is not simulated.
@@ -215,7 +214,7 @@ impl Fleet {
             if let Some(inner) = &inner {
                 (inner.0)(round_trip, outcome);
             }
-            if let Err(IronicError::Status { status: 400, message }) = outcome
+            if let HeartbeatOutcome::Refused { status: 400, message } = outcome
                 && message.contains("agent token")
                 && let Some(fleet) = fleet.upgrade()
             {

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rivet_agent::config::HeartbeatObserver;
-use rivet_agent::ironic::IronicError;
+use rivet_agent::config::{HeartbeatObserver, HeartbeatOutcome};
 
 /// Heartbeat round trips in milliseconds, and how many heartbeats failed.
 #[derive(Debug, Default)]
@@ -32,16 +31,14 @@ impl Heartbeats {
     /// An observer that records into `self`, for the agents' configuration.
     pub fn observer(self: &Arc<Self>) -> HeartbeatObserver {
         let sink = Arc::clone(self);
-        HeartbeatObserver(Arc::new(
-            move |round_trip: Duration, outcome: Result<(), &IronicError>| {
-                let mut samples = sink.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if outcome.is_ok() {
-                    samples.0.push(round_trip.as_secs_f64() * 1000.0);
-                } else {
-                    samples.1 += 1;
-                }
-            },
-        ))
+        HeartbeatObserver(Arc::new(move |round_trip: Duration, outcome: HeartbeatOutcome<'_>| {
+            let mut samples = sink.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if outcome == HeartbeatOutcome::Accepted {
+                samples.0.push(round_trip.as_secs_f64() * 1000.0);
+            } else {
+                samples.1 += 1;
+            }
+        }))
     }
 
     /// Forget everything recorded so far (the start of a measurement window).
@@ -207,13 +204,13 @@ mod tests {
     fn the_observer_counts_failures_apart() {
         let beats = Arc::new(Heartbeats::default());
         let observer = beats.observer();
-        let refused = IronicError::Status {
+        let refused = HeartbeatOutcome::Refused {
             status: 400,
-            message: "Invalid or missing agent token received.".into(),
+            message: "Invalid or missing agent token received.",
         };
-        (observer.0)(Duration::from_millis(3), Ok(()));
-        (observer.0)(Duration::from_millis(7), Ok(()));
-        (observer.0)(Duration::from_secs(30), Err(&refused));
+        (observer.0)(Duration::from_millis(3), HeartbeatOutcome::Accepted);
+        (observer.0)(Duration::from_millis(7), HeartbeatOutcome::Accepted);
+        (observer.0)(Duration::from_secs(30), refused);
         let summary = beats.summary();
         assert_eq!((summary.count, summary.failed, summary.max), (2, 1, 7.0));
         beats.reset();
