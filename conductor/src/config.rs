@@ -99,6 +99,8 @@ pub struct FileConfig {
     pub node_locked_retry_attempts: Option<u32>,
     pub node_locked_retry_interval: Option<f64>,
     pub allow_deleting_available_nodes: Option<bool>,
+    /// The bonding mode of a port group created without one (Ironic's `default_portgroup_mode`).
+    pub default_portgroup_mode: Option<String>,
     /// Seconds sent to agents as `heartbeat_timeout` (they beat every 30–60 % of it).
     pub ramdisk_heartbeat_timeout: Option<u64>,
     /// Refuse heartbeats whose callback URL is not https.
@@ -161,6 +163,7 @@ pub struct ConductorConfig {
     pub automated_clean: bool,
     pub lock_policy: crate::task::LockPolicy,
     pub allow_deleting_available_nodes: bool,
+    pub default_portgroup_mode: String,
     pub debug: bool,
     pub ramdisk_heartbeat_timeout: u64,
     pub require_tls: bool,
@@ -290,6 +293,10 @@ impl ConductorConfig {
                 interval: Duration::from_secs_f64(file.node_locked_retry_interval.unwrap_or(1.0).clamp(0.01, 60.0)),
             },
             allow_deleting_available_nodes: file.allow_deleting_available_nodes.unwrap_or(true),
+            default_portgroup_mode: file
+                .default_portgroup_mode
+                .clone()
+                .unwrap_or_else(|| "active-backup".to_owned()),
             debug: cli.debug,
             ramdisk_heartbeat_timeout: file.ramdisk_heartbeat_timeout.unwrap_or(300).max(1),
             require_tls: file.require_tls.unwrap_or(true),

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod flow;
 pub mod model;
 pub mod periodic;
+pub mod raid;
 pub mod ramdisk;
 pub mod states;
 pub mod steps;

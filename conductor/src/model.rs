@@ -94,6 +94,102 @@ impl ChassisRecord {
     }
 }
 
+/// Which kind of [`NodeResource`] a stored row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// A bond of the node's ports (`/v1/portgroups`, API 1.23).
+    Portgroup,
+    /// How the node reaches its volumes (`/v1/volume/connectors`, API 1.32).
+    VolumeConnector,
+    /// A volume the node boots from or attaches (`/v1/volume/targets`, API 1.32).
+    VolumeTarget,
+}
+
+impl ResourceKind {
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Portgroup => "portgroup",
+            ResourceKind::VolumeConnector => "volume_connector",
+            ResourceKind::VolumeTarget => "volume_target",
+        }
+    }
+
+    /// How Ironic names it in messages ("Portgroup X could not be found.").
+    pub fn label(self) -> &'static str {
+        match self {
+            ResourceKind::Portgroup => "Portgroup",
+            ResourceKind::VolumeConnector => "Volume connector",
+            ResourceKind::VolumeTarget => "Volume target",
+        }
+    }
+}
+
+/// Something that belongs to a node besides its ports, stored as the API shows it: a port
+/// group, a volume connector or a volume target (table `node_resources`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeResource {
+    /// Which of the three.
+    pub kind: ResourceKind,
+    /// Its UUID.
+    pub uuid: String,
+    /// The node it belongs to.
+    pub node_uuid: String,
+    /// Every other API field but the times (`address`, `mode`, `connector_id`, `boot_index`, ...).
+    pub doc: JsonObject,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: Option<String>,
+}
+
+impl NodeResource {
+    /// A field of `doc`; null when absent.
+    pub fn get(&self, field: &str) -> Value {
+        self.doc.get(field).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The two uniqueness keys of its kind (stored as `key_a`, `key_b`): a port group's MAC
+    /// address and name, a connector's type and id, a target's node and boot index.
+    pub fn keys(&self) -> (Option<String>, Option<String>) {
+        let text = |field: &str| self.doc.get(field).and_then(Value::as_str).map(str::to_owned);
+        match self.kind {
+            ResourceKind::Portgroup => (text("address"), text("name")),
+            ResourceKind::VolumeConnector => (
+                Some(format!("{}\n{}", self.get("type"), self.get("connector_id"))),
+                None,
+            ),
+            ResourceKind::VolumeTarget => (Some(format!("{}\n{}", self.node_uuid, self.get("boot_index"))), None),
+        }
+    }
+
+    /// Ironic's words when key a (`first`) or key b is already taken.
+    pub fn duplicate_message(&self, first: bool) -> String {
+        let text = |field: &str| {
+            self.doc
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match (self.kind, first) {
+            (ResourceKind::Portgroup, true) => {
+                format!("A portgroup with MAC address {} already exists.", text("address"))
+            }
+            (ResourceKind::Portgroup, false) => format!("A portgroup with name {} already exists.", text("name")),
+            (ResourceKind::VolumeConnector, _) => format!(
+                "A volume connector with type {} and connector ID {} already exists.",
+                text("type"),
+                text("connector_id")
+            ),
+            (ResourceKind::VolumeTarget, _) => format!(
+                "A volume target with boot index '{}' for the same node already exists.",
+                self.get("boot_index")
+            ),
+        }
+    }
+}
+
 /// One history entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEvent {
@@ -469,6 +565,11 @@ const PORT_FIELDS: &[(&str, u32)] = &[
     ("links", 1),
     ("portgroup_uuid", 24),
 ];
+
+/// The minor API version that added a port field; `None` for a field ports do not have.
+pub fn port_field_minor(field: &str) -> Option<u32> {
+    PORT_FIELDS.iter().find(|(f, _)| *f == field).map(|(_, minor)| *minor)
+}
 
 /// Port attributes kept in `attrs`, with defaults.
 pub fn port_attr_default(name: &str) -> Value {

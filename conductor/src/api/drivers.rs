@@ -86,6 +86,24 @@ pub(super) async fn properties(
     Ok(Json(json!({})))
 }
 
+/// `GET /v1/drivers/{driver}/raid/logical_disk_properties` (API 1.12): the properties a
+/// target RAID configuration's logical disks may have, each with its meaning.
+pub(super) async fn raid_logical_disk_properties(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if ctx.version.minor < 12 {
+        return Err(ApiError::NotAcceptable("Request not acceptable.".into()));
+    }
+    known(&state, &name)?;
+    let properties: JsonObject = crate::raid::LOGICAL_DISK_PROPERTIES
+        .iter()
+        .map(|(name, meaning)| ((*name).to_owned(), json!(meaning)))
+        .collect();
+    Ok(Json(Value::Object(properties)))
+}
+
 pub(super) async fn vendor_methods(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The path exists at the requested microversion but not for this method: Ironic's web
     /// framework's 405, in the same style as [`ApiError::NoRoute`].
     NoMethod,
+    /// A 400 raised while Ironic's web framework routes the request (a malformed identifier in
+    /// the path), in the same style as [`ApiError::NoRoute`] with this description.
+    BadPath(String),
     MethodNotAllowed,
     Conflict(String),
     NotAcceptable(String),
@@ -47,13 +50,14 @@ impl From<crate::db::DbError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let routing = match self {
-            ApiError::NoRoute => Some((StatusCode::NOT_FOUND, "Not Found")),
-            ApiError::NoMethod => Some((StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
+        let routing = match &self {
+            ApiError::NoRoute => Some((StatusCode::NOT_FOUND, "Not Found", "")),
+            ApiError::NoMethod => Some((StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "")),
+            ApiError::BadPath(m) => Some((StatusCode::BAD_REQUEST, "Bad Request", m.as_str())),
             _ => None,
         };
-        if let Some((status, title)) = routing {
-            let inner = serde_json::json!({"code": status.as_u16(), "title": title, "description": ""});
+        if let Some((status, title, description)) = routing {
+            let inner = serde_json::json!({"code": status.as_u16(), "title": title, "description": description});
             let body = IronicError {
                 error_message: inner.to_string(),
             };
@@ -64,7 +68,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required".to_owned()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::NoRoute | ApiError::NoMethod => (StatusCode::NOT_FOUND, String::new()),
+            ApiError::NoRoute | ApiError::NoMethod | ApiError::BadPath(_) => (StatusCode::NOT_FOUND, String::new()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "The method is not allowed for the requested URL.".to_owned(),

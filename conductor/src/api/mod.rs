@@ -8,18 +8,22 @@
 pub mod auth;
 mod boot;
 mod chassis;
+mod collection;
 mod components;
 mod conductors;
 mod drivers;
 mod error;
+mod events;
 mod management;
 mod node_list;
 mod nodes;
+mod portgroups;
 mod ports;
 mod ramdisk;
 mod root;
 mod shards;
 mod traits;
+mod volume;
 
 use std::sync::Arc;
 
@@ -80,6 +84,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/nodes/{node}/states", get(nodes::states))
         .route("/v1/nodes/{node}/states/provision", put(nodes::provision))
         .route("/v1/nodes/{node}/states/power", put(nodes::power))
+        .route("/v1/nodes/{node}/states/raid", put(nodes::raid))
         .route("/v1/nodes/{node}/validate", get(nodes::validate))
         .route(
             "/v1/nodes/{node}/maintenance",
@@ -126,7 +131,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/nodes/{node}/bios/{setting}", get(components::bios_setting))
         .route("/v1/nodes/{node}/firmware", get(components::firmware))
         .route("/v1/nodes/{node}/children", get(components::children))
-        .route("/v1/nodes/{node}/vmedia", get(components::vmedia));
+        .route("/v1/nodes/{node}/vmedia", get(components::vmedia))
+        .route("/v1/nodes/{node}/portgroups", get(portgroups::list_for_node))
+        .route(
+            "/v1/nodes/{node}/portgroups/detail",
+            get(portgroups::list_detail_for_node),
+        )
+        .route("/v1/nodes/{node}/volume", get(volume::node_root))
+        .route("/v1/nodes/{node}/volume/", get(volume::node_root))
+        .route("/v1/nodes/{node}/volume/{kind}", get(volume::list_for_node));
     let ports = Router::new()
         .route("/v1/ports", get(ports::list).post(ports::create))
         .route("/v1/ports/", get(ports::list).post(ports::create))
@@ -134,12 +147,37 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/ports/{port}",
             get(ports::show).patch(ports::update).delete(ports::delete),
+        )
+        .route("/v1/portgroups", get(portgroups::list).post(portgroups::create))
+        .route("/v1/portgroups/", get(portgroups::list).post(portgroups::create))
+        .route("/v1/portgroups/detail", get(portgroups::list_detail))
+        .route(
+            "/v1/portgroups/{portgroup}",
+            get(portgroups::get_one)
+                .patch(portgroups::update)
+                .delete(portgroups::delete),
+        )
+        .route("/v1/portgroups/{portgroup}/ports", get(ports::list_for_portgroup))
+        .route(
+            "/v1/portgroups/{portgroup}/ports/detail",
+            get(ports::list_detail_for_portgroup),
+        )
+        .route("/v1/volume", get(volume::root))
+        .route("/v1/volume/", get(volume::root))
+        .route("/v1/volume/{kind}", get(volume::list).post(volume::create))
+        .route(
+            "/v1/volume/{kind}/{ident}",
+            get(volume::get_one).patch(volume::update).delete(volume::delete),
         );
     let drivers = Router::new()
         .route("/v1/drivers", get(drivers::list))
         .route("/v1/drivers/", get(drivers::list))
         .route("/v1/drivers/{driver}", get(drivers::show))
         .route("/v1/drivers/{driver}/properties", get(drivers::properties))
+        .route(
+            "/v1/drivers/{driver}/raid/logical_disk_properties",
+            get(drivers::raid_logical_disk_properties),
+        )
         .route(
             "/v1/drivers/{driver}/vendor_passthru/methods",
             get(drivers::vendor_methods),
@@ -151,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/conductors", get(conductors::list))
         .route("/v1/conductors/{hostname}", get(conductors::show))
         .route("/v1/shards", get(shards::list))
+        .route("/v1/events", axum::routing::post(events::post))
         .route("/v1/chassis", get(chassis::list).post(chassis::create))
         .route("/v1/chassis/", get(chassis::list).post(chassis::create))
         .route("/v1/chassis/detail", get(chassis::list_detail))
@@ -335,4 +374,31 @@ pub fn fields_param(raw: Option<&String>) -> Option<Vec<String>> {
             .filter(|s| !s.is_empty())
             .collect()
     })
+}
+
+/// Run `work` under `node`'s lock, as Ironic changes a node's ports, port groups and volume
+/// resources: 409 when the lock stays taken past the lock policy.
+pub(super) async fn with_node_lock<T>(
+    state: &AppState,
+    node: &str,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let lock = state
+        .conductor
+        .locks
+        .acquire(node)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    let result = work.await;
+    lock.release().await?;
+    result
+}
+
+/// A `201 Created` answer with `doc` and a `Location` header naming `/v1/<path>`.
+pub(super) fn created(ctx: &RequestContext, path: &str, doc: Value) -> Response {
+    let mut response = (http::StatusCode::CREATED, axum::Json(doc)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/v1/{path}", ctx.base)) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    response
 }

@@ -371,7 +371,7 @@ pub(super) fn field_refused(field: &str) -> ApiError {
 }
 
 /// SQL's order for sorting: NULL first, then booleans, numbers, strings.
-fn compare(a: &Value, b: &Value) -> Ordering {
+pub(super) fn compare(a: &Value, b: &Value) -> Ordering {
     fn rank(v: &Value) -> u8 {
         match v {
             Value::Null => 0,

@@ -123,7 +123,7 @@ fn check_protected_and_retired(before: &NodeRecord, after: &mut JsonObject) -> R
 }
 
 /// Ironic's logical names: RFC 3986 unreserved characters.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
 }
 
@@ -548,6 +548,41 @@ pub(super) async fn validate(
     Path(ident): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(state.conductor.validate(&ident).await?))
+}
+
+/// `PUT /v1/nodes/{node}/states/raid` (API 1.12): store `target_raid_config` (an empty
+/// object clears it); 204. 404 when the node's RAID interface is `no-raid` (Ironic turns its
+/// "unsupported" into 404 here), 400 for a configuration that breaks the schema.
+pub(super) async fn raid(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let conductor = &state.conductor;
+    let node = conductor.node(&ident).await?;
+    if ctx.version.minor < 12 {
+        return Err(ApiError::NotAcceptable("Request not acceptable.".into()));
+    }
+    let config: Value = parse_body(&body)?;
+    let work = async {
+        let mut node = conductor.node(&node.uuid).await?;
+        let empty = config.as_object().is_some_and(|c| c.is_empty());
+        if !empty {
+            if node.interface("raid") == "no-raid" {
+                return Err(ApiError::NotFound(format!(
+                    "Driver {} does not support raid (disabled or not implemented).",
+                    node.driver
+                )));
+            }
+            crate::raid::validate(&config).map_err(ApiError::BadRequest)?;
+        }
+        node.attrs.insert("target_raid_config".into(), config.clone());
+        conductor.save(&mut node).await?;
+        Ok(())
+    };
+    super::with_node_lock(&state, &node.uuid, work).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_maintenance(

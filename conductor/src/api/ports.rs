@@ -89,6 +89,15 @@ pub(super) async fn create(
             return Err(ApiError::BadRequest(format!("Unknown attribute for a new port: {key}")));
         }
     }
+    // Ironic checks the values' types before the fields' versions.
+    if let Some(Value::String(group)) = doc.get("portgroup_uuid")
+        && uuid::Uuid::parse_str(group).is_err()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Expected UUID for portgroup_uuid: {group}"
+        )));
+    }
+    check_field_versions(&ctx, doc.keys().map(String::as_str))?;
     let uuid = super::new_uuid(doc.get("uuid").and_then(Value::as_str))?;
     let node_uuid = resolve_node(&state, &doc).await?;
     let mut port = PortRecord {
@@ -98,6 +107,7 @@ pub(super) async fn create(
         ..Default::default()
     };
     apply(&mut port, &doc)?;
+    check_portgroup(&state, &mut port).await?;
     state.conductor.db.insert_port(&port).await?;
     let mut response = (StatusCode::CREATED, Json(port.to_api(ctx.version, &ctx.base, None))).into_response();
     if let Ok(v) = http::HeaderValue::from_str(&format!("{}/v1/ports/{}", ctx.base, port.uuid)) {
@@ -106,21 +116,41 @@ pub(super) async fn create(
     Ok(response)
 }
 
+/// The ports of a node or of a port group (given by the path or by `?node=`, `?portgroup=`).
+#[derive(Debug, Default)]
+struct Owner {
+    node: Option<String>,
+    portgroup: Option<String>,
+}
+
 async fn list_ports(
     state: AppState,
     ctx: RequestContext,
-    node: Option<String>,
+    owner: Owner,
     query: HashMap<String, String>,
     detail: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let node_uuid = match node
+    let node_uuid = match owner
+        .node
         .or_else(|| query.get("node").cloned())
         .or_else(|| query.get("node_uuid").cloned())
     {
         Some(ident) => Some(state.conductor.node(&ident).await?.uuid),
         None => None,
     };
+    if query.contains_key("portgroup") && ctx.version.minor < 24 {
+        return Err(ApiError::BadRequest(
+            "Invalid query parameter portgroup: filtering by port group needs API 1.24".into(),
+        ));
+    }
+    let portgroup_uuid = match owner.portgroup.or_else(|| query.get("portgroup").cloned()) {
+        Some(ident) => Some(super::portgroups::find(&state, &ident).await?.uuid),
+        None => None,
+    };
     let mut ports = state.conductor.db.ports(node_uuid.as_deref()).await?;
+    if let Some(portgroup) = &portgroup_uuid {
+        ports.retain(|p| p.attr("portgroup_uuid").as_str() == Some(portgroup.as_str()));
+    }
     if let Some(address) = query.get("address").and_then(|a| normalise_mac(a)) {
         ports.retain(|p| p.address == address);
     }
@@ -140,7 +170,7 @@ pub(super) async fn list(
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    list_ports(state, ctx, None, q, false).await
+    list_ports(state, ctx, Owner::default(), q, false).await
 }
 
 pub(super) async fn list_detail(
@@ -148,7 +178,7 @@ pub(super) async fn list_detail(
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    list_ports(state, ctx, None, q, true).await
+    list_ports(state, ctx, Owner::default(), q, true).await
 }
 
 pub(super) async fn list_for_node(
@@ -157,7 +187,17 @@ pub(super) async fn list_for_node(
     Path(node): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    list_ports(state, ctx, Some(node), q, false).await
+    list_ports(
+        state,
+        ctx,
+        Owner {
+            node: Some(node),
+            portgroup: None,
+        },
+        q,
+        false,
+    )
+    .await
 }
 
 pub(super) async fn list_detail_for_node(
@@ -166,7 +206,100 @@ pub(super) async fn list_detail_for_node(
     Path(node): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    list_ports(state, ctx, Some(node), q, true).await
+    list_ports(
+        state,
+        ctx,
+        Owner {
+            node: Some(node),
+            portgroup: None,
+        },
+        q,
+        true,
+    )
+    .await
+}
+
+/// `GET /v1/portgroups/{portgroup}/ports` (API 1.24).
+pub(super) async fn list_for_portgroup(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(portgroup): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    super::portgroups::check_ident(&portgroup)?;
+    super::require(&ctx, 24)?;
+    let owner = Owner {
+        node: None,
+        portgroup: Some(portgroup),
+    };
+    list_ports(state, ctx, owner, q, false).await
+}
+
+/// `GET /v1/portgroups/{portgroup}/ports/detail` (API 1.24).
+pub(super) async fn list_detail_for_portgroup(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(portgroup): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    super::portgroups::check_ident(&portgroup)?;
+    super::require(&ctx, 24)?;
+    let owner = Owner {
+        node: None,
+        portgroup: Some(portgroup),
+    };
+    list_ports(state, ctx, owner, q, true).await
+}
+
+/// A port may join only an existing port group of its own node; the group is stored by UUID.
+async fn check_portgroup(state: &AppState, port: &mut PortRecord) -> Result<(), ApiError> {
+    let Some(ident) = port
+        .attrs
+        .get("portgroup_uuid")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let portgroup = state
+        .conductor
+        .db
+        .resource(crate::model::ResourceKind::Portgroup, &ident)
+        .await?
+        .ok_or_else(|| ApiError::BadRequest(format!("Portgroup {ident} could not be found.")))?;
+    if portgroup.node_uuid != port.node_uuid {
+        return Err(ApiError::BadRequest(
+            "Port can not be added to a portgroup belonging to a different node.".into(),
+        ));
+    }
+    port.attrs.insert("portgroup_uuid".into(), json!(portgroup.uuid));
+    Ok(())
+}
+
+/// Ironic's check of a port named in a path: a UUID or a logical name (`port_ident`), or a
+/// UUID only (`port_uuid`, for deletion); 400 otherwise.
+fn check_ident(ident: &str, uuid_only: bool) -> Result<(), ApiError> {
+    let is_uuid = uuid::Uuid::parse_str(ident).is_ok();
+    if uuid_only && !is_uuid {
+        return Err(ApiError::BadRequest(format!("Expected UUID for port_uuid: {ident}")));
+    }
+    if !is_uuid && !super::nodes::valid_name(ident) {
+        return Err(ApiError::BadRequest(format!(
+            "Expected UUID or name for port_ident: {ident}"
+        )));
+    }
+    Ok(())
+}
+
+/// A field the request's microversion does not have yet: 406, as Ironic answers.
+fn check_field_versions<'a>(ctx: &RequestContext, fields: impl IntoIterator<Item = &'a str>) -> Result<(), ApiError> {
+    for field in fields {
+        let alias = if field == "node_ident" { "node_uuid" } else { field };
+        if crate::model::port_field_minor(alias).is_some_and(|minor| ctx.version.minor < minor) {
+            return Err(ApiError::NotAcceptable("Request not acceptable.".into()));
+        }
+    }
+    Ok(())
 }
 
 async fn find(state: &AppState, ident: &str) -> Result<PortRecord, ApiError> {
@@ -184,6 +317,7 @@ pub(super) async fn show(
     Path(ident): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    check_ident(&ident, false)?;
     let port = find(&state, &ident).await?;
     Ok(Json(port.to_api(
         ctx.version,
@@ -198,7 +332,22 @@ pub(super) async fn update(
     Path(ident): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let patch: json_patch::Patch = parse_body(&body)?;
+    check_ident(&ident, false)?;
+    let ops: Vec<Value> = parse_body(&body)?;
+    let roots: Vec<String> = ops
+        .iter()
+        .filter_map(|op| op.get("path").and_then(Value::as_str))
+        .map(|p| {
+            p.trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    check_field_versions(&ctx, roots.iter().map(String::as_str))?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
     let mut port = find(&state, &ident).await?;
     // Ports change under their node's lock, like Ironic.
     let lock = state
@@ -223,6 +372,7 @@ pub(super) async fn update(
         let before = port.clone();
         port.node_uuid = resolve_node(&state, &doc).await?;
         apply(&mut port, &doc)?;
+        check_portgroup(&state, &mut port).await?;
         check_update_allowed(&state, &before, &port).await?;
         port.updated_at = Some(now_iso());
         state.conductor.db.update_port(&port).await?;
@@ -277,6 +427,7 @@ async fn check_update_allowed(state: &AppState, before: &PortRecord, after: &Por
 }
 
 pub(super) async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, ApiError> {
+    check_ident(&ident, true)?;
     let port = find(&state, &ident).await?;
     let lock = state
         .conductor

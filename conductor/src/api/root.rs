@@ -41,12 +41,22 @@ pub(super) async fn v1(Extension(ctx): Extension<RequestContext>) -> Json<Value>
         "drivers": resource("drivers"),
         "version": version_doc(base),
     });
-    if ctx.version.minor >= 22 {
-        doc["lookup"] = resource("lookup");
-        doc["heartbeat"] = resource("heartbeat");
-    }
-    if ctx.version.minor >= 49 {
-        doc["conductors"] = resource("conductors");
+    // Ironic's VERSIONED_CONTROLLERS: each link from the version that added its resource, and
+    // only for resources Rivet serves.
+    let versioned = [
+        ("portgroups", 23),
+        ("volume", 32),
+        ("lookup", 22),
+        ("heartbeat", 22),
+        ("conductors", 49),
+        ("events", 54),
+        ("shards", 82),
+        ("continue_inspection", 84),
+    ];
+    for (name, minor) in versioned {
+        if ctx.version.minor >= minor {
+            doc[name] = resource(name);
+        }
     }
     Json(doc)
 }

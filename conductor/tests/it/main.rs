@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod cluster;
+mod node_resources;
 mod postgres;
 mod ramdisk;
 mod redfish;

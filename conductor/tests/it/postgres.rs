@@ -8,7 +8,7 @@ use crate::support::{TestConductor, call, walk};
 
 #[path = "../../../tests/src/postgres.rs"]
 #[allow(dead_code, reason = "the take-over test uses the rest")]
-mod cluster;
+pub(crate) mod cluster;
 use cluster::Postgres;
 
 #[tokio::test]

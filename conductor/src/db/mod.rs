@@ -1,8 +1,11 @@
-//! The conductor's database: nodes, ports, chassis, conductors, node history.
+//! The conductor's database: nodes, ports, chassis, conductors, node history; port groups and
+//! volume connectors and targets in [`resources`].
 //!
 //! One code path for SQLite (the embedded default, file created on start) and PostgreSQL
 //! (several conductors), through sqlx's `Any` driver and the versioned migrations in
 //! `conductor/migrations/`, which are written in SQL both understand. JSON documents are TEXT.
+
+mod resources;
 
 use std::time::Duration;
 
@@ -317,10 +320,14 @@ impl Database {
         Ok(())
     }
 
-    /// Delete a node with its ports and history.
+    /// Delete a node with its ports, port groups, volume connectors and targets, and history.
     pub async fn delete_node(&self, uuid: &str) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM ports WHERE node_uuid = $1")
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM node_resources WHERE node_uuid = $1")
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
