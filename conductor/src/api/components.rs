@@ -1,6 +1,5 @@
 //! What a node reports about its parts: BIOS settings (`/bios`, API 1.40), firmware components
-//! (`/firmware`, 1.86), child nodes (`/children`, 1.83), virtual media (`/vmedia`, read from 1.93) and
-//! VIFs (`/vifs`, 1.28).
+//! (`/firmware`, 1.86), child nodes (`/children`, 1.83) and VIFs (`/vifs`, 1.28).
 //!
 //! Rivet's interfaces keep no BIOS settings or firmware components yet, so those lists are
 //! empty, as Ironic's are for a node whose interfaces are `no-bios` / `no-firmware` or `fake`.
@@ -73,22 +72,6 @@ pub(super) async fn children(
         "children": children,
         "links": {"href": format!("{}/v1/nodes?parent_node={}", ctx.base, node.uuid), "rel": "children"},
     })))
-}
-
-/// `GET .../vmedia`: no management interface of Rivet's reads virtual media yet.
-pub(super) async fn vmedia(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(ident): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    super::require(&ctx, 89)?;
-    // The path exists from 1.89 (attach, detach); reading it from 1.93.
-    super::require_api(&ctx, 93, "The resource could not be found.")?;
-    let node = state.conductor.node(&ident).await?;
-    Err(ApiError::BadRequest(format!(
-        "Driver {} does not support get_virtual_media (disabled or not implemented).",
-        node.driver
-    )))
 }
 
 /// `GET .../vifs`: the `noop` network interface attaches nothing.

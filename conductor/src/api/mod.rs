@@ -23,6 +23,7 @@ mod ramdisk;
 mod root;
 mod shards;
 mod traits;
+mod vmedia;
 mod volume;
 
 use std::sync::Arc;
@@ -131,7 +132,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/nodes/{node}/bios/{setting}", get(components::bios_setting))
         .route("/v1/nodes/{node}/firmware", get(components::firmware))
         .route("/v1/nodes/{node}/children", get(components::children))
-        .route("/v1/nodes/{node}/vmedia", get(components::vmedia))
+        .route(
+            "/v1/nodes/{node}/vmedia",
+            get(vmedia::get).post(vmedia::attach).delete(vmedia::detach),
+        )
         .route("/v1/nodes/{node}/portgroups", get(portgroups::list_for_node))
         .route(
             "/v1/nodes/{node}/portgroups/detail",

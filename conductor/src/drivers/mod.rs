@@ -278,6 +278,32 @@ pub trait Management: Interface {
     async fn get_boot_device(&self, _node: &NodeRecord) -> Result<(Option<String>, Option<bool>), DriverError> {
         Ok((None, None))
     }
+    /// The node's virtual media drives as Ironic lists them (`GET /v1/nodes/{node}/vmedia`,
+    /// API 1.93): `[{"media_types": [...], "inserted": bool, "image": url-or-null}, ...]`.
+    /// [`DriverError::Unsupported`] unless the interface has virtual media.
+    async fn get_virtual_media(&self, node: &NodeRecord) -> Result<Vec<Value>, DriverError> {
+        Err(unsupported_vmedia(node, "get_virtual_media"))
+    }
+    /// Insert the image at `url` into the drive for `device_type` (`cdrom`, `floppy`, `disk`).
+    async fn attach_virtual_media(&self, node: &NodeRecord, _device_type: &str, _url: &str) -> Result<(), DriverError> {
+        Err(unsupported_vmedia(node, "attach_virtual_media"))
+    }
+    /// Eject the media of the drives for `device_types`, or of every drive (`None`).
+    async fn detach_virtual_media(
+        &self,
+        node: &NodeRecord,
+        _device_types: Option<&[String]>,
+    ) -> Result<(), DriverError> {
+        Err(unsupported_vmedia(node, "detach_virtual_media"))
+    }
+}
+
+/// Ironic's answer when a node's management interface has no virtual media.
+fn unsupported_vmedia(node: &NodeRecord, method: &str) -> DriverError {
+    DriverError::Unsupported(format!(
+        "Driver {} does not support {method} (disabled or not implemented).",
+        node.driver
+    ))
 }
 
 /// A vendor passthru method.

@@ -278,3 +278,93 @@ async fn pxe_boot_writes_the_tftp_root_and_removes_it_on_abort() {
         "the node's TFTP files are removed"
     );
 }
+
+/// `/v1/nodes/{node}/vmedia` through `redfish` management: an image the BMC fetches itself
+/// (`http`) on the CD, one the conductor downloads and serves (`local`, the default) on the
+/// USB stick drive, the drives listed, and each detached by type, then all.
+#[tokio::test(flavor = "multi_thread")]
+async fn virtual_media_attaches_lists_and_detaches_through_the_bmc() {
+    let bmc = Bmc::start().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("tools.iso"), b"an operator's tools image").expect("iso");
+    std::fs::write(root.path().join("config.img"), b"a configuration stick").expect("img");
+    let c = conductor(root.path(), None).await;
+    let node = enroll(&c, &bmc).await;
+    let vmedia = c.url(&format!("/v1/nodes/{node}/vmedia"));
+
+    let iso_url = c.url("/httpboot/tools.iso");
+    let attach = |device_type: &str, url: &str, source: Option<&str>| {
+        let mut body = json!({"device_type": device_type, "image_url": url});
+        if let Some(source) = source {
+            body["image_download_source"] = json!(source);
+        }
+        call(Method::POST, vmedia.clone(), Some(body))
+    };
+    let (status, body) = attach("cdrom", &iso_url, Some("http")).await;
+    assert_eq!(status, 204, "{body}");
+    let cd = bmc.get(&format!("{SYSTEM}/VirtualMedia/Cd")).await;
+    assert_eq!(
+        (cd["Inserted"].clone(), cd["Image"].clone()),
+        (json!(true), json!(iso_url)),
+        "{cd}"
+    );
+
+    let (status, body) = attach("disk", &c.url("/httpboot/config.img"), None).await;
+    assert_eq!(status, 204, "{body}");
+    let published = root.path().join(format!("vmedia-{node}-disk.img"));
+    assert_eq!(
+        std::fs::read(&published).expect("the conductor serves its copy"),
+        b"a configuration stick"
+    );
+    let stick = bmc.get(&format!("{SYSTEM}/VirtualMedia/Floppy")).await;
+    assert_eq!(stick["Inserted"], true, "{stick}");
+    assert!(
+        stick["Image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(&format!("vmedia-{node}-disk.img"))),
+        "{stick}"
+    );
+
+    let (status, drives) = call(Method::GET, vmedia.clone(), None).await;
+    assert_eq!(status, 200, "{drives}");
+    let inserted: Vec<&Value> = drives
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["inserted"] == true)
+        .collect();
+    assert_eq!(inserted.len(), 2, "{drives}");
+    assert!(
+        drives
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["image"] == json!(iso_url))
+    );
+
+    let (status, body) = call(Method::DELETE, format!("{vmedia}?device_types=cdrom"), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(bmc.get(&format!("{SYSTEM}/VirtualMedia/Cd")).await["Inserted"], false);
+    assert_eq!(
+        bmc.get(&format!("{SYSTEM}/VirtualMedia/Floppy")).await["Inserted"],
+        true
+    );
+    let (status, body) = call(Method::DELETE, vmedia.clone(), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        bmc.get(&format!("{SYSTEM}/VirtualMedia/Floppy")).await["Inserted"],
+        false
+    );
+    assert!(!published.exists(), "the served copy is removed on detach");
+
+    // Bad requests are refused before anything reaches the BMC.
+    let (status, body) = attach("tape", &iso_url, None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = attach("cdrom", "ftp://127.0.0.1/x.iso", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(crate::support::fault(&body).contains("Unsupported or missing URL scheme: ftp"));
+    let (status, body) = call(Method::DELETE, format!("{vmedia}?device_types=tape"), None).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, shown) = call(Method::GET, c.url(&format!("/v1/nodes/{node}")), None).await;
+    assert_eq!(shown["last_error"], Value::Null, "{shown}");
+}

@@ -1,5 +1,6 @@
 //! BMC clients that several interfaces share: [`ipmitool`] (power, management) and
-//! [`redfish`] (power, management, virtual media).
+//! [`redfish`] (power, management) with its [`virtual_media`].
 
 pub mod ipmitool;
 pub mod redfish;
+pub mod virtual_media;

@@ -161,6 +161,26 @@ async fn download(url: &str, dest: &Path) -> Result<(), String> {
     result
 }
 
+/// Download `url` into the http root as `name` and answer the URL BMCs fetch it from
+/// (`external_http_url`): Ironic's `image_download_source = local` for virtual media. Errors:
+/// no http root ([`DriverError::Invalid`]), a failed download ([`DriverError::Failed`]).
+pub async fn publish(files: &BootFiles, name: &str, url: &str) -> Result<String, DriverError> {
+    let root = files.http_root.as_ref().ok_or_else(|| {
+        DriverError::Invalid(
+            "serving an image to the BMC needs the conductor's http_root (or image_download_source http)".into(),
+        )
+    })?;
+    download(url, &root.join(name)).await.map_err(DriverError::Failed)?;
+    Ok(format!("{}/{name}", files.external_http_url.trim_end_matches('/')))
+}
+
+/// Remove a file [`publish`] made; a missing one is fine.
+pub async fn unpublish(files: &BootFiles, name: &str) {
+    if let Some(root) = &files.http_root {
+        let _ = tokio::fs::remove_file(root.join(name)).await;
+    }
+}
+
 /// The `BOOTIF` value (PXELINUX's form) for a MAC address.
 pub fn bootif(mac: &str) -> String {
     format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"))

@@ -1,9 +1,11 @@
-//! `redfish` management: boot devices through the system's `Boot` override.
+//! `redfish` management: boot devices through the system's `Boot` override, and the virtual
+//! media API (`/v1/nodes/{node}/vmedia`) through the BMC's virtual drives.
 
 use async_trait::async_trait;
 use serde_json::json;
 
 use crate::drivers::bmc::redfish::{Redfish, check_driver_info};
+use crate::drivers::bmc::virtual_media;
 use crate::drivers::{DriverError, Interface, Management};
 use crate::model::NodeRecord;
 
@@ -50,5 +52,38 @@ impl Management for RedfishManagement {
 
     fn supported_boot_devices(&self) -> Vec<&'static str> {
         vec!["pxe", "disk", "cdrom", "bios"]
+    }
+
+    async fn get_virtual_media(&self, node: &NodeRecord) -> Result<Vec<serde_json::Value>, DriverError> {
+        let bmc = Redfish::for_node(node)?;
+        Ok(virtual_media::drives(&bmc)
+            .await?
+            .iter()
+            .map(virtual_media::Drive::describe)
+            .collect())
+    }
+
+    async fn attach_virtual_media(&self, node: &NodeRecord, device_type: &str, url: &str) -> Result<(), DriverError> {
+        virtual_media::insert(&Redfish::for_node(node)?, device_type, url).await?;
+        tracing::info!(node = %node.uuid, device_type, url, "virtual media attached");
+        Ok(())
+    }
+
+    async fn detach_virtual_media(
+        &self,
+        node: &NodeRecord,
+        device_types: Option<&[String]>,
+    ) -> Result<(), DriverError> {
+        let bmc = Redfish::for_node(node)?;
+        match device_types {
+            None => virtual_media::eject(&bmc, None).await?,
+            Some(types) => {
+                for device_type in types {
+                    virtual_media::eject(&bmc, Some(device_type)).await?;
+                }
+            }
+        }
+        tracing::info!(node = %node.uuid, ?device_types, "virtual media detached");
+        Ok(())
     }
 }
