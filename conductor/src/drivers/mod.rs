@@ -16,6 +16,7 @@ pub mod boot;
 pub mod deploy;
 pub mod fake;
 pub mod management;
+pub mod network;
 pub mod power;
 pub mod registry;
 pub mod tool;

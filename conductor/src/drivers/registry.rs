@@ -175,6 +175,10 @@ pub static INTERFACES: &[Entry] = &[
     row("network", "noop", Support::Every, || {
         Implementation::Other(Arc::new(fake::FakeInterface { name: "noop" }))
     }),
+    // Records VIFs on ports and port groups (drivers/network.rs).
+    row("network", "flat", Support::Every, || {
+        Implementation::Other(Arc::new(fake::FakeInterface { name: "flat" }))
+    }),
     row("storage", "noop", Support::Every, || {
         Implementation::Other(Arc::new(fake::FakeInterface { name: "noop" }))
     }),
@@ -482,7 +486,7 @@ mod tests {
         assert_eq!(fake["deploy"], ["fake", "direct"]);
         assert_eq!(fake["boot"], ["fake"]);
         assert_eq!(fake["bios"], ["fake", "no-bios"]);
-        assert_eq!(fake["network"], ["noop"]);
+        assert_eq!(fake["network"], ["noop", "flat"]);
         let ipmi = supported("ipmi");
         assert_eq!(ipmi["power"], ["ipmitool"]);
         assert_eq!(ipmi["management"], ["ipmitool", "noop-mgmt"]);

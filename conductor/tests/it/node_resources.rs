@@ -1,6 +1,7 @@
-//! Port groups, volume connectors and targets, and target RAID configurations, on SQLite and on
-//! PostgreSQL: the uniqueness rules each kind has (enforced by the database, named in the
-//! answer), a port joining a group, and a deleted node taking its resources with it.
+//! Port groups, volume connectors and targets, target RAID configurations and the `flat`
+//! network interface's VIFs, on SQLite and on PostgreSQL: the uniqueness rules each kind has
+//! (enforced by the database, named in the answer), a port joining a group, VIFs recorded on
+//! the group before free ports, and a deleted node taking its resources with it.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -129,6 +130,40 @@ async fn exercise(c: &TestConductor) {
     assert_eq!(status, 400);
     assert!(fault(&doc).starts_with("RAID config validation error"), "{doc}");
     assert_eq!(call(Method::PUT, raid, Some(json!({}))).await.0, 204);
+
+    // The flat network interface records VIFs on the group first, then on free ports.
+    let patch = json!([{"op": "replace", "path": "/network_interface", "value": "flat"}]);
+    let (status, doc) = call(Method::PATCH, c.url(&format!("/v1/nodes/{node}")), Some(patch)).await;
+    assert_eq!(status, 200, "{doc}");
+    let (status, _) = post(
+        c,
+        "/v1/ports",
+        json!({"node_uuid": node, "address": "52:54:00:ab:01:03"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let vifs = c.url(&format!("/v1/nodes/{node}/vifs"));
+    for vif in ["vif-a", "vif-b"] {
+        let (status, doc) = call(Method::POST, vifs.clone(), Some(json!({"id": vif}))).await;
+        assert_eq!(status, 204, "{vif}: {doc}");
+    }
+    let (_, group) = call(Method::GET, c.url("/v1/portgroups/bond0"), None).await;
+    assert_eq!(group["internal_info"]["tenant_vif_port_id"], "vif-a", "{group}");
+    let (status, doc) = call(Method::POST, vifs.clone(), Some(json!({"id": "vif-c"}))).await;
+    assert_eq!(status, 400, "every port is taken: {doc}");
+    assert_eq!(
+        fault(&doc),
+        "Unable to attach VIF vif-c, not enough free physical ports."
+    );
+    let (status, doc) = call(Method::POST, vifs.clone(), Some(json!({"id": "vif-a"}))).await;
+    assert_eq!(status, 409, "{doc}");
+    let (_, listed) = call(Method::GET, vifs.clone(), None).await;
+    assert_eq!(listed, json!({"vifs": [{"id": "vif-b"}, {"id": "vif-a"}]}));
+    let (status, doc) = call(Method::DELETE, format!("{vifs}/vif-z"), None).await;
+    assert_eq!(status, 400, "{doc}");
+    assert_eq!(call(Method::DELETE, format!("{vifs}/vif-a"), None).await.0, 204);
+    let (_, listed) = call(Method::GET, vifs, None).await;
+    assert_eq!(listed, json!({"vifs": [{"id": "vif-b"}]}));
 
     // Deleting the node deletes what belongs to it, and nothing of the other node.
     let (status, doc) = call(Method::DELETE, c.url(&format!("/v1/nodes/{node}")), None).await;
