@@ -94,7 +94,7 @@ impl ChassisRecord {
     }
 }
 
-/// Which kind of [`NodeResource`] a stored row is.
+/// Which kind of [`StoredResource`] a stored row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceKind {
     /// A bond of the node's ports (`/v1/portgroups`, API 1.23).
@@ -103,6 +103,12 @@ pub enum ResourceKind {
     VolumeConnector,
     /// A volume the node boots from or attaches (`/v1/volume/targets`, API 1.32).
     VolumeTarget,
+    /// Deploy steps named by a trait (`/v1/deploy_templates`, API 1.55).
+    DeployTemplate,
+    /// A named list of steps for cleaning and servicing (`/v1/runbooks`, API 1.92).
+    Runbook,
+    /// A request for a node (`/v1/allocations`, API 1.52).
+    Allocation,
 }
 
 impl ResourceKind {
@@ -112,7 +118,28 @@ impl ResourceKind {
             ResourceKind::Portgroup => "portgroup",
             ResourceKind::VolumeConnector => "volume_connector",
             ResourceKind::VolumeTarget => "volume_target",
+            ResourceKind::DeployTemplate => "deploy_template",
+            ResourceKind::Runbook => "runbook",
+            ResourceKind::Allocation => "allocation",
         }
+    }
+
+    /// Every kind.
+    pub const ALL: [ResourceKind; 6] = [
+        ResourceKind::Portgroup,
+        ResourceKind::VolumeConnector,
+        ResourceKind::VolumeTarget,
+        ResourceKind::DeployTemplate,
+        ResourceKind::Runbook,
+        ResourceKind::Allocation,
+    ];
+
+    /// Whether it is found by name as well as by UUID.
+    pub fn named(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Portgroup | ResourceKind::DeployTemplate | ResourceKind::Runbook | ResourceKind::Allocation
+        )
     }
 
     /// How Ironic names it in messages ("Portgroup X could not be found.").
@@ -121,20 +148,24 @@ impl ResourceKind {
             ResourceKind::Portgroup => "Portgroup",
             ResourceKind::VolumeConnector => "Volume connector",
             ResourceKind::VolumeTarget => "Volume target",
+            ResourceKind::DeployTemplate => "Deploy template",
+            ResourceKind::Runbook => "Runbook",
+            ResourceKind::Allocation => "Allocation",
         }
     }
 }
 
-/// Something that belongs to a node besides its ports, stored as the API shows it: a port
-/// group, a volume connector or a volume target (table `node_resources`).
+/// A resource Ironic serves besides nodes, ports and chassis, stored as the API shows it
+/// (table `resources`): a port group, volume connector or volume target (each of one node), a
+/// deploy template, runbook or allocation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeResource {
-    /// Which of the three.
+pub struct StoredResource {
+    /// Which kind.
     pub kind: ResourceKind,
     /// Its UUID.
     pub uuid: String,
-    /// The node it belongs to.
-    pub node_uuid: String,
+    /// The node it belongs to (an allocation's once it has one; none for templates, runbooks).
+    pub node_uuid: Option<String>,
     /// Every other API field but the times (`address`, `mode`, `connector_id`, `boot_index`, ...).
     pub doc: JsonObject,
     /// When it was created.
@@ -143,7 +174,12 @@ pub struct NodeResource {
     pub updated_at: Option<String>,
 }
 
-impl NodeResource {
+impl StoredResource {
+    /// The UUID of its node; empty when it has none.
+    pub fn node(&self) -> &str {
+        self.node_uuid.as_deref().unwrap_or_default()
+    }
+
     /// A field of `doc`; null when absent.
     pub fn get(&self, field: &str) -> Value {
         self.doc.get(field).cloned().unwrap_or(Value::Null)
@@ -159,7 +195,8 @@ impl NodeResource {
                 Some(format!("{}\n{}", self.get("type"), self.get("connector_id"))),
                 None,
             ),
-            ResourceKind::VolumeTarget => (Some(format!("{}\n{}", self.node_uuid, self.get("boot_index"))), None),
+            ResourceKind::VolumeTarget => (Some(format!("{}\n{}", self.node(), self.get("boot_index"))), None),
+            ResourceKind::DeployTemplate | ResourceKind::Runbook | ResourceKind::Allocation => (None, text("name")),
         }
     }
 
@@ -186,6 +223,9 @@ impl NodeResource {
                 "A volume target with boot index '{}' for the same node already exists.",
                 self.get("boot_index")
             ),
+            (ResourceKind::DeployTemplate, _) => format!("A deploy template with name {} already exists.", text("name")),
+            (ResourceKind::Runbook, _) => format!("A runbook with name {} already exists.", text("name")),
+            (ResourceKind::Allocation, _) => format!("An allocation with name {} already exists.", text("name")),
         }
     }
 }

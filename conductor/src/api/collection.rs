@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::{ApiError, RequestContext, fields_param};
-use crate::model::NodeResource;
+use crate::model::StoredResource;
 
 /// What a listing shows and how its `next` link reads.
 #[derive(Debug, Clone, Copy)]
@@ -50,10 +50,10 @@ pub(super) fn list(
     ctx: &RequestContext,
     listing: &Listing,
     label: &str,
-    mut records: Vec<NodeResource>,
+    mut records: Vec<StoredResource>,
     query: &HashMap<String, String>,
     detail_path: bool,
-    show: impl Fn(&NodeResource, Option<&[String]>) -> Value,
+    show: impl Fn(&StoredResource, Option<&[String]>) -> Value,
 ) -> Result<Value, ApiError> {
     let fields = fields_param(query.get("fields"));
     let detail = match query.get("detail") {
@@ -102,7 +102,7 @@ pub(super) fn list(
         )));
     }
     if sort_key != "id" {
-        let key = |r: &NodeResource| show(r, None).get(sort_key).cloned().unwrap_or(Value::Null);
+        let key = |r: &StoredResource| show(r, None).get(sort_key).cloned().unwrap_or(Value::Null);
         records.sort_by(|a, b| super::node_list::compare(&key(a), &key(b)));
     }
     if sort_dir == "desc" {
@@ -169,7 +169,7 @@ pub(super) fn list(
 /// first minor version) that the version has and `fields` asks for, with `links` to
 /// `/v1/<path>/<uuid>` and, for each of `sub_links`, links to `/v1/<path>/<uuid>/<sub>`.
 pub(super) fn render(
-    resource: &NodeResource,
+    resource: &StoredResource,
     table: &[(&str, u32)],
     ctx: &RequestContext,
     path: &str,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext, parse_body};
 use crate::drivers::network::{self, PortLike, VifError};
-use crate::model::{NodeResource, PortRecord, ResourceKind};
+use crate::model::{StoredResource, PortRecord, ResourceKind};
 use crate::time::now_iso;
 
 /// `GET .../bios`: `{"bios": []}`.
@@ -94,7 +94,7 @@ pub(super) async fn vifs(
 }
 
 /// A node's ports and port groups.
-async fn port_likes(state: &AppState, node: &str) -> Result<(Vec<PortRecord>, Vec<NodeResource>), ApiError> {
+async fn port_likes(state: &AppState, node: &str) -> Result<(Vec<PortRecord>, Vec<StoredResource>), ApiError> {
     let db = &state.conductor.db;
     Ok((
         db.ports(Some(node)).await?,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::collection::{self, Listing};
 use super::{API_NOT_SUPPORTED, ApiError, AppState, RequestContext, parse_body};
-use crate::model::{NodeResource, ResourceKind};
+use crate::model::{StoredResource, ResourceKind};
 use crate::states::state;
 use crate::time::now_iso;
 
@@ -61,7 +61,7 @@ const LISTING: Listing = Listing {
 /// States in which a port group may move to another node (Ironic's `update_portgroup`).
 const NODE_CHANGE_ALLOWED: &[&str] = &[state::ENROLL, state::INSPECTING, state::INSPECTWAIT, state::MANAGEABLE];
 
-fn show(ctx: &RequestContext, portgroup: &NodeResource, fields: Option<&[String]>) -> Value {
+fn show(ctx: &RequestContext, portgroup: &StoredResource, fields: Option<&[String]>) -> Value {
     collection::render(portgroup, FIELDS, ctx, "portgroups", &["ports"], fields)
 }
 
@@ -78,7 +78,7 @@ pub(super) fn check_ident(ident: &str) -> Result<(), ApiError> {
 }
 
 /// The port group `ident` names (UUID or name): 404 when there is none.
-pub(super) async fn find(state: &AppState, ident: &str) -> Result<NodeResource, ApiError> {
+pub(super) async fn find(state: &AppState, ident: &str) -> Result<StoredResource, ApiError> {
     state
         .conductor
         .db
@@ -94,7 +94,7 @@ fn schema_error(reason: String) -> ApiError {
 /// Check `doc`'s writable fields and store them in `portgroup`; a null object field becomes
 /// `{}`, a null mode the configured default.
 fn apply(
-    portgroup: &mut NodeResource,
+    portgroup: &mut StoredResource,
     doc: &JsonObject,
     default_mode: &str,
     renaming: Option<&str>,
@@ -176,10 +176,10 @@ pub(super) async fn create(
     check_mode_version(&ctx, |f| doc.get(f).is_some_and(|v| !v.is_null()))?;
     let uuid = super::new_uuid(doc.get("uuid").and_then(Value::as_str))?;
     let node_uuid = node_of(&state, &doc).await?;
-    let mut portgroup = NodeResource {
+    let mut portgroup = StoredResource {
         kind: ResourceKind::Portgroup,
         uuid,
-        node_uuid,
+        node_uuid: Some(node_uuid),
         doc: JsonObject::new(),
         created_at: now_iso(),
         updated_at: None,
@@ -338,10 +338,10 @@ pub(super) async fn update(
     let patch: json_patch::Patch =
         serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
     let mut portgroup = find(&state, &ident).await?;
-    let node_before = portgroup.node_uuid.clone();
+    let node_before = portgroup.node().to_owned();
     let work = async {
         let mut doc = portgroup.doc.clone();
-        doc.insert("node_uuid".into(), json!(portgroup.node_uuid));
+        doc.insert("node_uuid".into(), json!(portgroup.node()));
         let mut value = Value::Object(doc);
         json_patch::patch(&mut value, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
         let mut doc = value.as_object().cloned().unwrap_or_default();
@@ -365,7 +365,7 @@ pub(super) async fn update(
             doc.entry(field).or_insert(Value::Null);
         }
         let node_uuid = node_of(&state, &doc).await?;
-        if node_uuid != portgroup.node_uuid {
+        if node_uuid != portgroup.node() {
             check_node_change(&state, &portgroup, &node_uuid).await?;
         }
         apply(
@@ -374,7 +374,7 @@ pub(super) async fn update(
             &state.conductor.config.default_portgroup_mode,
             Some(&ident),
         )?;
-        portgroup.node_uuid = node_uuid;
+        portgroup.node_uuid = Some(node_uuid);
         portgroup.updated_at = Some(now_iso());
         state.conductor.db.update_resource(&portgroup).await?;
         Ok(())
@@ -385,7 +385,7 @@ pub(super) async fn update(
 
 /// Ironic's rules for moving a port group to another node: not while ports are in it, and only
 /// while the node is enrolled, inspected or manageable, or in maintenance.
-async fn check_node_change(state: &AppState, portgroup: &NodeResource, to: &str) -> Result<(), ApiError> {
+async fn check_node_change(state: &AppState, portgroup: &StoredResource, to: &str) -> Result<(), ApiError> {
     if !members(state, &portgroup.uuid).await?.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "Portgroup {} can not be associated with node {to} because there are ports associated with this portgroup.",
@@ -436,6 +436,6 @@ pub(super) async fn delete(
         state.conductor.db.delete_resource(&portgroup.uuid).await?;
         Ok(())
     };
-    super::with_node_lock(&state, &portgroup.node_uuid, work).await?;
+    super::with_node_lock(&state, portgroup.node(), work).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -267,7 +267,7 @@ async fn check_portgroup(state: &AppState, port: &mut PortRecord) -> Result<(), 
         .resource(crate::model::ResourceKind::Portgroup, &ident)
         .await?
         .ok_or_else(|| ApiError::BadRequest(format!("Portgroup {ident} could not be found.")))?;
-    if portgroup.node_uuid != port.node_uuid {
+    if portgroup.node() != port.node_uuid {
         return Err(ApiError::BadRequest(
             "Port can not be added to a portgroup belonging to a different node.".into(),
         ));

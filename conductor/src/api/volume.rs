@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::collection::{self, Listing};
 use super::{ApiError, AppState, RequestContext, parse_body};
-use crate::model::{NodeResource, ResourceKind};
+use crate::model::{StoredResource, ResourceKind};
 use crate::time::now_iso;
 
 /// What differs between connectors and targets.
@@ -97,13 +97,13 @@ const TARGETS: Spec = Spec {
 };
 
 impl Spec {
-    fn show(&self, ctx: &RequestContext, resource: &NodeResource, fields: Option<&[String]>) -> Value {
+    fn show(&self, ctx: &RequestContext, resource: &StoredResource, fields: Option<&[String]>) -> Value {
         let table: Vec<(&str, u32)> = self.fields.iter().map(|f| (*f, 32)).collect();
         collection::render(resource, &table, ctx, self.listing.path, &[], fields)
     }
 
     /// Check every field of a body or patched document; store the writable ones.
-    fn apply(&self, resource: &mut NodeResource, doc: &JsonObject) -> Result<(), ApiError> {
+    fn apply(&self, resource: &mut StoredResource, doc: &JsonObject) -> Result<(), ApiError> {
         for field in self.required {
             if doc.get(*field).is_none_or(Value::is_null) {
                 return Err(self.schema_error(format!("'{field}' is a required property")));
@@ -147,7 +147,7 @@ impl Spec {
         })
     }
 
-    async fn find(&self, state: &AppState, ctx: &RequestContext, ident: &str) -> Result<NodeResource, ApiError> {
+    async fn find(&self, state: &AppState, ctx: &RequestContext, ident: &str) -> Result<StoredResource, ApiError> {
         super::require(ctx, 32)?;
         if uuid::Uuid::parse_str(ident).is_err() {
             return Err(ApiError::BadRequest(format!(
@@ -186,10 +186,10 @@ impl Spec {
     async fn create(&self, state: &AppState, ctx: &RequestContext, body: &Bytes) -> Result<Response, ApiError> {
         super::require(ctx, 32)?;
         let doc: JsonObject = parse_body(body)?;
-        let mut resource = NodeResource {
+        let mut resource = StoredResource {
             kind: self.kind,
             uuid: super::new_uuid(doc.get("uuid").and_then(Value::as_str))?,
-            node_uuid: String::new(),
+            node_uuid: None,
             doc: json!({"extra": {}}).as_object().cloned().unwrap_or_default(),
             created_at: now_iso(),
             updated_at: None,
@@ -198,7 +198,7 @@ impl Spec {
             resource.doc.insert("properties".into(), json!({}));
         }
         self.apply(&mut resource, &doc)?;
-        resource.node_uuid = self.node_of(state, &doc).await?.uuid;
+        resource.node_uuid = Some(self.node_of(state, &doc).await?.uuid);
         state.conductor.db.insert_resource(&resource).await?;
         Ok(super::created(
             ctx,
@@ -266,10 +266,10 @@ impl Spec {
         }
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
             .map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
-        let node_before = resource.node_uuid.clone();
+        let node_before = resource.node().to_owned();
         let work = async {
             let mut doc = resource.doc.clone();
-            doc.insert("node_uuid".into(), json!(resource.node_uuid));
+            doc.insert("node_uuid".into(), json!(resource.node()));
             let mut value = Value::Object(doc);
             json_patch::patch(&mut value, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
             let mut doc = value.as_object().cloned().unwrap_or_default();
@@ -281,7 +281,7 @@ impl Spec {
             let node = self.node_of(state, &doc).await?;
             self.apply(&mut resource, &doc)?;
             self.check_node_state(state, &node_before, false).await?;
-            resource.node_uuid = node.uuid;
+            resource.node_uuid = Some(node.uuid);
             resource.updated_at = Some(now_iso());
             state.conductor.db.update_resource(&resource).await?;
             Ok(())
@@ -293,11 +293,11 @@ impl Spec {
     async fn delete(&self, state: &AppState, ctx: &RequestContext, ident: &str) -> Result<StatusCode, ApiError> {
         let resource = self.find(state, ctx, ident).await?;
         let work = async {
-            self.check_node_state(state, &resource.node_uuid, true).await?;
+            self.check_node_state(state, resource.node(), true).await?;
             state.conductor.db.delete_resource(&resource.uuid).await?;
             Ok(())
         };
-        super::with_node_lock(state, &resource.node_uuid, work).await?;
+        super::with_node_lock(state, resource.node(), work).await?;
         Ok(StatusCode::NO_CONTENT)
     }
 }

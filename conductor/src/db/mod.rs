@@ -327,7 +327,7 @@ impl Database {
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM node_resources WHERE node_uuid = $1")
+        sqlx::query("DELETE FROM resources WHERE node_uuid = $1")
             .bind(uuid)
             .execute(&mut *tx)
             .await?;

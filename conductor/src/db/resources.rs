@@ -1,28 +1,24 @@
-//! Port groups, volume connectors and volume targets: the [`NodeResource`] rows of
-//! `node_resources`, one table for the three kinds (migration 0005).
+//! The [`StoredResource`] rows of `resources`, one table for every kind (migration 0005): port
+//! groups, volume connectors and targets, deploy templates, runbooks, allocations.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Database, DbError, is_unique_violation, json_doc, json_text};
-use crate::model::{NodeResource, ResourceKind};
+use crate::model::{StoredResource, ResourceKind};
 
 fn kind_of(text: &str) -> Result<ResourceKind, DbError> {
-    [
-        ResourceKind::Portgroup,
-        ResourceKind::VolumeConnector,
-        ResourceKind::VolumeTarget,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == text)
+    ResourceKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == text)
     .ok_or_else(|| DbError::Corrupt {
-        what: "node_resources.kind".into(),
+        what: "resources.kind".into(),
         reason: format!("unknown kind {text:?}"),
     })
 }
 
-fn resource_from_row(row: &AnyRow) -> Result<NodeResource, DbError> {
-    Ok(NodeResource {
+fn resource_from_row(row: &AnyRow) -> Result<StoredResource, DbError> {
+    Ok(StoredResource {
         kind: kind_of(&row.try_get::<String, _>("kind")?)?,
         uuid: row.try_get("uuid")?,
         node_uuid: row.try_get("node_uuid")?,
@@ -35,7 +31,7 @@ fn resource_from_row(row: &AnyRow) -> Result<NodeResource, DbError> {
 impl Database {
     /// Store a new resource. [`DbError::Duplicate`] with Ironic's words when its UUID or one of
     /// its kind's unique keys is taken.
-    pub async fn insert_resource(&self, resource: &NodeResource) -> Result<(), DbError> {
+    pub async fn insert_resource(&self, resource: &StoredResource) -> Result<(), DbError> {
         if self.resource_by_uuid(&resource.uuid).await?.is_some() {
             return Err(DbError::Duplicate(format!(
                 "A {} with UUID {} already exists.",
@@ -45,7 +41,7 @@ impl Database {
         }
         let (key_a, key_b) = resource.keys();
         let outcome = sqlx::query(
-            "INSERT INTO node_resources (uuid, kind, node_uuid, key_a, key_b, doc, created_at, updated_at) \
+            "INSERT INTO resources (uuid, kind, node_uuid, key_a, key_b, doc, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&resource.uuid)
@@ -63,10 +59,10 @@ impl Database {
 
     /// Rewrite a resource (its node, document and `updated_at`); [`DbError::Duplicate`] as for
     /// [`Database::insert_resource`].
-    pub async fn update_resource(&self, resource: &NodeResource) -> Result<(), DbError> {
+    pub async fn update_resource(&self, resource: &StoredResource) -> Result<(), DbError> {
         let (key_a, key_b) = resource.keys();
         let outcome = sqlx::query(
-            "UPDATE node_resources SET node_uuid = $2, key_a = $3, key_b = $4, doc = $5, updated_at = $6 WHERE uuid = $1",
+            "UPDATE resources SET node_uuid = $2, key_a = $3, key_b = $4, doc = $5, updated_at = $6 WHERE uuid = $1",
         )
         .bind(&resource.uuid)
         .bind(&resource.node_uuid)
@@ -83,7 +79,7 @@ impl Database {
     async fn duplicate_or(
         &self,
         outcome: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
-        resource: &NodeResource,
+        resource: &StoredResource,
     ) -> Result<(), DbError> {
         match outcome {
             Ok(_) => Ok(()),
@@ -91,7 +87,7 @@ impl Database {
                 let (key_a, _) = resource.keys();
                 let first = match key_a {
                     Some(key) => {
-                        sqlx::query("SELECT uuid FROM node_resources WHERE kind = $1 AND key_a = $2 AND uuid <> $3")
+                        sqlx::query("SELECT uuid FROM resources WHERE kind = $1 AND key_a = $2 AND uuid <> $3")
                             .bind(resource.kind.as_str())
                             .bind(key)
                             .bind(&resource.uuid)
@@ -107,24 +103,24 @@ impl Database {
         }
     }
 
-    async fn resource_by_uuid(&self, uuid: &str) -> Result<Option<NodeResource>, DbError> {
-        let row = sqlx::query("SELECT * FROM node_resources WHERE uuid = $1")
+    async fn resource_by_uuid(&self, uuid: &str) -> Result<Option<StoredResource>, DbError> {
+        let row = sqlx::query("SELECT * FROM resources WHERE uuid = $1")
             .bind(uuid)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(resource_from_row).transpose()
     }
 
-    /// One resource of `kind` by UUID, or (port groups) by name.
-    pub async fn resource(&self, kind: ResourceKind, ident: &str) -> Result<Option<NodeResource>, DbError> {
+    /// One resource of `kind` by UUID, or (kinds with names) by name.
+    pub async fn resource(&self, kind: ResourceKind, ident: &str) -> Result<Option<StoredResource>, DbError> {
         let by_uuid = uuid::Uuid::parse_str(ident).is_ok();
-        if !by_uuid && kind != ResourceKind::Portgroup {
+        if !by_uuid && !kind.named() {
             return Ok(None);
         }
         let sql = if by_uuid {
-            "SELECT * FROM node_resources WHERE kind = $1 AND uuid = $2"
+            "SELECT * FROM resources WHERE kind = $1 AND uuid = $2"
         } else {
-            "SELECT * FROM node_resources WHERE kind = $1 AND key_b = $2"
+            "SELECT * FROM resources WHERE kind = $1 AND key_b = $2"
         };
         let row = sqlx::query(sql)
             .bind(kind.as_str())
@@ -135,17 +131,17 @@ impl Database {
     }
 
     /// Every resource of `kind`, or those of one node, oldest first (Ironic's default order).
-    pub async fn resources(&self, kind: ResourceKind, node_uuid: Option<&str>) -> Result<Vec<NodeResource>, DbError> {
+    pub async fn resources(&self, kind: ResourceKind, node_uuid: Option<&str>) -> Result<Vec<StoredResource>, DbError> {
         let rows = match node_uuid {
             Some(node) => {
-                sqlx::query("SELECT * FROM node_resources WHERE kind = $1 AND node_uuid = $2 ORDER BY created_at, uuid")
+                sqlx::query("SELECT * FROM resources WHERE kind = $1 AND node_uuid = $2 ORDER BY created_at, uuid")
                     .bind(kind.as_str())
                     .bind(node)
                     .fetch_all(&self.pool)
                     .await?
             }
             None => {
-                sqlx::query("SELECT * FROM node_resources WHERE kind = $1 ORDER BY created_at, uuid")
+                sqlx::query("SELECT * FROM resources WHERE kind = $1 ORDER BY created_at, uuid")
                     .bind(kind.as_str())
                     .fetch_all(&self.pool)
                     .await?
@@ -156,7 +152,7 @@ impl Database {
 
     /// Remove a resource.
     pub async fn delete_resource(&self, uuid: &str) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM node_resources WHERE uuid = $1")
+        sqlx::query("DELETE FROM resources WHERE uuid = $1")
             .bind(uuid)
             .execute(&self.pool)
             .await?;

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::model::{NodeResource, PortRecord};
+use crate::model::{StoredResource, PortRecord};
 
 /// Where `flat` records a VIF in a port's or port group's `internal_info`.
 pub const VIF_KEY: &str = "tenant_vif_port_id";
@@ -51,7 +51,7 @@ fn vif_of_port(port: &PortRecord) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn vif_of_group(group: &NodeResource) -> Option<String> {
+fn vif_of_group(group: &StoredResource) -> Option<String> {
     group
         .get("internal_info")
         .get(VIF_KEY)
@@ -65,7 +65,7 @@ fn group_of(port: &PortRecord) -> Option<String> {
 
 /// The VIFs attached to a node: those on its ports, then those on its groups (Ironic's
 /// `vif_list` order).
-pub fn attached(ports: &[PortRecord], groups: &[NodeResource]) -> Vec<String> {
+pub fn attached(ports: &[PortRecord], groups: &[StoredResource]) -> Vec<String> {
     ports
         .iter()
         .filter_map(vif_of_port)
@@ -74,7 +74,7 @@ pub fn attached(ports: &[PortRecord], groups: &[NodeResource]) -> Vec<String> {
 }
 
 /// The port or group that holds `vif`, groups first.
-pub fn holder(ports: &[PortRecord], groups: &[NodeResource], vif: &str) -> Option<PortLike> {
+pub fn holder(ports: &[PortRecord], groups: &[StoredResource], vif: &str) -> Option<PortLike> {
     groups
         .iter()
         .find(|g| vif_of_group(g).as_deref() == Some(vif))
@@ -92,7 +92,7 @@ pub fn holder(ports: &[PortRecord], groups: &[NodeResource], vif: &str) -> Optio
 /// a group one of whose ports holds a VIF offers its other ports one by one instead.
 pub fn choose(
     ports: &[PortRecord],
-    groups: &[NodeResource],
+    groups: &[StoredResource],
     vif: &str,
     port_uuid: Option<&str>,
     portgroup_uuid: Option<&str>,
@@ -181,12 +181,12 @@ mod tests {
         }
     }
 
-    fn group(uuid: &str, vif: Option<&str>) -> NodeResource {
+    fn group(uuid: &str, vif: Option<&str>) -> StoredResource {
         let info = vif.map_or(json!({}), |v| json!({VIF_KEY: v}));
-        NodeResource {
+        StoredResource {
             kind: ResourceKind::Portgroup,
             uuid: uuid.into(),
-            node_uuid: "n".into(),
+            node_uuid: Some("n".into()),
             doc: json!({"internal_info": info}).as_object().cloned().unwrap_or_default(),
             created_at: String::new(),
             updated_at: None,
