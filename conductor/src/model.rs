@@ -223,7 +223,9 @@ impl StoredResource {
                 "A volume target with boot index '{}' for the same node already exists.",
                 self.get("boot_index")
             ),
-            (ResourceKind::DeployTemplate, _) => format!("A deploy template with name {} already exists.", text("name")),
+            (ResourceKind::DeployTemplate, _) => {
+                format!("A deploy template with name {} already exists.", text("name"))
+            }
             (ResourceKind::Runbook, _) => format!("A runbook with name {} already exists.", text("name")),
             (ResourceKind::Allocation, _) => format!("An allocation with name {} already exists.", text("name")),
         }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, RequestContext, parse_body};
 use crate::drivers::network::{self, PortLike, VifError};
-use crate::model::{StoredResource, PortRecord, ResourceKind};
+use crate::model::{PortRecord, ResourceKind, StoredResource};
 use crate::time::now_iso;
 
 /// `GET .../bios`: `{"bios": []}`.

@@ -21,9 +21,10 @@ pub enum ApiError {
     /// The path exists at the requested microversion but not for this method: Ironic's web
     /// framework's 405, in the same style as [`ApiError::NoRoute`].
     NoMethod,
-    /// A 400 raised while Ironic's web framework routes the request (a malformed identifier in
-    /// the path), in the same style as [`ApiError::NoRoute`] with this description.
-    BadPath(String),
+    /// An answer of Ironic's web framework rather than of its handlers (a malformed identifier
+    /// in the path, a resource the version does not have), in the same style as
+    /// [`ApiError::NoRoute`] with this description.
+    Framework(StatusCode, String),
     MethodNotAllowed,
     Conflict(String),
     NotAcceptable(String),
@@ -53,7 +54,7 @@ impl IntoResponse for ApiError {
         let routing = match &self {
             ApiError::NoRoute => Some((StatusCode::NOT_FOUND, "Not Found", "")),
             ApiError::NoMethod => Some((StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "")),
-            ApiError::BadPath(m) => Some((StatusCode::BAD_REQUEST, "Bad Request", m.as_str())),
+            ApiError::Framework(status, m) => Some((*status, status.canonical_reason().unwrap_or("Error"), m.as_str())),
             _ => None,
         };
         if let Some((status, title, description)) = routing {
@@ -68,7 +69,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required".to_owned()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::NoRoute | ApiError::NoMethod | ApiError::BadPath(_) => (StatusCode::NOT_FOUND, String::new()),
+            ApiError::NoRoute | ApiError::NoMethod | ApiError::Framework(..) => (StatusCode::NOT_FOUND, String::new()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "The method is not allowed for the requested URL.".to_owned(),

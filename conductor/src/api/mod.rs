@@ -11,6 +11,7 @@ mod chassis;
 mod collection;
 mod components;
 mod conductors;
+mod documents;
 mod drivers;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ mod ports;
 mod ramdisk;
 mod root;
 mod shards;
+mod step_lists;
 mod traits;
 mod vmedia;
 mod volume;
@@ -168,11 +170,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/volume", get(volume::root))
         .route("/v1/volume/", get(volume::root))
-        .route("/v1/volume/{kind}", get(volume::list).post(volume::create))
-        .route(
-            "/v1/volume/{kind}/{ident}",
-            get(volume::get_one).patch(volume::update).delete(volume::delete),
-        );
+        .merge(documents::routes(&volume::CONNECTORS))
+        .merge(documents::routes(&volume::TARGETS))
+        .merge(documents::routes(&step_lists::DEPLOY_TEMPLATES))
+        .merge(documents::routes(&step_lists::RUNBOOKS));
     let drivers = Router::new()
         .route("/v1/drivers", get(drivers::list))
         .route("/v1/drivers/", get(drivers::list))

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::collection::{self, Listing};
 use super::{API_NOT_SUPPORTED, ApiError, AppState, RequestContext, parse_body};
-use crate::model::{StoredResource, ResourceKind};
+use crate::model::{ResourceKind, StoredResource};
 use crate::states::state;
 use crate::time::now_iso;
 
@@ -71,9 +71,10 @@ pub(super) fn check_ident(ident: &str) -> Result<(), ApiError> {
     if uuid::Uuid::parse_str(ident).is_ok() || super::nodes::valid_name(ident) {
         Ok(())
     } else {
-        Err(ApiError::BadPath(format!(
-            "Expected UUID or name for portgroup: {ident}"
-        )))
+        Err(ApiError::Framework(
+            StatusCode::BAD_REQUEST,
+            format!("Expected UUID or name for portgroup: {ident}"),
+        ))
     }
 }
 

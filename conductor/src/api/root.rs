@@ -50,6 +50,8 @@ pub(super) async fn v1(Extension(ctx): Extension<RequestContext>) -> Json<Value>
         ("heartbeat", 22),
         ("conductors", 49),
         ("events", 54),
+        ("deploy_templates", 55),
+        ("runbooks", 92),
         ("shards", 82),
         ("continue_inspection", 84),
     ];

@@ -5,16 +5,16 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Database, DbError, is_unique_violation, json_doc, json_text};
-use crate::model::{StoredResource, ResourceKind};
+use crate::model::{ResourceKind, StoredResource};
 
 fn kind_of(text: &str) -> Result<ResourceKind, DbError> {
     ResourceKind::ALL
         .into_iter()
         .find(|k| k.as_str() == text)
-    .ok_or_else(|| DbError::Corrupt {
-        what: "resources.kind".into(),
-        reason: format!("unknown kind {text:?}"),
-    })
+        .ok_or_else(|| DbError::Corrupt {
+            what: "resources.kind".into(),
+            reason: format!("unknown kind {text:?}"),
+        })
 }
 
 fn resource_from_row(row: &AnyRow) -> Result<StoredResource, DbError> {

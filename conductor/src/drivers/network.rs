@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::model::{StoredResource, PortRecord};
+use crate::model::{PortRecord, StoredResource};
 
 /// Where `flat` records a VIF in a port's or port group's `internal_info`.
 pub const VIF_KEY: &str = "tenant_vif_port_id";
