@@ -9,6 +9,7 @@
 
 pub mod agent_client;
 pub mod agent_session;
+pub mod allocation;
 pub mod api;
 pub mod cluster;
 pub mod config;
@@ -161,6 +162,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         conductor.membership_tick().await?;
         if !api_only {
             conductor.recover_on_start().await?;
+            conductor.resume_allocations().await?;
         }
         Ok::<_, engine::EngineError>(())
     };

@@ -161,6 +161,23 @@ pub fn default_target(state: &str) -> Option<&'static str> {
 /// States a node may be deleted in.
 pub const DELETE_ALLOWED: &[&str] = &[MANAGEABLE, ENROLL, ADOPTFAIL];
 
+/// Transitional states in which a node may still be changed (Ironic's
+/// `UPDATE_ALLOWED_STATES`), e.g. to give up its allocation.
+pub const UPDATE_ALLOWED: &[&str] = &[
+    DEPLOYFAIL,
+    INSPECTING,
+    INSPECTFAIL,
+    INSPECTWAIT,
+    CLEANFAIL,
+    ERROR,
+    VERIFYING,
+    ADOPTFAIL,
+    RESCUEFAIL,
+    UNRESCUEFAIL,
+    SERVICEHOLD,
+    SERVICEFAIL,
+];
+
 /// States in which a port's connectivity (pxe_enabled, local_link_connection, physical_network,
 /// portgroup) may change without maintenance mode (Ironic conductor `update_port`).
 pub const PORT_CONNECTIVITY_UPDATE_ALLOWED: &[&str] = &[ENROLL, INSPECTING, INSPECTWAIT, MANAGEABLE];

@@ -16,7 +16,7 @@ pub(super) struct Listing {
     pub path: &'static str,
     /// The key of the list in the answer (`portgroups`, `connectors`, `targets`).
     pub key: &'static str,
-    /// Fields of a short listing (links are always shown).
+    /// Fields of a short listing (links are always shown); empty: every field.
     pub short: &'static [&'static str],
     /// Fields Ironic refuses to sort by.
     pub unsortable: &'static [&'static str],
@@ -128,7 +128,7 @@ pub(super) fn list(
     if let Some(limit) = limit {
         records.truncate(limit);
     }
-    let short: Option<Vec<String>> = if detail_path || detail {
+    let short: Option<Vec<String>> = if detail_path || detail || listing.short.is_empty() && fields.is_none() {
         None
     } else {
         Some(fields.unwrap_or_else(|| listing.short.iter().map(|f| (*f).to_owned()).collect()))

@@ -28,8 +28,6 @@ pub(super) enum TooOld {
     NoRoute,
     /// The framework's 404 for reads and 405 for writes, with this description.
     Framework(&'static str),
-    /// A 404 fault document with this message.
-    Fault(&'static str),
 }
 
 /// How a resource is named in a path.
@@ -95,7 +93,6 @@ impl Spec {
             TooOld::NoRoute => ApiError::NoRoute,
             TooOld::Framework(m) if write => ApiError::Framework(StatusCode::METHOD_NOT_ALLOWED, m.into()),
             TooOld::Framework(m) => ApiError::Framework(StatusCode::NOT_FOUND, m.into()),
-            TooOld::Fault(m) => ApiError::NotFound(m.into()),
         })
     }
 

@@ -5,6 +5,7 @@
 //! `{"error_message": "<json>"}` documents; bad input is always a 4xx with a message that says
 //! what was wrong.
 
+mod allocations;
 pub mod auth;
 mod boot;
 mod chassis;
@@ -45,6 +46,7 @@ use crate::engine::Conductor;
 
 pub use error::ApiError;
 pub use ports::normalise_mac;
+pub use traits::traits_of as node_traits;
 
 /// Load an htpasswd file for http_basic.
 pub fn auth_users(path: &std::path::Path) -> Result<auth::Users, String> {
@@ -138,6 +140,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/nodes/{node}/vmedia",
             get(vmedia::get).post(vmedia::attach).delete(vmedia::detach),
         )
+        .route(
+            "/v1/nodes/{node}/allocation",
+            get(allocations::node_get).delete(allocations::node_delete),
+        )
         .route("/v1/nodes/{node}/portgroups", get(portgroups::list_for_node))
         .route(
             "/v1/nodes/{node}/portgroups/detail",
@@ -173,7 +179,15 @@ pub fn app(state: AppState) -> Router {
         .merge(documents::routes(&volume::CONNECTORS))
         .merge(documents::routes(&volume::TARGETS))
         .merge(documents::routes(&step_lists::DEPLOY_TEMPLATES))
-        .merge(documents::routes(&step_lists::RUNBOOKS));
+        .merge(documents::routes(&step_lists::RUNBOOKS))
+        .route("/v1/allocations", get(allocations::list).post(allocations::create))
+        .route("/v1/allocations/", get(allocations::list).post(allocations::create))
+        .route(
+            "/v1/allocations/{allocation}",
+            get(allocations::get_one)
+                .patch(allocations::update)
+                .delete(allocations::delete),
+        );
     let drivers = Router::new()
         .route("/v1/drivers", get(drivers::list))
         .route("/v1/drivers/", get(drivers::list))

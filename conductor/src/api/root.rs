@@ -49,6 +49,7 @@ pub(super) async fn v1(Extension(ctx): Extension<RequestContext>) -> Json<Value>
         ("lookup", 22),
         ("heartbeat", 22),
         ("conductors", 49),
+        ("allocations", 52),
         ("events", 54),
         ("deploy_templates", 55),
         ("runbooks", 92),

@@ -61,6 +61,8 @@ impl Conductor {
                     .map_err(driver_failed("Failed to tear down"))?;
                 agent_session::wipe(&mut task.node);
                 task.node.instance_info.clear();
+                // The allocation goes with the instance, as in Ironic.
+                self.release_allocation(&mut task.node).await?;
                 task.node.attrs.insert("instance_uuid".into(), Value::Null);
                 task.node.attrs.insert("instance_name".into(), Value::Null);
                 self.event(&mut task.node, "clean").await?;
@@ -93,7 +95,7 @@ impl Conductor {
                 .as_bool()
                 .unwrap_or(self.config.automated_clean);
         if !enabled {
-            FlowRecord::new(StepType::Clean, Vec::new()).store(&mut task.node);
+            // As Ironic's skipped automated cleaning: no step list is recorded.
             return self.finish_flow(task, StepType::Clean, &[]).await;
         }
         let deploy = task.driver.deploy.clone();
@@ -242,7 +244,9 @@ impl Conductor {
             // Deploy keeps its list and final index, in the shape operators know from the
             // deploy-steps documentation; cleaning and servicing drop theirs as upstream.
             dii.remove(&format!("{flow}_step_index"));
-            dii.insert(format!("{flow}_steps"), Value::Null);
+            if dii.contains_key(&format!("{flow}_steps")) {
+                dii.insert(format!("{flow}_steps"), Value::Null);
+            }
         }
         let deploy = task.driver.deploy.clone();
         match flow {

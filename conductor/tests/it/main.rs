@@ -1,6 +1,7 @@
 //! Conductor integration tests over real HTTP on loopback, the real `baremetal` CLI, and a real
 //! Redfish BMC emulator.
 
+mod allocations;
 mod api;
 mod cli;
 mod cluster;
