@@ -200,6 +200,10 @@ impl Conductor {
         if let Some(cd) = &req.configdrive {
             req.configdrive = crate::configdrive::validate(cd).map_err(EngineError::Invalid)?;
         }
+        if req.runbook.is_some() {
+            let node = self.node(ident).await?;
+            self.apply_runbook(&node, &mut req, version.minor).await?;
+        }
         let illegal = |node: &NodeRecord| {
             format!(
                 "The requested action \"{}\" can not be performed on node \"{}\" while it is in state \"{}\".",
@@ -280,6 +284,7 @@ impl Conductor {
                     ),
                     None => drop(task.node.driver_internal_info.remove("user_deploy_steps")),
                 }
+                self.resolve_deploy_templates(&mut task.node).await?;
             }
             "clean" | "service" => {
                 let flow = if target == "clean" {

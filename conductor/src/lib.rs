@@ -24,6 +24,7 @@ pub mod periodic;
 pub mod raid;
 pub mod ramdisk;
 pub mod states;
+pub mod step_lists;
 pub mod steps;
 pub mod task;
 pub mod time;

@@ -142,29 +142,28 @@ impl HardwareManager for SimHardwareManager {
     }
 
     async fn get_steps(&self, step_type: StepType, _: &Node, _: &[Port]) -> Result<Vec<Step>, ManagerError> {
+        // A configuration cannot be stopped half-way: an abort waits for its end. It runs only
+        // when asked (priority 0): by manual cleaning, servicing, a deploy template or the user.
+        let mut configure = step("sim_configure", 0, step_type);
+        configure.abortable = Some(false);
+        configure.argsinfo = Field::Value(
+            [(
+                "level".to_owned(),
+                ArgSpec {
+                    description: "How much to configure".into(),
+                    required: true,
+                },
+            )]
+            .into(),
+        );
         Ok(match step_type {
-            StepType::Clean => {
-                // A configuration cannot be stopped half-way: an abort waits for its end.
-                let mut configure = step("sim_configure", 0, step_type);
-                configure.abortable = Some(false);
-                configure.argsinfo = Field::Value(
-                    [(
-                        "level".to_owned(),
-                        ArgSpec {
-                            description: "How much to configure".into(),
-                            required: true,
-                        },
-                    )]
-                    .into(),
-                );
-                vec![
-                    step("erase_devices_metadata", 99, step_type),
-                    step("erase_devices", 10, step_type),
-                    configure,
-                ]
-            }
-            StepType::Deploy => vec![step("write_image", 0, step_type)],
-            StepType::Service => vec![step("sim_configure", 0, step_type)],
+            StepType::Clean => vec![
+                step("erase_devices_metadata", 99, step_type),
+                step("erase_devices", 10, step_type),
+                configure,
+            ],
+            StepType::Deploy => vec![step("write_image", 0, step_type), configure],
+            StepType::Service => vec![configure],
         })
     }
 

@@ -284,3 +284,133 @@ async fn an_abort_during_a_running_step_stops_the_flow_after_it() {
     );
     system.conductor.stop().await.expect("stops");
 }
+
+/// Issue 22's lifecycle resources with real agents: an allocation picks the only node with the
+/// trait, the deploy template its instance traits name adds a step the agent runs during
+/// deployment, and a runbook gives the steps of a manual cleaning and of a servicing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allocations_deploy_templates_and_runbooks_drive_real_agents() {
+    let system = System::start(|_| {}).await;
+    let (plain, _) = system.node(1).await;
+    let (gold, _) = system.node(2).await;
+    for (uuid, traits) in [
+        (&plain, json!(["CUSTOM_TUNED"])),
+        (&gold, json!(["CUSTOM_GOLD", "CUSTOM_TUNED"])),
+    ] {
+        let patch = json!([{"op": "replace", "path": "/resource_class", "value": "sim"}]);
+        assert_eq!(
+            system
+                .call(Method::PATCH, &format!("/v1/nodes/{uuid}"), Some(patch))
+                .await
+                .0,
+            200
+        );
+        let body = json!({"traits": traits});
+        assert_eq!(
+            system
+                .call(Method::PUT, &format!("/v1/nodes/{uuid}/traits"), Some(body))
+                .await
+                .0,
+            204
+        );
+        system.provision(uuid, json!({"target": "manage"})).await;
+        system.wait_state(uuid, "manageable").await;
+    }
+
+    // A runbook approved for CUSTOM_TUNED drives a manual cleaning.
+    let step =
+        |level: &str| json!({"interface": "deploy", "step": "sim_configure", "args": {"level": level}, "order": 0});
+    let (status, runbook) = system
+        .call(
+            Method::POST,
+            "/v1/runbooks",
+            Some(json!({"name": "tune", "steps": [step("runbook")]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{runbook}");
+    let (status, body) = system
+        .call(
+            Method::PUT,
+            "/v1/runbooks/tune/traits",
+            Some(json!({"traits": ["CUSTOM_TUNED"]})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    system
+        .provision(&plain, json!({"target": "clean", "runbook": "tune"}))
+        .await;
+    system.wait_state(&plain, "manageable").await;
+    assert!(system.lab.journal_of(&plain).iter().any(|e| e == "agent sim_configure"));
+    for uuid in [&plain, &gold] {
+        system.provision(uuid, json!({"target": "provide"})).await;
+        system.wait_state(uuid, "available").await;
+    }
+
+    // The allocation takes the gold node; its deploy template adds sim_configure (priority 60).
+    let template = json!({"name": "CUSTOM_GOLD", "steps": [
+        {"interface": "deploy", "step": "sim_configure", "args": {"level": "template"}, "priority": 60}]});
+    assert_eq!(
+        system
+            .call(Method::POST, "/v1/deploy_templates", Some(template))
+            .await
+            .0,
+        201
+    );
+    let (status, allocation) = system
+        .call(
+            Method::POST,
+            "/v1/allocations",
+            Some(json!({"resource_class": "sim", "traits": ["CUSTOM_GOLD"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{allocation}");
+    let path = format!("/v1/allocations/{}", allocation["uuid"].as_str().expect("uuid"));
+    let mut allocation = allocation;
+    for _ in 0..100 {
+        if allocation["state"] != "allocating" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        allocation = system.call(Method::GET, &path, None).await.1;
+    }
+    assert_eq!(
+        (allocation["state"].as_str(), allocation["node_uuid"].as_str()),
+        (Some("active"), Some(gold.as_str()))
+    );
+    let before = system
+        .lab
+        .journal_of(&gold)
+        .iter()
+        .filter(|e| *e == "agent sim_configure")
+        .count();
+    system.provision(&gold, json!({"target": "active"})).await;
+    let node = system.wait_state(&gold, "active").await;
+    let steps: Vec<String> = node["driver_internal_info"]["deploy_steps"]
+        .as_array()
+        .expect("deploy_steps kept")
+        .iter()
+        .map(|s| format!("{}@{}", s["step"].as_str().unwrap_or_default(), s["priority"]))
+        .collect();
+    assert!(steps.contains(&"sim_configure@60".to_owned()), "{steps:?}");
+    let journal = system.lab.journal_of(&gold);
+    assert_eq!(
+        journal.iter().filter(|e| *e == "agent sim_configure").count(),
+        before + 1,
+        "{journal:?}"
+    );
+
+    // The same runbook services the deployed node; the plain one was never allocated.
+    system
+        .provision(&gold, json!({"target": "service", "runbook": "tune"}))
+        .await;
+    system.wait_state(&gold, "active").await;
+    let journal = system.lab.journal_of(&gold);
+    assert_eq!(
+        journal.iter().filter(|e| *e == "agent sim_configure").count(),
+        before + 2,
+        "{journal:?}"
+    );
+    let (_, plain_node) = system.call(Method::GET, &format!("/v1/nodes/{plain}"), None).await;
+    assert_eq!(plain_node["allocation_uuid"], serde_json::Value::Null);
+    system.conductor.stop().await.expect("stops");
+}

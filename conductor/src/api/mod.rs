@@ -180,6 +180,16 @@ pub fn app(state: AppState) -> Router {
         .merge(documents::routes(&volume::TARGETS))
         .merge(documents::routes(&step_lists::DEPLOY_TEMPLATES))
         .merge(documents::routes(&step_lists::RUNBOOKS))
+        .route(
+            "/v1/runbooks/{runbook}/traits",
+            get(step_lists::list_traits)
+                .put(step_lists::set_traits)
+                .delete(step_lists::clear_traits),
+        )
+        .route(
+            "/v1/runbooks/{runbook}/traits/{trait}",
+            put(step_lists::add_trait).delete(step_lists::remove_trait),
+        )
         .route("/v1/allocations", get(allocations::list).post(allocations::create))
         .route("/v1/allocations/", get(allocations::list).post(allocations::create))
         .route(

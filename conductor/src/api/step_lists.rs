@@ -7,14 +7,22 @@
 //! priority; a runbook step an interface, a step, its order and optionally arguments; a list has
 //! at least one step and no interface/step pair twice. Priorities and orders given as digit
 //! strings are stored as integers. Secrets in step arguments are masked when shown.
+//!
+//! From API 1.112 a runbook carries traits (`/v1/runbooks/{runbook}/traits`): a node may run it
+//! when it has one of them ([`crate::step_lists`]).
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use http::StatusCode;
 use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
 use super::collection::Listing;
 use super::documents::{Ident, Spec, TooOld};
-use super::{ApiError, nodes, traits};
+use super::{ApiError, AppState, RequestContext, nodes, parse_body, traits};
 use crate::model::ResourceKind;
+use crate::time::now_iso;
 
 /// Deploy templates.
 pub(super) static DEPLOY_TEMPLATES: Spec = Spec {
@@ -238,6 +246,108 @@ fn mask_step_args(doc: &mut JsonObject) {
             }
         }
     }
+}
+
+/// The runbook a `/v1/runbooks/{runbook}/traits` path names, from API 1.112.
+async fn runbook(
+    state: &AppState,
+    ctx: &RequestContext,
+    ident: &str,
+) -> Result<crate::model::StoredResource, ApiError> {
+    super::require(ctx, 112)?;
+    RUNBOOKS.find(state, ctx, ident).await
+}
+
+fn runbook_traits(runbook: &crate::model::StoredResource) -> Vec<String> {
+    serde_json::from_value(runbook.get("traits")).unwrap_or_default()
+}
+
+/// Replace a runbook's traits (checked, sorted, without duplicates) and save it.
+async fn save_traits(
+    state: &AppState,
+    mut runbook: crate::model::StoredResource,
+    traits: Vec<String>,
+) -> Result<StatusCode, ApiError> {
+    if let Some(bad) = traits.iter().find(|t| !traits::valid_trait(t)) {
+        return Err(ApiError::BadRequest(format!("Invalid trait {bad:?}")));
+    }
+    let mut traits = traits;
+    traits.sort();
+    traits.dedup();
+    runbook.doc.insert("traits".into(), json!(traits));
+    runbook.updated_at = Some(now_iso());
+    state.conductor.db.update_resource(&runbook).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/runbooks/{runbook}/traits`: `{"traits": [...]}`.
+pub(super) async fn list_traits(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runbook = runbook(&state, &ctx, &ident).await?;
+    Ok(Json(json!({"traits": runbook_traits(&runbook)})))
+}
+
+/// Body of `PUT /v1/runbooks/{runbook}/traits`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraitList {
+    traits: Vec<String>,
+}
+
+/// `PUT /v1/runbooks/{runbook}/traits`: replace them; 204.
+pub(super) async fn set_traits(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let runbook = runbook(&state, &ctx, &ident).await?;
+    let list: TraitList = parse_body(&body)?;
+    save_traits(&state, runbook, list.traits).await
+}
+
+/// `DELETE /v1/runbooks/{runbook}/traits`: remove them all; 204.
+pub(super) async fn clear_traits(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(ident): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let runbook = runbook(&state, &ctx, &ident).await?;
+    save_traits(&state, runbook, Vec::new()).await
+}
+
+/// `PUT /v1/runbooks/{runbook}/traits/{trait}`: add one; 204.
+pub(super) async fn add_trait(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((ident, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let runbook = runbook(&state, &ctx, &ident).await?;
+    let mut list = runbook_traits(&runbook);
+    list.push(name);
+    save_traits(&state, runbook, list).await
+}
+
+/// `DELETE /v1/runbooks/{runbook}/traits/{trait}`: remove one (404 when it has not); 204.
+pub(super) async fn remove_trait(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((ident, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let runbook = runbook(&state, &ctx, &ident).await?;
+    let mut list = runbook_traits(&runbook);
+    let before = list.len();
+    list.retain(|t| *t != name);
+    if list.len() == before {
+        return Err(ApiError::NotFound(format!(
+            "Runbook {} has no trait {name}",
+            runbook.uuid
+        )));
+    }
+    save_traits(&state, runbook, list).await
 }
 
 #[cfg(test)]

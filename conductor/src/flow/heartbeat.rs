@@ -42,6 +42,7 @@ impl Conductor {
         if needs_steps {
             let deploy = task.driver.deploy.clone();
             match deploy.refresh_steps(task, flow).await {
+                Ok(()) if flow == StepType::Deploy => self.rebuild_deploy_steps(task)?,
                 Ok(()) => {}
                 // The callback URL came with a valid heartbeat, but the agent's network is still
                 // coming up: the next heartbeat tries again, as docs/conductor.md promises.

@@ -140,12 +140,45 @@ impl Conductor {
             .cloned();
         let list = match (flow, user) {
             (StepType::Deploy, user) => {
-                let user = steps::validate_user_steps(&user.unwrap_or_default(), &known, flow)
+                // Before the agent has told its deploy steps, the user's and the templates'
+                // in-band steps cannot be checked yet: they join when the list is built again
+                // with the agent's steps (`rebuild_deploy_steps`).
+                let agent_known = task.node.driver_internal_info.contains_key("agent_cached_deploy_steps");
+                let usable = |list: Vec<Value>| -> Vec<Value> {
+                    list.into_iter()
+                        .filter(|raw| {
+                            agent_known
+                                || steps::RESERVED.contains(&raw["step"].as_str().unwrap_or_default())
+                                || known.iter().any(|k| {
+                                    Some(k.interface.as_str()) == raw["interface"].as_str()
+                                        && Some(k.step.as_str()) == raw["step"].as_str()
+                                })
+                        })
+                        .collect()
+                };
+                let user = steps::validate_user_steps(&usable(user.unwrap_or_default()), &known, flow)
                     .map_err(FlowError::InvalidSteps)?;
+                // The instance's deploy templates override the driver's steps, and the
+                // user's override both (Ironic's order of precedence).
+                let templates = task
+                    .node
+                    .driver_internal_info
+                    .get(crate::step_lists::TEMPLATE_STEPS)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let templates = steps::validate_user_steps(&usable(templates), &known, flow)
+                    .map_err(|e| FlowError::InvalidSteps(format!("deploy template: {e}")))?;
+                let overridden = |k: &Step| user.iter().chain(&templates).any(|o| o.same_step(k));
                 let mut list: Vec<Step> = known
                     .into_iter()
-                    .filter(|k| k.priority() > 0 && !user.iter().any(|u| u.same_step(k)))
+                    .filter(|k| k.priority() > 0 && !overridden(k))
                     .collect();
+                list.extend(
+                    templates
+                        .into_iter()
+                        .filter(|t| t.priority() > 0 && !user.iter().any(|u| u.same_step(t))),
+                );
                 list.extend(user.into_iter().filter(|u| u.priority() > 0));
                 steps::order(list, flow)
             }
@@ -158,6 +191,30 @@ impl Conductor {
             _ => steps::automated(known, flow),
         };
         FlowRecord::new(flow, list).store(&mut task.node);
+        Ok(())
+    }
+
+    /// Build the deployment's list again once the agent's deploy steps are known (it booted
+    /// inside `deploy.deploy`), as Ironic does: the in-band steps that deploy templates and the
+    /// user named join it. The steps that ran keep their places and the running one stays
+    /// current; of the new list, the steps ordered after the running one follow it.
+    pub(super) fn rebuild_deploy_steps(&self, task: &mut Task) -> Result<(), FlowError> {
+        let before = FlowRecord::load(&task.node, StepType::Deploy)?;
+        let Some(index) = before.index.filter(|i| *i < before.steps.len()) else {
+            return self.build_step_list(task, StepType::Deploy);
+        };
+        let current = before.steps[index].clone();
+        self.build_step_list(task, StepType::Deploy)?;
+        let rebuilt = FlowRecord::load(&task.node, StepType::Deploy)?;
+        let ran = &before.steps[..=index];
+        let after: Vec<Step> = match rebuilt.steps.iter().position(|s| s.same_step(&current)) {
+            Some(at) => rebuilt.steps[at + 1..].to_vec(),
+            None => rebuilt.steps.clone(),
+        };
+        let mut steps = ran.to_vec();
+        steps.extend(after.into_iter().filter(|s| !ran.iter().any(|r| r.same_step(s))));
+        let record = FlowRecord { steps, ..before };
+        record.store(&mut task.node);
         Ok(())
     }
 
@@ -184,7 +241,8 @@ impl Conductor {
     /// restart) brings it back here.
     pub(super) async fn run_steps(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
         let mut record = FlowRecord::load(&task.node, flow)?;
-        for index in record.first_to_run()..record.steps.len() {
+        let mut index = record.first_to_run();
+        while index < record.steps.len() {
             record.start_step(&mut task.node, index);
             self.save(&mut task.node).await?;
             let step = record.steps[index].clone();
@@ -204,7 +262,13 @@ impl Conductor {
                     return self.event(&mut task.node, "wait").await;
                 }
             }
+            if flow == StepType::Deploy && step.interface == "deploy" && step.step == "deploy" {
+                // A fast-tracked agent told its steps inside deploy.deploy.
+                self.rebuild_deploy_steps(task)?;
+                record = FlowRecord::load(&task.node, flow)?;
+            }
             crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
+            index += 1;
         }
         let steps = record.steps;
         self.finish_flow(task, flow, &steps).await
@@ -234,6 +298,7 @@ impl Conductor {
         for key in [
             format!("{flow}_reboot"),
             format!("user_{flow}_steps"),
+            crate::step_lists::TEMPLATE_STEPS.to_owned(),
             format!("{flow}_step_restarts"),
             "deployment_reboot".to_owned(),
             "cleaning_reboot".to_owned(),

@@ -1,0 +1,129 @@
+//! Deploy templates and runbooks put to use: the steps of the templates an instance's traits
+//! name join its deployment, and a runbook named in a `clean` or `service` request becomes its
+//! step list (Ironic's `conductor/steps.py` `_get_all_deployment_steps` and the node API's
+//! `_handle_runbook`).
+
+use rivet_common::steps::StepType;
+use serde_json::{Value, json};
+
+use crate::engine::{Conductor, EngineError, ProvisionRequest};
+use crate::model::{NodeRecord, ResourceKind};
+
+/// Where the steps of an instance's deploy templates are kept for its deployment (resolved when
+/// the deployment is requested, so a resumed deployment runs the same steps).
+pub const TEMPLATE_STEPS: &str = "template_deploy_steps";
+
+impl Conductor {
+    /// The deploy steps of the deploy templates named by `instance_info.traits`, in trait
+    /// order; recorded in the node for [`TEMPLATE_STEPS`], or removed when none match.
+    pub async fn resolve_deploy_templates(&self, node: &mut NodeRecord) -> Result<(), EngineError> {
+        let traits: Vec<String> = node
+            .instance_info
+            .get("traits")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let mut steps = Vec::new();
+        let mut names = Vec::new();
+        for name in &traits {
+            if let Some(template) = self.db.resource(ResourceKind::DeployTemplate, name).await? {
+                names.push(name.clone());
+                steps.extend(template.get("steps").as_array().cloned().unwrap_or_default());
+            }
+        }
+        if steps.is_empty() {
+            node.driver_internal_info.remove(TEMPLATE_STEPS);
+        } else {
+            tracing::info!(node = %node.uuid, templates = ?names, "deploy templates add their steps");
+            node.driver_internal_info
+                .insert(TEMPLATE_STEPS.into(), Value::Array(steps));
+        }
+        Ok(())
+    }
+
+    /// Turn `req.runbook` into the request's clean or service steps (and `disable_ramdisk`),
+    /// with Ironic's checks: the API version has runbooks (1.92, else 400), the runbook exists
+    /// (404), the node is approved for it (from 1.112 the node has one of the runbook's
+    /// traits, before it a trait named like the runbook; else 400), the target is `clean` or
+    /// `service` and names no steps of its own (400). Steps run in their `order`.
+    pub async fn apply_runbook(
+        &self,
+        node: &NodeRecord,
+        req: &mut ProvisionRequest,
+        minor: u32,
+    ) -> Result<(), EngineError> {
+        let Some(ident) = req.runbook.clone() else {
+            return Ok(());
+        };
+        if minor < 92 {
+            // Ironic's request schema of those versions has no `runbook`.
+            return Err(EngineError::Invalid(format!(
+                "Additional properties are not allowed ('runbook' was unexpected): runbooks need API 1.92, the request used 1.{minor}"
+            )));
+        }
+        let runbook = self
+            .db
+            .resource(ResourceKind::Runbook, &ident)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("Runbook {ident} could not be found.")))?;
+        let node_traits = crate::api::node_traits(node);
+        if minor >= 112 {
+            let runbook_traits: Vec<String> = serde_json::from_value(runbook.get("traits")).unwrap_or_default();
+            if runbook_traits.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "Runbook {} has no traits configured. Please ask an administrator to add traits to the runbook.",
+                    runbook.uuid
+                )));
+            }
+            if !runbook_traits.iter().any(|t| node_traits.contains(t)) {
+                let mut sorted = runbook_traits.clone();
+                sorted.sort();
+                return Err(EngineError::Invalid(format!(
+                    "This runbook has not been approved for use on this node {}. The node does not have any of the runbook's traits {sorted:?}. Please ask an administrator to add a matching trait to your node.",
+                    node.uuid
+                )));
+            }
+        } else if !runbook
+            .get("name")
+            .as_str()
+            .is_some_and(|n| node_traits.iter().any(|t| t == n))
+        {
+            return Err(EngineError::Invalid(format!(
+                "This runbook has not been approved for use on this node {}. Please ask an administrator to add it to your node traits.",
+                node.uuid
+            )));
+        }
+        let mut steps: Vec<Value> = runbook.get("steps").as_array().cloned().unwrap_or_default();
+        steps.sort_by_key(|s| s["order"].as_u64().unwrap_or(u64::MAX));
+        let steps: Vec<Value> = steps
+            .into_iter()
+            .map(|s| json!({"interface": s["interface"], "step": s["step"], "args": s["args"]}))
+            .collect();
+        let flow = match req.target.as_str() {
+            "clean" => StepType::Clean,
+            "service" => StepType::Service,
+            _ => {
+                return Err(EngineError::Invalid(
+                    "\"runbooks\" is only valid when setting target provision state to any of ['clean', 'service']"
+                        .into(),
+                ));
+            }
+        };
+        let own = if flow == StepType::Clean {
+            &mut req.clean_steps
+        } else {
+            &mut req.service_steps
+        };
+        if own.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(EngineError::Invalid(format!(
+                "Please provide either \"{flow}_steps\" or a runbook, but not both."
+            )));
+        }
+        *own = Some(steps);
+        if runbook.get("disable_ramdisk") == Value::Bool(true) {
+            req.disable_ramdisk = Some(true);
+        }
+        tracing::info!(node = %node.uuid, runbook = %runbook.uuid, %flow, "runbook gives the steps");
+        Ok(())
+    }
+}
