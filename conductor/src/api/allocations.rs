@@ -312,10 +312,7 @@ pub(super) async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     gate(&ctx)?;
     let allocation = find(&state, &ident).await?;
-    let mut fields = super::fields_param(q.get("fields"));
-    if let Some(f) = &mut fields {
-        f.push("links".into());
-    }
+    let fields = super::shown_fields(q.get("fields"), &show(&ctx, &allocation, None))?;
     Ok(Json(show(&ctx, &allocation, fields.as_deref())))
 }
 
@@ -331,21 +328,7 @@ pub(super) async fn update(
         return Err(ApiError::MethodNotAllowed);
     }
     let mut allocation = find(&state, &ident).await?;
-    let ops: Vec<Value> = parse_body(&body)
-        .map_err(|_| ApiError::BadRequest("The patch must be a JSON array of operations (RFC 6902).".into()))?;
-    let writable = ["name", "extra"];
-    for op in &ops {
-        let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
-        let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-        if !writable.contains(&root) {
-            return Err(ApiError::BadRequest(format!(
-                "Cannot patch {path}. Only the following can be updated: {}",
-                writable.join(", ")
-            )));
-        }
-    }
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+    let patch = super::writable_patch(&body, &["name", "extra"])?;
     let mut doc = json!({"name": allocation.get("name"), "extra": allocation.get("extra")});
     json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
     let name = doc.get("name").cloned().unwrap_or(Value::Null);
@@ -419,10 +402,7 @@ pub(super) async fn node_get(
 ) -> Result<Json<Value>, ApiError> {
     gate_node(&ctx)?;
     let allocation = of_node(&state, &ident).await?;
-    let mut fields = super::fields_param(q.get("fields"));
-    if let Some(f) = &mut fields {
-        f.push("links".into());
-    }
+    let fields = super::shown_fields(q.get("fields"), &show(&ctx, &allocation, None))?;
     Ok(Json(show(&ctx, &allocation, fields.as_deref())))
 }
 

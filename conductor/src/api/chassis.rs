@@ -150,19 +150,7 @@ pub(super) async fn update(
     Path(ident): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ops: Vec<Value> = parse_body(&body)
-        .map_err(|_| ApiError::BadRequest("The patch must be a JSON array of operations (RFC 6902).".into()))?;
-    for op in &ops {
-        let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
-        let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-        if !["description", "extra"].contains(&root) {
-            return Err(ApiError::BadRequest(format!(
-                "Cannot patch {path}. Only the following can be updated: description, extra"
-            )));
-        }
-    }
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+    let patch = super::writable_patch(&body, &["description", "extra"])?;
     let mut chassis = find(&state, &ident).await?;
     let mut doc = json!({"description": chassis.description, "extra": chassis.extra});
     json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;

@@ -273,14 +273,7 @@ impl Spec {
         query: &HashMap<String, String>,
     ) -> Result<Json<Value>, ApiError> {
         let resource = self.find(state, ctx, ident).await?;
-        let mut fields = super::fields_param(query.get("fields"));
-        if let Some(wanted) = &mut fields {
-            let known = self.show(ctx, &resource, None);
-            if let Some(bad) = wanted.iter().find(|f| known.get(f.as_str()).is_none()) {
-                return Err(ApiError::BadRequest(format!("Field(s) \"{bad}\" are not valid")));
-            }
-            wanted.push("links".into());
-        }
+        let fields = super::shown_fields(query.get("fields"), &self.show(ctx, &resource, None))?;
         Ok(Json(self.show(ctx, &resource, fields.as_deref())))
     }
 
@@ -293,25 +286,12 @@ impl Spec {
     ) -> Result<Json<Value>, ApiError> {
         self.gate(ctx, true)?;
         let mut resource = self.find(state, ctx, ident).await?;
-        let ops: Vec<Value> = parse_body(body)
-            .map_err(|_| ApiError::BadRequest("The patch must be a JSON array of operations (RFC 6902).".into()))?;
         let patchable: Vec<&str> = self
             .writable_at(ctx)
             .into_iter()
             .chain(self.node.map(|_| "node_uuid"))
             .collect();
-        for op in &ops {
-            let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
-            let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-            if !patchable.contains(&root) {
-                return Err(ApiError::BadRequest(format!(
-                    "Cannot patch {path}. Only the following can be updated: {}",
-                    patchable.join(", ")
-                )));
-            }
-        }
-        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
-            .map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+        let patch = super::writable_patch(body, &patchable)?;
         let node_before = resource.node().to_owned();
         let work = async {
             let mut doc: JsonObject = resource

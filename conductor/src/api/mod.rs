@@ -431,3 +431,36 @@ pub(super) fn created(ctx: &RequestContext, path: &str, doc: Value) -> Response 
     }
     response
 }
+
+/// A JSON patch (RFC 6902) every path of which starts with one of `writable`: 400 for a body
+/// that is not a patch, and Ironic's "Cannot patch <path>. Only the following can be updated:
+/// ..." for a path outside them.
+pub(super) fn writable_patch(body: &Bytes, writable: &[&str]) -> Result<json_patch::Patch, ApiError> {
+    let ops: Vec<Value> = parse_body(body)
+        .map_err(|_| ApiError::BadRequest("The patch must be a JSON array of operations (RFC 6902).".into()))?;
+    for op in &ops {
+        let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
+        let root = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if !writable.contains(&root) {
+            return Err(ApiError::BadRequest(format!(
+                "Cannot patch {path}. Only the following can be updated: {}",
+                writable.join(", ")
+            )));
+        }
+    }
+    serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))
+}
+
+/// The fields a single-resource `GET` asks for (`?fields=`), each one `full` (the resource
+/// with every field) has, plus `links`, which Ironic always shows; `None` for every field.
+/// An unknown field is a 400.
+pub(super) fn shown_fields(raw: Option<&String>, full: &Value) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(mut fields) = fields_param(raw) else {
+        return Ok(None);
+    };
+    if let Some(bad) = fields.iter().find(|f| full.get(f.as_str()).is_none()) {
+        return Err(ApiError::BadRequest(format!("Field(s) \"{bad}\" are not valid")));
+    }
+    fields.push("links".into());
+    Ok(Some(fields))
+}

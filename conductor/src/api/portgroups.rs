@@ -290,18 +290,8 @@ pub(super) async fn get_one(
     check_ident(&ident)?;
     super::require_api(&ctx, 23, API_NOT_SUPPORTED)?;
     let portgroup = find(&state, &ident).await?;
-    let fields = super::fields_param(q.get("fields"));
-    if let Some(wanted) = &fields {
-        let known = show(&ctx, &portgroup, None);
-        if let Some(bad) = wanted.iter().find(|f| known.get(f.as_str()).is_none()) {
-            return Err(ApiError::BadRequest(format!("Field(s) \"{bad}\" are not valid")));
-        }
-    }
-    let mut shown = fields.clone();
-    if let Some(f) = &mut shown {
-        f.push("links".into());
-    }
-    Ok(Json(show(&ctx, &portgroup, shown.as_deref())))
+    let fields = super::shown_fields(q.get("fields"), &show(&ctx, &portgroup, None))?;
+    Ok(Json(show(&ctx, &portgroup, fields.as_deref())))
 }
 
 /// `PATCH /v1/portgroups/{portgroup}`: the writable fields, under the node's lock.

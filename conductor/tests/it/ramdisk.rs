@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, TestConductor, call, call_version, walk};
+use crate::support::{PATIENCE, TestConductor, call, call_version, wait_unlocked, walk};
 
 const MAC: &str = "52:54:00:7a:00:01";
 
@@ -34,6 +34,7 @@ async fn node_in_clean_wait(c: &TestConductor) -> String {
     .await;
     assert_eq!(status, 201, "{port}");
     walk(c, &uuid, &[("manage", "manageable"), ("provide", "clean wait")]).await;
+    wait_unlocked(c, &uuid).await;
     uuid
 }
 

@@ -91,6 +91,23 @@ pub async fn wait_for(c: &TestConductor, node: &str, field: &str, want: &str) ->
     }
 }
 
+/// Poll a node until no conductor holds its lock (bounded): a state is saved before the flow
+/// that reached it lets the lock go, and an agent's lookup in that moment is told to retry.
+pub async fn wait_unlocked(c: &TestConductor, node: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, doc) = call(reqwest::Method::GET, c.url(&format!("/v1/nodes/{node}")), None).await;
+        if doc["reservation"].is_null() {
+            return doc;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {node} stayed locked: {doc}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Walk a node as an operator does: send each provision target (202) and wait for the state it
 /// leads to.
 pub async fn walk(c: &TestConductor, node: &str, steps: &[(&str, &str)]) {
