@@ -11,7 +11,8 @@
 //! * the allocation ends `active` with its `node_uuid`, or `error` with Ironic's `last_error`.
 //!
 //! A node takes its allocation along when it is torn down (`undeploy`) and when it is deleted.
-//! A conductor start finishes the allocations it received and left `allocating`.
+//! A conductor start finishes the allocations it received and left `allocating`; every
+//! conductor's periodic round finishes those left `allocating` for over [`STALE_ALLOCATION`].
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -51,6 +52,21 @@ fn fits(node: &NodeRecord, allocation: &StoredResource) -> bool {
         && node.attr("resource_class") == allocation.get("resource_class")
 }
 
+/// How long an allocation may stay `allocating` before any conductor processes it again.
+pub const STALE_ALLOCATION: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Clear what [`take`] set for allocation `uuid`; whether the node named it.
+pub fn give_back(node: &mut NodeRecord, uuid: &str) -> bool {
+    if text(node, "allocation_uuid").as_deref() != Some(uuid) {
+        return false;
+    }
+    node.attrs.insert("allocation_uuid".into(), Value::Null);
+    if text(node, "instance_uuid").as_deref() == Some(uuid) {
+        node.attrs.insert("instance_uuid".into(), Value::Null);
+    }
+    true
+}
+
 /// Mark `node` as taken by `allocation`: its `allocation_uuid`, its `instance_uuid` unless it
 /// has one, and the requested traits in `instance_info.traits` (as Ironic records them for
 /// deploy templates to match).
@@ -87,9 +103,11 @@ impl Conductor {
     }
 
     /// Pick a node for the allocation `uuid` if it is still `allocating`, and record the
-    /// outcome on it.
+    /// outcome on it. The allocation may change meanwhile: a rename is kept (the outcome is
+    /// written over the allocation as it is then, only if nobody wrote it in between), and a
+    /// node reserved for an allocation deleted or finished elsewhere meanwhile is given back.
     pub async fn allocate(&self, uuid: &str) -> Result<(), EngineError> {
-        let Some(mut allocation) = self.db.resource(ResourceKind::Allocation, uuid).await? else {
+        let Some(allocation) = self.db.resource(ResourceKind::Allocation, uuid).await? else {
             return Ok(());
         };
         if allocation.get("state") != ALLOCATING {
@@ -104,24 +122,78 @@ impl Conductor {
             Some(node) => Ok(node.uuid.clone()),
             None => self.reserve_one(&allocation, nodes).await?,
         };
-        match outcome {
-            Ok(node) => {
-                tracing::info!(allocation = %uuid, %node, "node reserved for the allocation");
-                allocation.node_uuid = Some(node);
-                allocation.doc.insert("state".into(), json!(ACTIVE));
-                allocation.doc.insert("last_error".into(), Value::Null);
+        for _ in 0..5 {
+            let Some(mut current) = self.db.resource(ResourceKind::Allocation, uuid).await? else {
+                tracing::info!(allocation = %uuid, "allocation deleted while a node was picked for it");
+                return self.undo_reservation(uuid, &outcome).await;
+            };
+            if current.get("state") != ALLOCATING {
+                if outcome.as_ref().ok() != current.node_uuid.as_ref() {
+                    return self.undo_reservation(uuid, &outcome).await;
+                }
+                return Ok(());
             }
-            Err(error) => {
-                tracing::warn!(allocation = %uuid, %error, "allocation failed");
-                allocation.doc.insert("state".into(), json!(ERROR));
-                allocation.doc.insert(
-                    "last_error".into(),
-                    json!(format!("Failed to process allocation {uuid}: {error}.")),
-                );
+            let read_at = current.updated_at.clone();
+            match &outcome {
+                Ok(node) => {
+                    tracing::info!(allocation = %uuid, %node, "node reserved for the allocation");
+                    current.node_uuid = Some(node.clone());
+                    current.doc.insert("state".into(), json!(ACTIVE));
+                    current.doc.insert("last_error".into(), Value::Null);
+                }
+                Err(error) => {
+                    tracing::warn!(allocation = %uuid, %error, "allocation failed");
+                    current.doc.insert("state".into(), json!(ERROR));
+                    current.doc.insert(
+                        "last_error".into(),
+                        json!(format!("Failed to process allocation {uuid}: {error}.")),
+                    );
+                }
+            }
+            current.updated_at = Some(now_iso());
+            if self.db.replace_resource(&current, read_at.as_deref()).await? {
+                return Ok(());
             }
         }
-        allocation.updated_at = Some(now_iso());
-        self.db.update_resource(&allocation).await?;
+        self.undo_reservation(uuid, &outcome).await?;
+        Err(EngineError::Conflict(format!(
+            "allocation {uuid} kept changing while its outcome was recorded; it stays allocating and is tried again"
+        )))
+    }
+
+    /// Give back the node reserved for allocation `uuid` (when one was), under its lock.
+    async fn undo_reservation(&self, uuid: &str, outcome: &Result<String, String>) -> Result<(), EngineError> {
+        let Ok(node_uuid) = outcome else {
+            return Ok(());
+        };
+        let lock = self.locks.acquire(node_uuid).await?;
+        let result = async {
+            let mut node = self.node(node_uuid).await?;
+            if give_back(&mut node, uuid) {
+                self.save(&mut node).await?;
+                tracing::info!(node = %node_uuid, allocation = %uuid, "node given back");
+            }
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+
+    /// Finish the allocations that have stayed `allocating` for over [`STALE_ALLOCATION`]: their
+    /// conductor died or failed to record an outcome. Safe to run on every conductor: an
+    /// outcome is recorded only over the allocation as it was read, and the loser gives its
+    /// node back.
+    pub async fn resume_stale_allocations(self: &Arc<Self>) -> Result<(), EngineError> {
+        let now = time::OffsetDateTime::now_utc();
+        for allocation in self.db.resources(ResourceKind::Allocation, None).await? {
+            let since = allocation.updated_at.as_deref().unwrap_or(&allocation.created_at);
+            let stale = crate::time::parse(since).is_some_and(|t| (now - t).unsigned_abs() > STALE_ALLOCATION);
+            if allocation.get("state") == ALLOCATING && stale {
+                tracing::warn!(allocation = %allocation.uuid, "allocation left allocating; processing it again");
+                self.spawn_allocation(allocation.uuid);
+            }
+        }
         Ok(())
     }
 
@@ -224,19 +296,13 @@ impl Conductor {
         Ok(())
     }
 
-    /// Forget the node's allocation (held under the node's lock by the caller): clear
-    /// `allocation_uuid`, and `instance_uuid` when the allocation set it; delete the
-    /// allocation. The node is saved by the caller.
-    pub async fn release_allocation(&self, node: &mut NodeRecord) -> Result<(), EngineError> {
-        let Some(allocation) = text(node, "allocation_uuid") else {
-            return Ok(());
-        };
-        node.attrs.insert("allocation_uuid".into(), Value::Null);
-        if text(node, "instance_uuid").as_deref() == Some(allocation.as_str()) {
-            node.attrs.insert("instance_uuid".into(), Value::Null);
-        }
-        self.db.delete_resource(&allocation).await?;
-        tracing::info!(node = %node.uuid, %allocation, "allocation removed");
-        Ok(())
+    /// Forget the node's allocation (the caller holds the node's lock): clear what [`take`]
+    /// set and answer the allocation to delete once the node is saved (deleting it first could
+    /// leave the node naming an allocation that no longer exists, if the save is refused).
+    pub fn release_allocation(node: &mut NodeRecord) -> Option<String> {
+        let allocation = text(node, "allocation_uuid")?;
+        give_back(node, &allocation);
+        tracing::info!(node = %node.uuid, %allocation, "allocation released");
+        Some(allocation)
     }
 }

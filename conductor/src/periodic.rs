@@ -73,7 +73,8 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
     }
 }
 
-/// Run the periodic checks every `interval` until the conductor stops.
+/// Run the periodic checks (callback timeouts, stale allocations) every `interval` until the
+/// conductor stops.
 pub fn spawn(
     conductor: Arc<Conductor>,
     interval: Duration,
@@ -81,7 +82,12 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     every(interval, stop, move || {
         let conductor = Arc::clone(&conductor);
-        async move { check_callback_timeouts(&conductor).await }
+        async move {
+            check_callback_timeouts(&conductor).await;
+            if let Err(e) = conductor.resume_stale_allocations().await {
+                tracing::warn!(error = %e, "stale allocations not checked");
+            }
+        }
     })
 }
 

@@ -31,6 +31,19 @@ impl Conductor {
                 steps.extend(template.get("steps").as_array().cloned().unwrap_or_default());
             }
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for step in &steps {
+            let pair = (
+                step["interface"].as_str().unwrap_or_default(),
+                step["step"].as_str().unwrap_or_default(),
+            );
+            if !seen.insert(pair) {
+                return Err(EngineError::Invalid(format!(
+                    "Duplicate deploy steps in the deploy templates {names:?} of node {}: interface: {}, step: {}. A step may appear in one of an instance's templates only.",
+                    node.uuid, pair.0, pair.1
+                )));
+            }
+        }
         if steps.is_empty() {
             node.driver_internal_info.remove(TEMPLATE_STEPS);
         } else {

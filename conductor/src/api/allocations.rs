@@ -316,7 +316,7 @@ pub(super) async fn get_one(
     Ok(Json(show(&ctx, &allocation, fields.as_deref())))
 }
 
-/// `PATCH /v1/allocations/{allocation}` (1.57): `name` and `extra` (and `owner` from 1.60).
+/// `PATCH /v1/allocations/{allocation}` (1.57): `name` and `extra`, as Ironic allows.
 pub(super) async fn update(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -327,44 +327,84 @@ pub(super) async fn update(
     if ctx.version.minor < 57 {
         return Err(ApiError::MethodNotAllowed);
     }
-    let mut allocation = find(&state, &ident).await?;
     let patch = super::writable_patch(&body, &["name", "extra"])?;
-    let mut doc = json!({"name": allocation.get("name"), "extra": allocation.get("extra")});
-    json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
-    let name = doc.get("name").cloned().unwrap_or(Value::Null);
-    check_name(&name, "update")?;
-    let extra = match doc.get("extra") {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::Object(e)) => Value::Object(e.clone()),
-        Some(other) => return Err(schema_error(format!("{other} is not of type 'object'"))),
-    };
-    allocation.doc.insert("name".into(), name);
-    allocation.doc.insert("extra".into(), extra);
-    allocation.updated_at = Some(now_iso());
-    state.conductor.db.update_resource(&allocation).await?;
-    Ok(Json(show(&ctx, &allocation, None)))
+    // Written only over the allocation as it was read: a conductor recording its outcome
+    // meanwhile is not overwritten (the patch is applied again to the fresh one).
+    for _ in 0..5 {
+        let mut allocation = find(&state, &ident).await?;
+        let read_at = allocation.updated_at.clone();
+        let mut doc = json!({"name": allocation.get("name"), "extra": allocation.get("extra")});
+        json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
+        let name = doc.get("name").cloned().unwrap_or(Value::Null);
+        check_name(&name, "update")?;
+        let extra = match doc.get("extra") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::Object(e)) => Value::Object(e.clone()),
+            Some(other) => return Err(schema_error(format!("{other} is not of type 'object'"))),
+        };
+        allocation.doc.insert("name".into(), name);
+        allocation.doc.insert("extra".into(), extra);
+        allocation.updated_at = Some(now_iso());
+        if state
+            .conductor
+            .db
+            .replace_resource(&allocation, read_at.as_deref())
+            .await?
+        {
+            return Ok(Json(show(&ctx, &allocation, None)));
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "Allocation {ident} is being changed by another request; try again"
+    )))
 }
 
 /// Delete an allocation, giving its node back when it has one (409 while the node is active
-/// or busy, unless in maintenance).
-async fn remove(state: &AppState, allocation: StoredResource) -> Result<StatusCode, ApiError> {
+/// or busy, unless in maintenance). An allocation still being processed is deleted only as it
+/// was read: when its conductor records a node meanwhile, the node is given back first.
+async fn remove(state: &AppState, mut allocation: StoredResource) -> Result<StatusCode, ApiError> {
     let conductor: &Conductor = &state.conductor;
-    match allocation.node_uuid.clone() {
-        None => conductor.db.delete_resource(&allocation.uuid).await?,
-        Some(node_uuid) => {
-            let work = async {
-                let mut node = conductor.node(&node_uuid).await?;
-                Conductor::check_deallocation(&node, &allocation.uuid)?;
-                conductor.release_allocation(&mut node).await?;
-                conductor.save(&mut node).await?;
-                // A node that no longer names it (changed meanwhile) still loses the record.
-                conductor.db.delete_resource(&allocation.uuid).await?;
-                Ok(())
-            };
-            super::with_node_lock(state, &node_uuid, work).await?;
+    for _ in 0..5 {
+        let read_at = allocation.updated_at.clone();
+        let removed = match allocation.node_uuid.clone() {
+            None => {
+                conductor
+                    .db
+                    .delete_resource_if(&allocation.uuid, read_at.as_deref())
+                    .await?
+            }
+            Some(node_uuid) => {
+                let work = async {
+                    let mut node = conductor.node(&node_uuid).await?;
+                    Conductor::check_deallocation(&node, &allocation.uuid)?;
+                    if crate::allocation::give_back(&mut node, &allocation.uuid) {
+                        conductor.save(&mut node).await?;
+                    }
+                    Ok(conductor
+                        .db
+                        .delete_resource_if(&allocation.uuid, read_at.as_deref())
+                        .await?)
+                };
+                super::with_node_lock(state, &node_uuid, work).await?
+            }
+        };
+        if removed {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        // Changed meanwhile (its node recorded): read it again and give that node back.
+        match conductor
+            .db
+            .resource(ResourceKind::Allocation, &allocation.uuid)
+            .await?
+        {
+            Some(fresh) => allocation = fresh,
+            None => return Ok(StatusCode::NO_CONTENT),
         }
     }
-    Ok(StatusCode::NO_CONTENT)
+    Err(ApiError::Conflict(format!(
+        "Allocation {} is being changed by another request; try again",
+        allocation.uuid
+    )))
 }
 
 /// `DELETE /v1/allocations/{allocation}`: 204.

@@ -294,6 +294,10 @@ impl Spec {
         let patch = super::writable_patch(body, &patchable)?;
         let node_before = resource.node().to_owned();
         let work = async {
+            // Read again (under the node's lock when it has one): the write replaces the
+            // resource as it was read, and fails with 409 if it changed meanwhile.
+            resource = self.find(state, ctx, &resource.uuid).await?;
+            let read_at = resource.updated_at.clone();
             let mut doc: JsonObject = resource
                 .doc
                 .iter()
@@ -318,9 +322,24 @@ impl Spec {
             };
             self.apply(ctx, &mut resource, &doc)?;
             self.check_node_state(state, &node_before, false).await?;
+            if let Some(to) = node.as_deref().filter(|to| *to != node_before) {
+                // Moving to another node: that node must allow the change too.
+                self.check_node_state(state, to, false).await?;
+            }
             resource.node_uuid = node.or(resource.node_uuid.take());
             resource.updated_at = Some(now_iso());
-            state.conductor.db.update_resource(&resource).await?;
+            if !state
+                .conductor
+                .db
+                .replace_resource(&resource, read_at.as_deref())
+                .await?
+            {
+                return Err(ApiError::Conflict(format!(
+                    "{} {} was changed by another request meanwhile; try again",
+                    self.kind.label(),
+                    resource.uuid
+                )));
+            }
             Ok(())
         };
         self.locked(state, &node_before, work).await?;

@@ -331,6 +331,8 @@ pub(super) async fn update(
     let mut portgroup = find(&state, &ident).await?;
     let node_before = portgroup.node().to_owned();
     let work = async {
+        // Read again under the lock: a VIF attached meanwhile must not be written away.
+        portgroup = find(&state, &portgroup.uuid).await?;
         let mut doc = portgroup.doc.clone();
         doc.insert("node_uuid".into(), json!(portgroup.node()));
         let mut value = Value::Object(doc);

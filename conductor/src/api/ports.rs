@@ -357,6 +357,8 @@ pub(super) async fn update(
         .await
         .map_err(crate::engine::EngineError::from)?;
     let result = async {
+        // Read again under the lock: a VIF attached meanwhile must not be written away.
+        port = find(&state, &port.uuid).await?;
         let mut doc = port.to_api(crate::api::MAX_VERSION, &ctx.base, None);
         json_patch::patch(&mut doc, &patch).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
         let mut doc = doc.as_object().cloned().unwrap_or_default();

@@ -262,7 +262,8 @@ fn runbook_traits(runbook: &crate::model::StoredResource) -> Vec<String> {
     serde_json::from_value(runbook.get("traits")).unwrap_or_default()
 }
 
-/// Replace a runbook's traits (checked, sorted, without duplicates) and save it.
+/// Replace a runbook's traits (checked, sorted, without duplicates) and save it over the
+/// runbook as it was read (409 when another request changed it meanwhile).
 async fn save_traits(
     state: &AppState,
     mut runbook: crate::model::StoredResource,
@@ -274,9 +275,20 @@ async fn save_traits(
     let mut traits = traits;
     traits.sort();
     traits.dedup();
+    let read_at = runbook.updated_at.clone();
     runbook.doc.insert("traits".into(), json!(traits));
     runbook.updated_at = Some(now_iso());
-    state.conductor.db.update_resource(&runbook).await?;
+    if !state
+        .conductor
+        .db
+        .replace_resource(&runbook, read_at.as_deref())
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "Runbook {} was changed by another request meanwhile; try again",
+            runbook.uuid
+        )));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

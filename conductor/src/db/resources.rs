@@ -75,6 +75,32 @@ impl Database {
         self.duplicate_or(outcome, resource).await
     }
 
+    /// Rewrite a resource only if nobody changed it since it was read: its stored `updated_at`
+    /// is still `read_at` (the value it had when read). `Ok(false)` when it changed or was
+    /// deleted meanwhile; [`DbError::Duplicate`] as for [`Database::insert_resource`].
+    pub async fn replace_resource(&self, resource: &StoredResource, read_at: Option<&str>) -> Result<bool, DbError> {
+        let (key_a, key_b) = resource.keys();
+        let outcome = sqlx::query(
+            "UPDATE resources SET node_uuid = $2, key_a = $3, key_b = $4, doc = $5, updated_at = $6 \
+             WHERE uuid = $1 AND (updated_at = $7 OR (updated_at IS NULL AND $7 IS NULL))",
+        )
+        .bind(&resource.uuid)
+        .bind(&resource.node_uuid)
+        .bind(&key_a)
+        .bind(&key_b)
+        .bind(json_text(&resource.doc))
+        .bind(&resource.updated_at)
+        .bind(read_at)
+        .execute(&self.pool)
+        .await;
+        let changed = match &outcome {
+            Ok(done) => done.rows_affected() == 1,
+            Err(_) => false,
+        };
+        self.duplicate_or(outcome, resource).await?;
+        Ok(changed)
+    }
+
     /// A broken uniqueness rule named by the key that another row of the kind holds.
     async fn duplicate_or(
         &self,
@@ -148,6 +174,19 @@ impl Database {
             }
         };
         rows.iter().map(resource_from_row).collect()
+    }
+
+    /// Remove a resource only if nobody changed it since it was read (its `updated_at` is still
+    /// `read_at`); whether it was removed.
+    pub async fn delete_resource_if(&self, uuid: &str, read_at: Option<&str>) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM resources WHERE uuid = $1 AND (updated_at = $2 OR (updated_at IS NULL AND $2 IS NULL))",
+        )
+        .bind(uuid)
+        .bind(read_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Remove a resource.

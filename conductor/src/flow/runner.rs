@@ -62,10 +62,13 @@ impl Conductor {
                 agent_session::wipe(&mut task.node);
                 task.node.instance_info.clear();
                 // The allocation goes with the instance, as in Ironic.
-                self.release_allocation(&mut task.node).await?;
+                let released = Conductor::release_allocation(&mut task.node);
                 task.node.attrs.insert("instance_uuid".into(), Value::Null);
                 task.node.attrs.insert("instance_name".into(), Value::Null);
                 self.event(&mut task.node, "clean").await?;
+                if let Some(allocation) = released {
+                    self.db.delete_resource(&allocation).await?;
+                }
                 self.start_cleaning(task, false).await
             }
             ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,

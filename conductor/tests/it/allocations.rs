@@ -1,7 +1,8 @@
 //! Allocations against a real conductor: the only available node with the trait is picked and
 //! marked (allocation_uuid, instance_uuid, instance_info.traits), an allocation nothing fits
-//! ends in `error` with Ironic's reason, an active node keeps its allocation until it leaves
-//! `active`, and undeploying a node removes its allocation, as in Ironic.
+//! ends in `error` with Ironic's reason, an allocation deleted while it is processed leaves no
+//! node taken, an active node keeps its allocation until it leaves `active`, and undeploying a
+//! node removes its allocation, as in Ironic.
 
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ async fn node(c: &TestConductor, name: &str, traits: &[&str]) -> String {
 #[tokio::test]
 async fn an_allocation_picks_the_only_node_with_the_trait() {
     let c = TestConductor::start_with(|config| config.automated_clean = false).await;
-    let _plain = node(&c, "plain", &[]).await;
+    let plain = node(&c, "plain", &[]).await;
     let gold = node(&c, "gold", &["CUSTOM_GOLD"]).await;
 
     let (status, created) = post(
@@ -95,6 +96,30 @@ async fn an_allocation_picks_the_only_node_with_the_trait() {
             .is_some_and(|e| e.ends_with("no available nodes match the resource class large.")),
         "{third}"
     );
+
+    // An allocation deleted while it is being processed leaves no node taken, whichever of
+    // the deletion and the reservation comes first.
+    for _ in 0..5 {
+        let (status, doc) = post(&c, "/v1/allocations", json!({"resource_class": "baremetal"})).await;
+        assert_eq!(status, 201, "{doc}");
+        let uuid = doc["uuid"].as_str().expect("uuid").to_owned();
+        let (status, doc) = call(Method::DELETE, c.url(&format!("/v1/allocations/{uuid}")), None).await;
+        assert!(status == 204 || status == 409, "{status}: {doc}");
+        if status == 409 {
+            // Reserved before the deletion and then refused? Only an active node refuses.
+            panic!("an available node refused to give its allocation back: {doc}");
+        }
+    }
+    let mut free = false;
+    for _ in 0..100 {
+        let (_, plain_node) = call(Method::GET, c.url(&format!("/v1/nodes/{plain}")), None).await;
+        if plain_node["allocation_uuid"].is_null() && plain_node["instance_uuid"].is_null() {
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(free, "a deleted allocation left the plain node taken");
 
     // Deployed, the node keeps its allocation; undeployed, it loses it.
     walk(&c, &gold, &[("active", "active")]).await;
