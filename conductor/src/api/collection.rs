@@ -102,8 +102,13 @@ pub(super) fn list(
         )));
     }
     if sort_key != "id" {
-        let key = |r: &StoredResource| show(r, None).get(sort_key).cloned().unwrap_or(Value::Null);
-        records.sort_by(|a, b| super::node_list::compare(&key(a), &key(b)));
+        // Each record rendered once for its key, not once per comparison.
+        let mut keyed: Vec<(Value, StoredResource)> = records
+            .into_iter()
+            .map(|r| (show(&r, None).get(sort_key).cloned().unwrap_or(Value::Null), r))
+            .collect();
+        keyed.sort_by(|a, b| super::node_list::compare(&a.0, &b.0));
+        records = keyed.into_iter().map(|(_, r)| r).collect();
     }
     if sort_dir == "desc" {
         records.reverse();

@@ -379,7 +379,7 @@ pub(super) async fn update(
 /// Ironic's rules for moving a port group to another node: not while ports are in it, and only
 /// while the node is enrolled, inspected or manageable, or in maintenance.
 async fn check_node_change(state: &AppState, portgroup: &StoredResource, to: &str) -> Result<(), ApiError> {
-    if !members(state, &portgroup.uuid).await?.is_empty() {
+    if !members(state, portgroup).await?.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "Portgroup {} can not be associated with node {to} because there are ports associated with this portgroup.",
             portgroup.uuid
@@ -397,15 +397,16 @@ async fn check_node_change(state: &AppState, portgroup: &StoredResource, to: &st
     Ok(())
 }
 
-/// The UUIDs of the ports in a port group.
-pub(super) async fn members(state: &AppState, portgroup_uuid: &str) -> Result<Vec<String>, ApiError> {
+/// The UUIDs of the ports in a port group (all on its node: a port joins only a group of its
+/// own node).
+pub(super) async fn members(state: &AppState, portgroup: &StoredResource) -> Result<Vec<String>, ApiError> {
     Ok(state
         .conductor
         .db
-        .ports(None)
+        .ports(Some(portgroup.node()))
         .await?
         .into_iter()
-        .filter(|p| p.attr("portgroup_uuid").as_str() == Some(portgroup_uuid))
+        .filter(|p| p.attr("portgroup_uuid").as_str() == Some(portgroup.uuid.as_str()))
         .map(|p| p.uuid)
         .collect())
 }
@@ -420,7 +421,7 @@ pub(super) async fn delete(
     super::require_api(&ctx, 23, API_NOT_SUPPORTED)?;
     let portgroup = find(&state, &ident).await?;
     let work = async {
-        if !members(&state, &portgroup.uuid).await?.is_empty() {
+        if !members(&state, &portgroup).await?.is_empty() {
             return Err(ApiError::BadRequest(format!(
                 "Cannot complete the requested action because portgroup {} contains ports.",
                 portgroup.uuid

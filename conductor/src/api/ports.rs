@@ -349,14 +349,9 @@ pub(super) async fn update(
     let patch: json_patch::Patch =
         serde_json::from_value(Value::Array(ops)).map_err(|e| ApiError::BadRequest(format!("Invalid patch: {e}")))?;
     let mut port = find(&state, &ident).await?;
+    let node_uuid = port.node_uuid.clone();
     // Ports change under their node's lock, like Ironic.
-    let lock = state
-        .conductor
-        .locks
-        .acquire(&port.node_uuid)
-        .await
-        .map_err(crate::engine::EngineError::from)?;
-    let result = async {
+    let work = async {
         // Read again under the lock: a VIF attached meanwhile must not be written away.
         port = find(&state, &port.uuid).await?;
         let mut doc = port.to_api(crate::api::MAX_VERSION, &ctx.base, None);
@@ -379,10 +374,8 @@ pub(super) async fn update(
         port.updated_at = Some(now_iso());
         state.conductor.db.update_port(&port).await?;
         Ok(())
-    }
-    .await;
-    lock.release().await?;
-    result?;
+    };
+    super::with_node_lock(&state, &node_uuid, work).await?;
     Ok(Json(port.to_api(ctx.version, &ctx.base, None)))
 }
 
@@ -431,15 +424,8 @@ async fn check_update_allowed(state: &AppState, before: &PortRecord, after: &Por
 pub(super) async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, ApiError> {
     check_ident(&ident, true)?;
     let port = find(&state, &ident).await?;
-    let lock = state
-        .conductor
-        .locks
-        .acquire(&port.node_uuid)
-        .await
-        .map_err(crate::engine::EngineError::from)?;
-    let outcome = state.conductor.db.delete_port(&port.uuid).await;
-    lock.release().await?;
-    outcome?;
+    let work = async { Ok(state.conductor.db.delete_port(&port.uuid).await?) };
+    super::with_node_lock(&state, &port.node_uuid, work).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
