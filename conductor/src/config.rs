@@ -140,6 +140,8 @@ pub struct FileConfig {
     pub lock_history: Option<bool>,
     /// Serve the API only (as `--api-only`).
     pub api_only: Option<bool>,
+    /// Inspection: hooks, ports, timeouts, built-in rules (Ironic's `[inspector]`).
+    pub inspector: Option<crate::inspection::config::InspectorFile>,
 }
 
 /// Resolved configuration.
@@ -178,6 +180,8 @@ pub struct ConductorConfig {
     /// Polls of the power state after asking the agent to power off, and their interval.
     pub power_off_polls: (u32, Duration),
     pub clean_step_priority_override: BTreeMap<String, i64>,
+    /// Inspection settings (`[inspector]`).
+    pub inspector: crate::inspection::config::InspectorConfig,
     /// Membership and ownership among several conductors.
     pub cluster: crate::cluster::ClusterConfig,
 }
@@ -255,6 +259,8 @@ impl ConductorConfig {
             .or(file.host)
             .or_else(system_hostname)
             .unwrap_or_else(|| "rivet-conductor".into());
+        let inspector = crate::inspection::config::InspectorConfig::resolve(file.inspector.clone().unwrap_or_default())
+            .map_err(ConfigError::Invalid)?;
         Ok(ConductorConfig {
             listen_host: cli
                 .listen_host
@@ -324,6 +330,7 @@ impl ConductorConfig {
             ),
             clean_step_priority_override: file.clean_step_priority_override.unwrap_or_default(),
             cluster,
+            inspector,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod db;
 pub mod drivers;
 pub mod engine;
 pub mod flow;
+pub mod inspection;
 pub mod model;
 pub mod periodic;
 pub mod raid;
@@ -143,6 +144,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         power_off_polls: config.power_off_polls,
         fast_track: config.fast_track,
         fast_track_timeout: config.fast_track_timeout,
+        inspection_kernel_params: config.inspector.extra_kernel_params.clone(),
     });
     let locks = NodeLocks::new(db.clone(), config.host.clone(), config.lock_policy);
     let conductor = Arc::new(Conductor {

@@ -109,6 +109,8 @@ pub enum ResourceKind {
     Runbook,
     /// A request for a node (`/v1/allocations`, API 1.52).
     Allocation,
+    /// Conditions and actions applied after inspection (`/v1/inspection_rules`, API 1.96).
+    InspectionRule,
 }
 
 impl ResourceKind {
@@ -121,17 +123,19 @@ impl ResourceKind {
             ResourceKind::DeployTemplate => "deploy_template",
             ResourceKind::Runbook => "runbook",
             ResourceKind::Allocation => "allocation",
+            ResourceKind::InspectionRule => "inspection_rule",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ResourceKind; 6] = [
+    pub const ALL: [ResourceKind; 7] = [
         ResourceKind::Portgroup,
         ResourceKind::VolumeConnector,
         ResourceKind::VolumeTarget,
         ResourceKind::DeployTemplate,
         ResourceKind::Runbook,
         ResourceKind::Allocation,
+        ResourceKind::InspectionRule,
     ];
 
     /// Whether it is found by name as well as by UUID.
@@ -151,6 +155,7 @@ impl ResourceKind {
             ResourceKind::DeployTemplate => "Deploy template",
             ResourceKind::Runbook => "Runbook",
             ResourceKind::Allocation => "Allocation",
+            ResourceKind::InspectionRule => "Rule",
         }
     }
 }
@@ -197,6 +202,7 @@ impl StoredResource {
             ),
             ResourceKind::VolumeTarget => (Some(format!("{}\n{}", self.node(), self.get("boot_index"))), None),
             ResourceKind::DeployTemplate | ResourceKind::Runbook | ResourceKind::Allocation => (None, text("name")),
+            ResourceKind::InspectionRule => (None, None),
         }
     }
 
@@ -228,6 +234,7 @@ impl StoredResource {
             }
             (ResourceKind::Runbook, _) => format!("A runbook with name {} already exists.", text("name")),
             (ResourceKind::Allocation, _) => format!("An allocation with name {} already exists.", text("name")),
+            (ResourceKind::InspectionRule, _) => format!("A rule with UUID {} already exists.", self.uuid),
         }
     }
 }

@@ -34,6 +34,7 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
         (state::CLEANWAIT, conductor.config.clean_callback_timeout),
         (state::DEPLOYWAIT, conductor.config.deploy_callback_timeout),
         (state::SERVICEWAIT, conductor.config.service_callback_timeout),
+        (state::INSPECTWAIT, conductor.config.inspector.inspect_wait_timeout),
     ];
     for (state, timeout) in waits {
         if timeout.is_zero() {
@@ -59,14 +60,22 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
                 && fresh.provision_state == state
                 && let Ok(mut task) = conductor.task(fresh).await
             {
-                let message = format!(
-                    "Timeout reached while waiting for callback for node {} after {}s: waiting for {}",
-                    task.node.uuid,
-                    timeout.as_secs(),
-                    waiting_for(&task.node)
-                );
-                tracing::error!(node = %task.node.uuid, %message, "callback timeout");
-                conductor.fail_flow(&mut task, &message).await;
+                if state == state::INSPECTWAIT {
+                    // Ironic's words for an inspection that never reported.
+                    let message = "Timeout reached while inspecting the node. Please detect the cause of \
+                                   inspection failure and rerun inspection.";
+                    tracing::error!(node = %task.node.uuid, message, "inspection timeout");
+                    conductor.fail_inspection(&mut task, message).await;
+                } else {
+                    let message = format!(
+                        "Timeout reached while waiting for callback for node {} after {}s: waiting for {}",
+                        task.node.uuid,
+                        timeout.as_secs(),
+                        waiting_for(&task.node)
+                    );
+                    tracing::error!(node = %task.node.uuid, %message, "callback timeout");
+                    conductor.fail_flow(&mut task, &message).await;
+                }
             }
             let _ = lock.release().await;
         }

@@ -74,6 +74,10 @@ pub(super) struct Spec {
     pub whole: fn(&JsonObject) -> Result<(), ApiError>,
     /// What a reader may not see (secrets in step arguments), applied to each shown document.
     pub mask: fn(&mut JsonObject),
+    /// Document fields a listing filters by (`?phase=main`), by equality.
+    pub filters: &'static [&'static str],
+    /// Rules on a change (the document before, after), checked on every patch.
+    pub patch_check: fn(&JsonObject, &JsonObject) -> Result<(), ApiError>,
 }
 
 /// Nothing to check across fields.
@@ -83,6 +87,11 @@ pub(super) fn no_rules(_: &JsonObject) -> Result<(), ApiError> {
 
 /// Nothing to hide.
 pub(super) fn no_mask(_: &mut JsonObject) {}
+
+/// Any change is allowed.
+pub(super) fn any_change(_: &JsonObject, _: &JsonObject) -> Result<(), ApiError> {
+    Ok(())
+}
 
 impl Spec {
     fn gate(&self, ctx: &RequestContext, write: bool) -> Result<(), ApiError> {
@@ -258,7 +267,12 @@ impl Spec {
             Some(ident) if self.node.is_some() => Some(state.conductor.node(&ident).await?.uuid),
             _ => None,
         };
-        let all = state.conductor.db.resources(self.kind, node_uuid.as_deref()).await?;
+        let mut all = state.conductor.db.resources(self.kind, node_uuid.as_deref()).await?;
+        for field in self.filters {
+            if let Some(wanted) = query.get(*field) {
+                all.retain(|r| r.doc.get(*field).and_then(Value::as_str) == Some(wanted.as_str()));
+            }
+        }
         let doc = collection::list(ctx, &self.listing, self.kind.label(), all, query, false, |r, f| {
             self.show(ctx, r, f)
         })?;
@@ -320,7 +334,9 @@ impl Spec {
                 Some(_) => Some(self.node_of(state, &doc).await?.uuid),
                 None => None,
             };
+            let before = resource.doc.clone();
             self.apply(ctx, &mut resource, &doc)?;
+            (self.patch_check)(&before, &resource.doc)?;
             self.check_node_state(state, &node_before, false).await?;
             if let Some(to) = node.as_deref().filter(|to| *to != node_before) {
                 // Moving to another node: that node must allow the change too.

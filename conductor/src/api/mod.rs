@@ -16,6 +16,7 @@ mod documents;
 mod drivers;
 mod error;
 mod events;
+mod inspection_rules;
 mod management;
 mod node_list;
 mod nodes;
@@ -180,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         .merge(documents::routes(&volume::TARGETS))
         .merge(documents::routes(&step_lists::DEPLOY_TEMPLATES))
         .merge(documents::routes(&step_lists::RUNBOOKS))
+        .merge(documents::routes(&inspection_rules::INSPECTION_RULES))
         .route(
             "/v1/runbooks/{runbook}/traits",
             get(step_lists::list_traits)

@@ -51,49 +51,37 @@ pub(super) async fn heartbeat(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `POST /v1/continue_inspection`: an agent posts its inventory (IPA does at start-up when
-/// `inspection_callback_url` is set). The node is found by the inventory's MAC addresses and
-/// must be booting the ramdisk; the inventory is kept for `GET /v1/nodes/{node}/inventory`.
-pub(super) async fn continue_inspection(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let mut data: Value = parse_body(&body)?;
-    let Some(inventory) = data
-        .as_object_mut()
-        .and_then(|d| d.remove("inventory"))
-        .filter(Value::is_object)
-    else {
-        return Err(ApiError::BadRequest(
-            "The inventory is missing from the inspection data".into(),
-        ));
-    };
-    let macs: Vec<String> = inventory
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|i| i.get("mac_address").and_then(Value::as_str))
-                .map(str::to_ascii_lowercase)
-                .collect()
-        })
-        .unwrap_or_default();
-    let db = &state.conductor.db;
-    let nodes = db.nodes_by_macs(&macs).await.map_err(ApiError::from)?;
-    let [uuid] = nodes.as_slice() else {
-        return Err(ApiError::NotFound(format!(
-            "no single node matches the inspected MAC addresses {}",
-            macs.join(", ")
-        )));
-    };
-    let node = state.conductor.node(uuid).await?;
-    if !crate::states::INSPECTION_ACCEPTED.contains(&node.provision_state.as_str()) {
-        return Err(ApiError::Conflict(format!(
-            "Node {uuid} is in state {}, not booting the ramdisk: inspection data refused",
-            node.provision_state
-        )));
+/// `POST /v1/continue_inspection[?node_uuid=]`: an agent posts its inventory and collector data
+/// (IPA does at start-up when `ipa-inspection-callback-url` is set). The node is found by the
+/// inventory's MAC and BMC addresses (or `node_uuid`, from 1.84) and must be waiting in
+/// `inspect wait`; the data is processed at once ([`crate::inspection`]). 202 with the node's
+/// UUID; 404 (Ironic's words, which tell nothing) when no waiting node matches.
+pub(super) async fn continue_inspection(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let node_uuid = q.get("node_uuid").map(String::as_str);
+    if node_uuid.is_some() && ctx.version.minor < 84 {
+        return Err(ApiError::NotFound("API version 1.84 or newer is required".into()));
     }
-    let plugin_data = Value::Object(data.as_object().cloned().unwrap_or_default());
-    db.put_inventory(uuid, &inventory.to_string(), &plugin_data.to_string())
-        .await
-        .map_err(ApiError::from)?;
-    tracing::info!(node = %uuid, "inventory stored from the agent's inspection data");
-    Ok(Json(serde_json::json!({ "uuid": uuid })))
+    if let Some(uuid) = node_uuid
+        && uuid::Uuid::parse_str(uuid).is_err()
+    {
+        return Err(ApiError::BadRequest(format!("Expected a UUID but received {uuid}.")));
+    }
+    let data: Value = parse_body(&body)?;
+    if data
+        .get("inventory")
+        .and_then(|i| i.get("interfaces"))
+        .and_then(Value::as_array)
+        .is_none()
+    {
+        return Err(ApiError::BadRequest(
+            "Invalid inspection data: the inventory and its interfaces are required".into(),
+        ));
+    }
+    let uuid = state.conductor.continue_inspection(data, node_uuid).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "uuid": uuid }))))
 }

@@ -55,6 +55,7 @@ pub(super) async fn v1(Extension(ctx): Extension<RequestContext>) -> Json<Value>
         ("runbooks", 92),
         ("shards", 82),
         ("continue_inspection", 84),
+        ("inspection_rules", 96),
     ];
     for (name, minor) in versioned {
         if ctx.version.minor >= minor {

@@ -19,7 +19,7 @@ use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
 use super::collection::Listing;
-use super::documents::{Ident, Spec, TooOld};
+use super::documents::{Ident, Spec, TooOld, any_change};
 use super::{ApiError, AppState, RequestContext, nodes, parse_body, traits};
 use crate::model::ResourceKind;
 use crate::time::now_iso;
@@ -54,6 +54,8 @@ pub(super) static DEPLOY_TEMPLATES: Spec = Spec {
     field: template_field,
     whole: no_duplicate_steps,
     mask: mask_step_args,
+    filters: &[],
+    patch_check: any_change,
 };
 
 /// Runbooks.
@@ -98,6 +100,8 @@ pub(super) static RUNBOOKS: Spec = Spec {
     field: runbook_field,
     whole: no_duplicate_steps,
     mask: mask_step_args,
+    filters: &[],
+    patch_check: any_change,
 };
 
 /// The interfaces a step may name (Ironic's `DEPLOYING_INTERFACE_PRIORITY`, which cleaning

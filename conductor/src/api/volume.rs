@@ -16,7 +16,7 @@ use rivet_common::JsonObject;
 use serde_json::{Value, json};
 
 use super::collection::Listing;
-use super::documents::{Ident, NodeRule, Spec, TooOld, no_mask, no_rules};
+use super::documents::{Ident, NodeRule, Spec, TooOld, any_change, no_mask, no_rules};
 use super::{ApiError, AppState, RequestContext};
 use crate::model::ResourceKind;
 
@@ -52,6 +52,8 @@ pub(super) static CONNECTORS: Spec = Spec {
     field,
     whole: no_rules,
     mask: no_mask,
+    filters: &[],
+    patch_check: any_change,
 };
 
 /// Volume targets.
@@ -88,6 +90,8 @@ pub(super) static TARGETS: Spec = Spec {
     field,
     whole: no_rules,
     mask: no_mask,
+    filters: &[],
+    patch_check: any_change,
 };
 
 /// `extra` (and a target's `properties`) start empty.

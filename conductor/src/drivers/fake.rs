@@ -5,7 +5,10 @@ use rivet_common::field::Field;
 use rivet_common::steps::{ArgSpec, Step, StepType};
 use serde_json::{Value, json};
 
-use super::{Boot, Deploy, DriverError, Interface, Management, Power, StepOutcome, Task, Vendor, VendorMethod};
+use super::{
+    Boot, Deploy, DriverError, Inspect, InspectStart, Interface, Management, Power, StepOutcome, Task, Vendor,
+    VendorMethod,
+};
 use crate::model::NodeRecord;
 
 /// A `no-*` implementation: validation says the interface is unsupported.
@@ -32,6 +35,22 @@ impl Interface for NoInterface {
 
 #[async_trait]
 impl Vendor for NoInterface {}
+
+#[async_trait]
+impl Inspect for NoInterface {
+    async fn inspect_hardware(&self, task: &mut Task) -> Result<InspectStart, DriverError> {
+        self.validate(&task.node).await?;
+        Ok(InspectStart::Done(None))
+    }
+}
+
+/// `fake` inspection: done at once, nothing learnt (as Ironic's `fake`).
+#[async_trait]
+impl Inspect for FakeInterface {
+    async fn inspect_hardware(&self, _task: &mut Task) -> Result<InspectStart, DriverError> {
+        Ok(InspectStart::Done(None))
+    }
+}
 
 /// A fake interface with no steps.
 #[derive(Debug)]

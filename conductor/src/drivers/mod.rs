@@ -15,6 +15,7 @@ pub mod bmc;
 pub mod boot;
 pub mod deploy;
 pub mod fake;
+pub mod inspect;
 pub mod management;
 pub mod network;
 pub mod power;
@@ -111,6 +112,9 @@ pub struct DriverSettings {
     pub fast_track_timeout: std::time::Duration,
     /// Where boot files live (http root, TFTP root, SYSLINUX).
     pub boot_files: boot::assets::BootFiles,
+    /// Kernel parameters added for in-band inspection (Ironic's
+    /// `[inspector]extra_kernel_params`, e.g. `ipa-collect-lldp=1`).
+    pub inspection_kernel_params: String,
 }
 
 /// Behaviour every interface shares.
@@ -254,6 +258,27 @@ pub enum InBandStatus {
     Unknown(String),
 }
 
+/// How inspection started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InspectStart {
+    /// The machine boots a ramdisk that posts its data to `/v1/continue_inspection`.
+    Wait,
+    /// Done at once: the inventory and plugin data found (out-of-band), or nothing to process.
+    Done(Option<(Value, Value)>),
+}
+
+/// Inspection: learn what the machine is.
+#[async_trait]
+pub trait Inspect: Interface {
+    /// Start inspecting (the node is `inspecting`).
+    async fn inspect_hardware(&self, task: &mut Task) -> Result<InspectStart, DriverError>;
+    /// After the data was processed, or on abort or failure: undo what inspection set up
+    /// (ramdisk boot files) and power off when `power_off`.
+    async fn tear_down(&self, _task: &mut Task, _power_off: bool) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
 /// Power control.
 #[async_trait]
 pub trait Power: Interface {
@@ -379,6 +404,8 @@ pub struct Driver {
     pub boot: Arc<dyn Boot>,
     /// Deploy interface.
     pub deploy: Arc<dyn Deploy>,
+    /// Inspect interface.
+    pub inspect: Arc<dyn Inspect>,
     /// Every interface by kind (including the three above).
     pub interfaces: BTreeMap<&'static str, Arc<dyn Interface>>,
 }

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::boot::{ipxe, pxe, redfish_vmedia};
-use super::{Boot, Deploy, Driver, DriverError, Interface, Management, Power, Vendor, deploy, fake, management, power};
+use super::{
+    Boot, Deploy, Driver, DriverError, Inspect, Interface, Management, Power, Vendor, deploy, fake, inspect,
+    management, power,
+};
 use crate::model::{INTERFACE_KINDS, NodeRecord};
 
 /// A built implementation, typed by what the conductor calls on it.
@@ -28,6 +31,8 @@ pub enum Implementation {
     Deploy(Arc<dyn Deploy>),
     /// A vendor interface.
     Vendor(Arc<dyn Vendor>),
+    /// An inspect interface.
+    Inspect(Arc<dyn Inspect>),
     /// Any other kind (bios, raid, console, ...): validation and steps only.
     Other(Arc<dyn Interface>),
 }
@@ -41,6 +46,7 @@ impl Implementation {
             Implementation::Boot(i) => i.clone(),
             Implementation::Deploy(i) => i.clone(),
             Implementation::Vendor(i) => i.clone(),
+            Implementation::Inspect(i) => i.clone(),
             Implementation::Other(i) => i.clone(),
         }
     }
@@ -53,6 +59,7 @@ impl Implementation {
             Implementation::Boot(_) => Some("boot"),
             Implementation::Deploy(_) => Some("deploy"),
             Implementation::Vendor(_) => Some("vendor"),
+            Implementation::Inspect(_) => Some("inspect"),
             Implementation::Other(_) => None,
         }
     }
@@ -97,6 +104,8 @@ fn none(kind: &'static str, name: &'static str) -> Implementation {
     let none = Arc::new(fake::NoInterface { kind, name });
     if kind == "vendor" {
         Implementation::Vendor(none)
+    } else if kind == "inspect" {
+        Implementation::Inspect(none)
     } else {
         Implementation::Other(none)
     }
@@ -163,7 +172,11 @@ pub static INTERFACES: &[Entry] = &[
         none("firmware", "no-firmware")
     }),
     row("inspect", "fake", FAKE, || {
-        Implementation::Other(Arc::new(fake::FakeInterface { name: "fake" }))
+        Implementation::Inspect(Arc::new(fake::FakeInterface { name: "fake" }))
+    }),
+    // In-band, through the ramdisk (Ironic's `agent`, supported by every generic hardware type).
+    row("inspect", "agent", BUILT_IN, || {
+        Implementation::Inspect(Arc::new(inspect::agent::AgentInspect))
     }),
     row("inspect", "no-inspect", Support::Every, || {
         none("inspect", "no-inspect")
@@ -405,7 +418,8 @@ impl DriverRegistry {
                 node.interface(kind)
             ))
         };
-        let (mut power, mut management, mut boot, mut deploy, mut vendor) = (None, None, None, None, None);
+        let (mut power, mut management, mut boot, mut deploy, mut vendor, mut inspect) =
+            (None, None, None, None, None, None);
         let mut interfaces: BTreeMap<&'static str, Arc<dyn Interface>> = BTreeMap::new();
         for kind in INTERFACE_KINDS {
             let built = self
@@ -421,6 +435,7 @@ impl DriverRegistry {
                 Implementation::Boot(i) => boot = Some(i),
                 Implementation::Deploy(i) => deploy = Some(i),
                 Implementation::Vendor(i) => vendor = Some(i),
+                Implementation::Inspect(i) => inspect = Some(i),
                 Implementation::Other(_) => {}
             }
         }
@@ -431,6 +446,7 @@ impl DriverRegistry {
             vendor: vendor.ok_or_else(|| unknown("vendor"))?,
             boot: boot.ok_or_else(|| unknown("boot"))?,
             deploy: deploy.ok_or_else(|| unknown("deploy"))?,
+            inspect: inspect.ok_or_else(|| unknown("inspect"))?,
             interfaces,
         })
     }
@@ -468,7 +484,7 @@ mod tests {
                 entry.name
             );
             let built = (entry.build)();
-            let typed = ["power", "management", "boot", "deploy", "vendor"].contains(&entry.kind);
+            let typed = ["power", "management", "boot", "deploy", "vendor", "inspect"].contains(&entry.kind);
             assert_eq!(
                 built.typed_kind(),
                 typed.then_some(entry.kind),

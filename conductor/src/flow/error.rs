@@ -32,6 +32,9 @@ pub enum FlowError {
     /// Talking to the agent outside a step failed (listing steps, rebooting it).
     #[error(transparent)]
     Agent(DriverError),
+    /// Inspection could not start (the text is the node's `last_error`).
+    #[error("{0}")]
+    Inspection(String),
     /// A step failed where it runs (the conductor or the BMC).
     #[error("{} step {step} failed on node {node}: {source}", capitalised(*flow))]
     Step {

@@ -18,7 +18,7 @@ use crate::steps;
 
 impl Conductor {
     /// Fire `event` on the node and save it.
-    pub(super) async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), FlowError> {
+    pub(crate) async fn event(&self, node: &mut NodeRecord, event: &str) -> Result<(), FlowError> {
         fire(node, event, None)?;
         self.save(node).await?;
         Ok(())
@@ -46,12 +46,7 @@ impl Conductor {
             ("manage" | "unhold", _) => Ok(()),
             ("provide", state::CLEANING) => self.start_cleaning(task, false).await,
             ("clean", state::CLEANING) => self.start_cleaning(task, true).await,
-            ("inspect", state::INSPECTING) => {
-                self.db
-                    .add_history(&task.node.uuid, "INFO", "Inspection completed")
-                    .await?;
-                self.event(&mut task.node, "done").await
-            }
+            ("inspect", state::INSPECTING) => self.start_inspection(task).await,
             ("active" | "deploy" | "rebuild", state::DEPLOYING) => self.start_deploy(task).await,
             ("deleted" | "undeploy", state::DELETING) => {
                 let deploy = task.driver.deploy.clone();
@@ -408,6 +403,9 @@ impl Conductor {
     /// `abort` of a waiting flow (reference §4.8): it fails at once unless the running step is
     /// not abortable, in which case it is marked to stop after that step.
     pub(crate) async fn abort_flow(&self, task: &mut Task) -> Result<(), FlowError> {
+        if task.node.provision_state == state::INSPECTWAIT {
+            return self.abort_inspection(task).await;
+        }
         let flow = states::flow_of(&task.node.provision_state);
         let step = flow.map(|f| task.node.current_step(f).clone()).unwrap_or_default();
         if let Some(flow) = flow

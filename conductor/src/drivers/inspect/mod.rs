@@ -1,0 +1,4 @@
+//! Inspect interfaces: `agent` (in-band, through the ramdisk), `fake` and `no-inspect`
+//! (in `fake.rs`).
+
+pub mod agent;

@@ -1,0 +1,213 @@
+//! Inspection settings: the `[inspector]` table of the conductor's TOML file, named as Ironic's
+//! `[inspector]` options, with `inspect_wait_timeout` (Ironic's `[conductor]` option) and the
+//! inspection rules' `built_in_rules` and `mask_secrets` (Ironic's `[inspection_rules]`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::rules::MaskSecrets;
+
+/// Which interfaces get a port (Ironic's `add_ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AddPorts {
+    /// Only the interface the machine booted from (all with an address when it is unknown).
+    #[default]
+    Pxe,
+    /// Those with an IP address.
+    Active,
+    /// Every interface with a MAC address.
+    All,
+    /// None.
+    Disabled,
+}
+
+impl AddPorts {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddPorts::Pxe => "pxe",
+            AddPorts::Active => "active",
+            AddPorts::All => "all",
+            AddPorts::Disabled => "disabled",
+        }
+    }
+}
+
+/// Which existing ports survive an inspection (Ironic's `keep_ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepPorts {
+    /// Every port.
+    #[default]
+    All,
+    /// Those whose MAC the inventory has.
+    Present,
+    /// Those `add_ports` would have added.
+    Added,
+}
+
+/// The `[inspector]` table as written (all keys optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectorFile {
+    pub hooks: Option<Vec<String>>,
+    pub add_ports: Option<AddPorts>,
+    pub keep_ports: Option<KeepPorts>,
+    pub update_pxe_enabled: Option<bool>,
+    pub power_off: Option<bool>,
+    pub extra_kernel_params: Option<String>,
+    pub cpu_capabilities: Option<BTreeMap<String, String>>,
+    pub disk_partitioning_spacing: Option<bool>,
+    pub inspect_wait_timeout: Option<u64>,
+    pub built_in_rules: Option<PathBuf>,
+    pub mask_secrets: Option<MaskSecrets>,
+}
+
+/// Resolved inspection settings.
+#[derive(Debug, Clone)]
+pub struct InspectorConfig {
+    /// Hooks in the order they run (`ramdisk-error`, `validate-interfaces`, `ports`, ...).
+    pub hooks: Vec<String>,
+    pub add_ports: AddPorts,
+    pub keep_ports: KeepPorts,
+    /// Set ports' `pxe_enabled` from the inventory.
+    pub update_pxe_enabled: bool,
+    /// Power the machine off when inspection ends (unless fast track keeps the agent).
+    pub power_off: bool,
+    /// Kernel parameters added to the ramdisk's for inspection (`ipa-collect-lldp=1`, ...).
+    pub extra_kernel_params: String,
+    /// CPU flag → capability set to `true` (`vmx` → `cpu_vt`).
+    pub cpu_capabilities: BTreeMap<String, String>,
+    /// Take 1 GiB off `local_gb` for the partition table.
+    pub disk_partitioning_spacing: bool,
+    /// How long a node may wait in `inspect wait` (0: for ever).
+    pub inspect_wait_timeout: Duration,
+    /// Rules from `built_in_rules`, applied with the operator's.
+    pub built_in_rules: Vec<Value>,
+    pub mask_secrets: MaskSecrets,
+}
+
+/// Rivet's default hooks: Ironic's defaults (`ramdisk-error,validate-interfaces,ports,architecture`)
+/// and the hooks that fill the properties a scheduler reads (docs/compatibility.md says why).
+pub const DEFAULT_HOOKS: &[&str] = &[
+    "ramdisk-error",
+    "validate-interfaces",
+    "ports",
+    "architecture",
+    "memory",
+    "cpus",
+    "root-device",
+    "boot-mode",
+    "cpu-capabilities",
+    "local-link-connection",
+];
+
+impl InspectorConfig {
+    /// Resolve and check: hooks known and after the hooks they need; built-in rules readable,
+    /// a JSON list (YAML written in its JSON form is the same document), each valid.
+    pub fn resolve(file: InspectorFile) -> Result<Self, String> {
+        let hooks: Vec<String> = file
+            .hooks
+            .unwrap_or_else(|| DEFAULT_HOOKS.iter().map(|h| (*h).to_owned()).collect());
+        for (i, hook) in hooks.iter().enumerate() {
+            if !super::hooks::HOOKS.contains(&hook.as_str()) {
+                return Err(format!(
+                    "[inspector] hooks: unknown hook {hook:?} (known: {})",
+                    super::hooks::HOOKS.join(", ")
+                ));
+            }
+            if let Some(needed) = super::hooks::dependency(hook)
+                && !hooks[..i].iter().any(|h| h == needed)
+            {
+                return Err(format!("[inspector] hooks: {hook} requires {needed} before it"));
+            }
+        }
+        let built_in_rules = match &file.built_in_rules {
+            None => Vec::new(),
+            Some(path) => load_built_in(path)?,
+        };
+        let cpu_capabilities = file.cpu_capabilities.unwrap_or_else(|| {
+            [
+                ("vmx", "cpu_vt"),
+                ("svm", "cpu_vt"),
+                ("aes", "cpu_aes"),
+                ("pse", "cpu_hugepages"),
+                ("pdpe1gb", "cpu_hugepages_1g"),
+                ("smx", "cpu_txt"),
+            ]
+            .into_iter()
+            .map(|(f, c)| (f.to_owned(), c.to_owned()))
+            .collect()
+        });
+        Ok(InspectorConfig {
+            hooks,
+            add_ports: file.add_ports.unwrap_or_default(),
+            keep_ports: file.keep_ports.unwrap_or_default(),
+            update_pxe_enabled: file.update_pxe_enabled.unwrap_or(true),
+            power_off: file.power_off.unwrap_or(true),
+            extra_kernel_params: file.extra_kernel_params.unwrap_or_default(),
+            cpu_capabilities,
+            disk_partitioning_spacing: file.disk_partitioning_spacing.unwrap_or(true),
+            inspect_wait_timeout: Duration::from_secs(file.inspect_wait_timeout.unwrap_or(1800)),
+            built_in_rules,
+            mask_secrets: file.mask_secrets.unwrap_or_default(),
+        })
+    }
+}
+
+impl Default for InspectorConfig {
+    fn default() -> Self {
+        // The defaults resolve without a file to read.
+        InspectorConfig::resolve(InspectorFile::default()).unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+/// Built-in rules: a list, each given a synthetic UUID (`00000000-0000-0000-0000-<index>`)
+/// when it has none, and Ironic's defaults for the rest.
+fn load_built_in(path: &std::path::Path) -> Result<Vec<Value>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("[inspector] built_in_rules {}: {e}", path.display()))?;
+    let list: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "[inspector] built_in_rules {}: not a JSON list of rules: {e}",
+            path.display()
+        )
+    })?;
+    let mut synthetic = 0u64;
+    let mut rules = Vec::new();
+    for raw in list {
+        let Value::Object(raw) = raw else {
+            return Err(format!(
+                "[inspector] built_in_rules {}: a rule is not an object",
+                path.display()
+            ));
+        };
+        let uuid = match raw.get("uuid").and_then(Value::as_str) {
+            Some(u) => u.to_owned(),
+            None => {
+                synthetic += 1;
+                format!("00000000-0000-0000-0000-{:012x}", synthetic - 1)
+            }
+        };
+        let mut rule = serde_json::json!({
+            "uuid": uuid,
+            "priority": raw.get("priority").cloned().unwrap_or(Value::from(0)),
+            "description": raw.get("description").cloned().unwrap_or(Value::Null),
+            "sensitive": raw.get("sensitive").cloned().unwrap_or(Value::Bool(false)),
+            "phase": raw.get("phase").cloned().unwrap_or(Value::from("main")),
+            "actions": raw.get("actions").cloned().unwrap_or(Value::Array(Vec::new())),
+            "conditions": raw.get("conditions").cloned().unwrap_or(Value::Array(Vec::new())),
+        });
+        if let Some(doc) = rule.as_object_mut() {
+            super::rules::validate(doc, true)
+                .map_err(|e| format!("[inspector] built_in_rules {}: rule {uuid}: {e}", path.display()))?;
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
