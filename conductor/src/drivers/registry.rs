@@ -174,12 +174,13 @@ pub static INTERFACES: &[Entry] = &[
     row("inspect", "fake", FAKE, || {
         Implementation::Inspect(Arc::new(fake::FakeInterface { name: "fake" }))
     }),
-    // In-band, through the ramdisk (Ironic's `agent`, supported by every generic hardware type).
-    row("inspect", "agent", BUILT_IN, || {
-        Implementation::Inspect(Arc::new(inspect::agent::AgentInspect))
-    }),
     row("inspect", "no-inspect", Support::Every, || {
         none("inspect", "no-inspect")
+    }),
+    // In-band, through the ramdisk (Ironic's `agent`, supported by every generic hardware type;
+    // after `no-inspect`, so that as in Ironic a node inspects in-band only when asked to).
+    row("inspect", "agent", BUILT_IN, || {
+        Implementation::Inspect(Arc::new(inspect::agent::AgentInspect))
     }),
     row("rescue", "fake", FAKE, || {
         Implementation::Other(Arc::new(fake::FakeInterface { name: "fake" }))

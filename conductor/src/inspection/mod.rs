@@ -112,7 +112,12 @@ impl Conductor {
         if !plugin_data.is_object() {
             plugin_data = json!({});
         }
+        // A failed inspection changes nothing but the state and last_error: what the hooks and
+        // rules did to the node so far is dropped (Ironic keeps the part saved before the
+        // failure; docs/compatibility.md).
+        let before = task.node.clone();
         if let Err(message) = self.apply_inspection(task, &inventory, &mut plugin_data).await {
+            task.node = before;
             let message = format!("Failed to finish inspection: {message}");
             tracing::error!(node = %task.node.uuid, %message, "inspection failed");
             self.fail_inspection(task, &message).await;

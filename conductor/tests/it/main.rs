@@ -5,6 +5,7 @@ mod allocations;
 mod api;
 mod cli;
 mod cluster;
+mod inspection;
 mod node_resources;
 mod postgres;
 mod ramdisk;
