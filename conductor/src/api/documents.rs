@@ -28,6 +28,8 @@ pub(super) enum TooOld {
     NoRoute,
     /// The framework's 404 for reads and 405 for writes, with this description.
     Framework(&'static str),
+    /// Ironic's own error document: 404 with this message for reads, 405 for writes.
+    Handler(&'static str),
 }
 
 /// How a resource is named in a path.
@@ -102,6 +104,8 @@ impl Spec {
             TooOld::NoRoute => ApiError::NoRoute,
             TooOld::Framework(m) if write => ApiError::Framework(StatusCode::METHOD_NOT_ALLOWED, m.into()),
             TooOld::Framework(m) => ApiError::Framework(StatusCode::NOT_FOUND, m.into()),
+            TooOld::Handler(_) if write => ApiError::MethodNotAllowed,
+            TooOld::Handler(m) => ApiError::NotFound(m.into()),
         })
     }
 

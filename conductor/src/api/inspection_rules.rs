@@ -36,7 +36,7 @@ pub(super) static INSPECTION_RULES: Spec = Spec {
         unsortable: &["actions", "conditions"],
     },
     since: 96,
-    too_old: TooOld::Framework("The API version does not allow inspection rules"),
+    too_old: TooOld::Handler("The API version does not allow inspection rules"),
     ident: Ident::Uuid("inspection_rule_uuid"),
     schema_name: "inspection_rule",
     node: None,
