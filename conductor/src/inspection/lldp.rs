@@ -47,7 +47,7 @@ pub fn local_link(tlvs: &[Value]) -> Option<Vec<(&'static str, String)>> {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
