@@ -91,6 +91,15 @@ pub fn parse_kernel_settings(cmdline: &str) -> Result<KernelSettings, ConfigErro
             "ipa-image-download-connection-retry-interval" => {
                 s.image_download_connection_retry_interval = Some(typed(k, v)?)
             }
+            "ipa-inspection-callback-url" => s.inspection_callback_url = Some(typed(k, v)?),
+            "ipa-inspection-collectors" => s.inspection_collectors = Some(typed(k, v)?),
+            "ipa-inspection-dhcp-wait-timeout" => s.inspection_dhcp_wait_timeout = Some(typed(k, v)?),
+            "ipa-inspection-dhcp-all-interfaces" => {
+                s.inspection_dhcp_all_interfaces = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?)
+            }
+            "ipa-inspection-benchmarks" => s.inspection_benchmarks = Some(typed(k, v)?),
+            "ipa-collect-lldp" => s.collect_lldp = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?),
+            "ipa-lldp-timeout" => s.lldp_timeout = Some(typed(k, v)?),
             _ if k.starts_with("ipa-") => out.ignored.push(key.clone()),
             _ => {}
         }
@@ -127,7 +136,7 @@ mod tests {
         let line = "BOOT_IMAGE=/vmlinuz ipa-api-url=http://192.0.2.1:6385,https://api.example:6385 \
                     ipa-listen-port=9998 ipa-advertise-host=192.0.2.9 ipa-debug=1 ipa-lookup-timeout=30 \
                     ipa-ip-lookup-timeout=2 ipa-tls-min-version=1.3 ipa-agent-token=abc \
-                    BOOTIF=01-52-54-00-aa-00-01 boot_method=vmedia ipa-collect-lldp=1";
+                    BOOTIF=01-52-54-00-aa-00-01 boot_method=vmedia ipa-collect-lldp=1 ipa-fancy-new-key=1";
         let k = parse_kernel_settings(line).expect("parses");
         let s = &k.settings;
         assert_eq!(s.api_url.as_ref().map(|u: &ApiUrls| u.0.len()), Some(2));
@@ -140,7 +149,8 @@ mod tests {
         assert_eq!(s.agent_token.as_deref(), Some("abc"));
         assert_eq!(k.boot.bootif.as_deref(), Some("01-52-54-00-aa-00-01"));
         assert_eq!(k.boot.boot_method.as_deref(), Some("vmedia"));
-        assert_eq!(k.ignored, vec!["ipa-collect-lldp".to_owned()]);
+        assert_eq!(s.collect_lldp, Some(true));
+        assert_eq!(k.ignored, vec!["ipa-fancy-new-key".to_owned()]);
     }
 
     #[test]
@@ -155,6 +165,22 @@ mod tests {
             ("ipa-listen-host=host.example", "ipa-listen-host"),
             ("ipa-tls-min-version=1.1", "ipa-tls-min-version"),
             ("ipa-ironic-api-version=latest", "ipa-ironic-api-version"),
+            ("ipa-inspection-callback-url=mdns", "ipa-inspection-callback-url"),
+            ("ipa-inspection-callback-url=ftp://x/", "ipa-inspection-callback-url"),
+            (
+                "ipa-inspection-dhcp-wait-timeout=-1",
+                "ipa-inspection-dhcp-wait-timeout",
+            ),
+            (
+                "ipa-inspection-dhcp-wait-timeout=1.5",
+                "ipa-inspection-dhcp-wait-timeout",
+            ),
+            (
+                "ipa-inspection-dhcp-all-interfaces=sometimes",
+                "ipa-inspection-dhcp-all-interfaces",
+            ),
+            ("ipa-collect-lldp=maybe", "ipa-collect-lldp"),
+            ("ipa-lldp-timeout=soon", "ipa-lldp-timeout"),
         ];
         for (line, key) in table {
             let err = parse_kernel_settings(line).expect_err(line);
@@ -164,6 +190,34 @@ mod tests {
                 "{line}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn inspection_keys_become_settings() {
+        let line = "ipa-inspection-callback-url=http://192.0.2.1:6385/v1/continue_inspection \
+                    ipa-inspection-collectors=default,,pci-devices,%20 ipa-inspection-dhcp-wait-timeout=0 \
+                    ipa-inspection-dhcp-all-interfaces=yes ipa-inspection-benchmarks=cpu,mem \
+                    ipa-collect-lldp=0 ipa-lldp-timeout=2.5";
+        let k = parse_kernel_settings(line).expect("parses");
+        let s = &k.settings;
+        assert_eq!(
+            s.inspection_callback_url.as_ref().map(|u| u.0[0].as_str()),
+            Some("http://192.0.2.1:6385/v1/continue_inspection")
+        );
+        assert_eq!(
+            s.inspection_collectors.as_ref().map(|c| c.0.clone()),
+            Some(vec!["default".to_owned(), "pci-devices".to_owned(), "%20".to_owned()]),
+            "blanks between commas are dropped; names are checked when inspection runs"
+        );
+        assert_eq!(s.inspection_dhcp_wait_timeout, Some(0));
+        assert_eq!(s.inspection_dhcp_all_interfaces, Some(true));
+        assert_eq!(
+            s.inspection_benchmarks.as_ref().map(|b| b.0.clone()),
+            Some(vec!["cpu".to_owned(), "mem".to_owned()])
+        );
+        assert_eq!(s.collect_lldp, Some(false));
+        assert_eq!(s.lldp_timeout, Some(Seconds(2.5)));
+        assert!(k.ignored.is_empty(), "{:?}", k.ignored);
     }
 
     #[test]

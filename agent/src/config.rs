@@ -181,6 +181,55 @@ impl TryFrom<String> for DiskAllow {
     }
 }
 
+/// Comma-separated inspection endpoints (`ipa-inspection-callback-url`), e.g.
+/// `http://192.0.2.1:6385/v1/continue_inspection`. Upstream also accepts `mdns`; Rivet does not.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CallbackUrls(pub Vec<Url>);
+
+impl FromStr for CallbackUrls {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "mdns" {
+            return Err("mDNS discovery is not supported by rivet-agent; give the inspection URL".into());
+        }
+        s.parse::<ApiUrls>().map(|urls| CallbackUrls(urls.0))
+    }
+}
+
+impl TryFrom<String> for CallbackUrls {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// A comma-separated list of names (`ipa-inspection-collectors=default,logs`); blanks are
+/// dropped, so an empty value is an empty list. Names are checked when used, as upstream does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NameList(pub Vec<String>);
+
+impl FromStr for NameList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(NameList(
+            s.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
+impl TryFrom<String> for NameList {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 /// Declares [`Settings`] once for flags, file and kernel command line, with its overlay.
 macro_rules! settings {
     ($( $(#[$meta:meta])* $name:ident : $ty:ty ),* $(,)?) => {
@@ -306,6 +355,34 @@ settings! {
     /// whose tables come after its data); never a tmpfs. Without it such images are refused.
     #[arg(long, value_name = "PATH")]
     image_spool_dir: PathBuf,
+    /// Where to post inspection data at start-up, comma-separated (kernel:
+    /// ipa-inspection-callback-url) [default: none; with --inspection-collectors and an API URL,
+    /// each API URL + /v1/continue_inspection].
+    #[arg(long, value_name = "URLS")]
+    inspection_callback_url: CallbackUrls,
+    /// Inspection collectors, comma-separated (kernel: ipa-inspection-collectors)
+    /// [default: default,logs].
+    #[arg(long, value_name = "NAMES")]
+    inspection_collectors: NameList,
+    /// Longest wait for the PXE interface (or every interface) to get an IPv4 address before
+    /// inspection; 0 disables the wait (kernel: ipa-inspection-dhcp-wait-timeout) [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    inspection_dhcp_wait_timeout: u64,
+    /// Wait for every interface, not only the PXE one, to get an address before inspection
+    /// (kernel: ipa-inspection-dhcp-all-interfaces) [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    inspection_dhcp_all_interfaces: bool,
+    /// Benchmarks the extra-hardware collector asks hardware-detect for, comma-separated
+    /// (cpu, disk, mem; kernel: ipa-inspection-benchmarks) [default: none].
+    #[arg(long, value_name = "NAMES")]
+    inspection_benchmarks: NameList,
+    /// Listen for LLDP on every interface whenever the inventory is collected, and report the
+    /// TLVs in each interface's `lldp` (kernel: ipa-collect-lldp) [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    collect_lldp: bool,
+    /// How long to listen for LLDP frames (kernel: ipa-lldp-timeout) [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    lldp_timeout: Seconds,
     /// Log at debug level (kernel: ipa-debug).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     debug: bool,
@@ -362,6 +439,60 @@ pub struct LookupPolicy {
     pub max_backoff: Duration,
     /// Extra pauses after successive 409 answers; the last repeats.
     pub conflict_pauses: Vec<Duration>,
+}
+
+/// Upstream's default inspection collectors (IPA 13 `config.INSPECTION_DEFAULT_COLLECTORS`).
+pub const DEFAULT_INSPECTION_COLLECTORS: &[&str] = &["default", "logs"];
+
+/// How the inspection data is posted again after a failure (IPA 13 `inspector.call_inspector`:
+/// tenacity, 5 attempts, `wait_exponential(multiplier=1.5, min=5, max=30)`). The pause after
+/// failed attempt `n` (from 1) is `base × 2^(n-1)`, clamped to `[min, max]`: 5, 5, 6 and 12 s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionRetry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// `base` of the pause.
+    pub base: Duration,
+    /// Shortest pause.
+    pub min: Duration,
+    /// Longest pause.
+    pub max: Duration,
+}
+
+impl Default for InspectionRetry {
+    fn default() -> Self {
+        InspectionRetry {
+            attempts: 5,
+            base: Duration::from_millis(1500),
+            min: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl InspectionRetry {
+    /// The pause after failed attempt `attempt` (counted from 1).
+    pub fn pause(&self, attempt: u32) -> Duration {
+        let grown = self.base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(60) as i32);
+        Duration::from_secs_f64(grown.min(self.max.as_secs_f64())).max(self.min)
+    }
+}
+
+/// In-band inspection at start-up (IPA 13 `inspector.inspect`), resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionConfig {
+    /// Endpoints, tried in order until one answers.
+    pub callback_urls: Vec<Url>,
+    /// Collector names in run order (checked when inspection runs).
+    pub collectors: Vec<String>,
+    /// Longest wait for DHCP before collecting (zero: no wait).
+    pub dhcp_wait_timeout: Duration,
+    /// Wait for every interface rather than only the PXE one.
+    pub dhcp_all_interfaces: bool,
+    /// `hardware-detect --benchmark` names for the `extra-hardware` collector.
+    pub benchmarks: Vec<String>,
+    /// Retries of the post.
+    pub retry: InspectionRetry,
 }
 
 /// Heartbeat timing that is not negotiated with Ironic.
@@ -470,6 +601,12 @@ pub struct AgentConfig {
     pub image_download: DownloadPolicy,
     /// Disk-backed spool directory for images that cannot be streamed.
     pub image_spool_dir: Option<PathBuf>,
+    /// In-band inspection before lookup (`None`: disabled).
+    pub inspection: Option<InspectionConfig>,
+    /// Capture LLDP whenever the inventory is collected (`ipa-collect-lldp`).
+    pub collect_lldp: bool,
+    /// How long an LLDP capture listens (`ipa-lldp-timeout`).
+    pub lldp_timeout: Duration,
     /// An Ironic API client shared with other agents in the same process (rivet-fleet runs
     /// thousands, which would otherwise hold one connection each); `None` builds one from
     /// `client_tls`. Never set from settings: only a program embedding agents sets it.
@@ -509,7 +646,8 @@ impl AgentConfig {
     /// Apply defaults to the stacked settings and check them.
     pub fn resolve(s: Settings, boot: BootParams, pid1_is_ramdisk: bool) -> Result<AgentConfig, ConfigError> {
         let standalone = s.standalone.unwrap_or(false);
-        let api_urls = s.api_url.map(|u| u.0).unwrap_or_default();
+        let api_urls = s.api_url.clone().map(|u| u.0).unwrap_or_default();
+        let inspection = inspection_config(&s, &api_urls, standalone);
         if standalone && !api_urls.is_empty() {
             tracing::info!("standalone mode: ignoring api_url, no lookup or heartbeats");
         }
@@ -611,6 +749,9 @@ impl AgentConfig {
                     .unwrap_or(Duration::from_secs(10)),
             },
             image_spool_dir: s.image_spool_dir,
+            inspection,
+            collect_lldp: s.collect_lldp.unwrap_or(false),
+            lldp_timeout: s.lldp_timeout.map(Seconds::duration).unwrap_or(Duration::from_secs(30)),
             shared_http: None,
             heartbeat_observer: None,
             manager_timeouts: ManagerTimeouts {
@@ -622,6 +763,48 @@ impl AgentConfig {
             },
         })
     }
+}
+
+/// Inspection is enabled as upstream decides (IPA 13 `inspector.is_enabled`, `_get_urls`): by a
+/// callback URL, or by a collector list together with API URLs (then each API URL with
+/// `/v1/continue_inspection`). Never in standalone mode (IPA inspects only when not standalone).
+fn inspection_config(s: &Settings, api_urls: &[Url], standalone: bool) -> Option<InspectionConfig> {
+    let collectors = s
+        .inspection_collectors
+        .as_ref()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let callback_urls = match &s.inspection_callback_url {
+        Some(urls) => urls.0.clone(),
+        None if !collectors.is_empty() => api_urls
+            .iter()
+            .filter_map(|u| Url::parse(&format!("{}/v1/continue_inspection", u.as_str().trim_end_matches('/'))).ok())
+            .collect(),
+        None => Vec::new(),
+    };
+    if callback_urls.is_empty() {
+        return None;
+    }
+    if standalone {
+        tracing::info!("standalone mode: inspection is not run");
+        return None;
+    }
+    Some(InspectionConfig {
+        callback_urls,
+        collectors: if collectors.is_empty() {
+            DEFAULT_INSPECTION_COLLECTORS.iter().map(|c| c.to_string()).collect()
+        } else {
+            collectors
+        },
+        dhcp_wait_timeout: Duration::from_secs(s.inspection_dhcp_wait_timeout.unwrap_or(60)),
+        dhcp_all_interfaces: s.inspection_dhcp_all_interfaces.unwrap_or(false),
+        benchmarks: s
+            .inspection_benchmarks
+            .as_ref()
+            .map(|b| b.0.clone())
+            .unwrap_or_default(),
+        retry: InspectionRetry::default(),
+    })
 }
 
 /// Download retry policy (upstream `image_download_connection_*`).
@@ -753,6 +936,107 @@ mod tests {
         };
         let merged = low.overlay(top);
         assert_eq!((merged.listen_port, merged.advertise_port), (Some(3), Some(2)));
+    }
+
+    #[test]
+    fn inspection_is_enabled_as_upstream_decides() {
+        let resolve = |s: Settings| AgentConfig::resolve(s, BootParams::default(), false).expect("valid");
+        let defaults = resolve(Settings::default());
+        assert_eq!(defaults.inspection, None, "off without a callback URL or collectors");
+        assert!(!defaults.collect_lldp);
+        assert_eq!(defaults.lldp_timeout, Duration::from_secs(30));
+
+        let by_callback = resolve(Settings {
+            inspection_callback_url: Some("http://192.0.2.1:6385/v1/continue_inspection".parse().expect("url")),
+            ..Default::default()
+        })
+        .inspection
+        .expect("a callback URL enables inspection");
+        assert_eq!(by_callback.collectors, ["default", "logs"]);
+        assert_eq!(by_callback.dhcp_wait_timeout, Duration::from_secs(60));
+        assert!(!by_callback.dhcp_all_interfaces);
+        assert_eq!(by_callback.retry, InspectionRetry::default());
+
+        let by_collectors = resolve(Settings {
+            api_url: Some(
+                "http://192.0.2.1:6385/,https://api.example/baremetal"
+                    .parse()
+                    .expect("urls"),
+            ),
+            inspection_collectors: Some("default,lldp".parse().expect("names")),
+            ..Default::default()
+        })
+        .inspection
+        .expect("collectors with an API URL enable inspection");
+        let urls: Vec<&str> = by_collectors.callback_urls.iter().map(Url::as_str).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://192.0.2.1:6385/v1/continue_inspection",
+                "https://api.example/baremetal/v1/continue_inspection"
+            ]
+        );
+        assert_eq!(by_collectors.collectors, ["default", "lldp"]);
+
+        let collectors_alone = Settings {
+            inspection_collectors: Some("default".parse().expect("names")),
+            ..Default::default()
+        };
+        assert_eq!(resolve(collectors_alone).inspection, None, "no URL to post to");
+        let standalone = Settings {
+            standalone: Some(true),
+            inspection_callback_url: Some("http://192.0.2.1/".parse().expect("url")),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(standalone).inspection,
+            None,
+            "upstream never inspects standalone"
+        );
+    }
+
+    #[test]
+    fn inspection_flags_parse() {
+        let cli = Cli::parse_args([
+            "rivet-agent",
+            "--inspection-callback-url",
+            "http://192.0.2.1:6385/v1/continue_inspection",
+            "--inspection-collectors",
+            "default,lldp",
+            "--inspection-dhcp-wait-timeout",
+            "5",
+            "--inspection-dhcp-all-interfaces",
+            "--collect-lldp",
+            "--lldp-timeout",
+            "1.5",
+        ])
+        .expect("parses");
+        let s = cli.settings;
+        assert_eq!(
+            s.inspection_collectors,
+            Some(NameList(vec!["default".into(), "lldp".into()]))
+        );
+        assert_eq!(s.inspection_dhcp_wait_timeout, Some(5));
+        assert_eq!(s.inspection_dhcp_all_interfaces, Some(true));
+        assert_eq!(s.collect_lldp, Some(true));
+        assert_eq!(s.lldp_timeout, Some(Seconds(1.5)));
+        let cfg = AgentConfig::resolve(s, BootParams::default(), false).expect("valid");
+        assert!(cfg.collect_lldp);
+        assert_eq!(cfg.lldp_timeout, Duration::from_millis(1500));
+        let file = Settings::from_toml(
+            std::path::Path::new("agent.toml"),
+            "inspection_callback_url = \"http://a:1/v1/continue_inspection\"\ncollect_lldp = true\n",
+        )
+        .expect("file keys are the snake_case names");
+        assert_eq!(file.collect_lldp, Some(true));
+    }
+
+    #[test]
+    fn inspection_retry_pauses_follow_tenacity() {
+        let retry = InspectionRetry::default();
+        let pauses: Vec<Duration> = (1..retry.attempts).map(|n| retry.pause(n)).collect();
+        assert_eq!(pauses, [5000, 5000, 6000, 12000].map(Duration::from_millis));
+        assert_eq!(retry.pause(40), Duration::from_secs(30), "capped");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! rivet-agent: the in-ramdisk provisioning agent, wire-compatible with ironic-python-agent.
 //!
-//! Start-up ([`start`]): look the node up through the Ironic API, choose how to serve (plain,
-//! static TLS, or an auto-generated certificate when Ironic is new enough), serve the command
-//! API, and heartbeat with jitter until a lockdown, a rescue, or a shutdown.
+//! Start-up ([`start`]): inspect when configured ([`inspection`]), look the node up through the
+//! Ironic API, choose how to serve (plain, static TLS, or an auto-generated certificate when
+//! Ironic is new enough), serve the command API, and heartbeat with jitter until a lockdown, a
+//! rescue, or a shutdown.
 //!
 //! Modules: [`config`] and [`cmdline`] (settings), [`ironic`] (lookup/heartbeat client),
 //! [`heartbeat`], [`api`] (HTTP), [`commands`] (registry and execution), `extensions`
-//! (the commands), [`inventory`], [`tls`], [`netutil`], [`state`].
+//! (the commands), [`inventory`], [`inspection`], [`tls`], [`netutil`], [`state`].
 
 pub mod api;
 pub mod blockdev;
@@ -19,6 +20,7 @@ mod extensions;
 pub mod hardware;
 pub mod heartbeat;
 pub mod image;
+pub mod inspection;
 pub mod inventory;
 pub mod ironic;
 pub mod netutil;
@@ -188,6 +190,7 @@ async fn lookup(
     client: &IronicClient,
     state: &AgentState,
     macs: &[String],
+    node_uuid: Option<&str>,
 ) -> Result<rivet_common::ramdisk::LookupResponse, StartError> {
     let policy = &state.config.lookup;
     let deadline = Instant::now() + policy.total;
@@ -197,7 +200,7 @@ async fn lookup(
             total: remaining,
             ..policy.clone()
         };
-        let answer = client.lookup(macs, None, &budget).await?;
+        let answer = client.lookup(macs, node_uuid, &budget).await?;
         match state.apply_lookup(&answer) {
             TokenOutcome::MaskedWithoutToken => {
                 tracing::error!("lookup answered with a masked token and this agent holds none; retrying");
@@ -226,8 +229,9 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
 
 /// Start the agent with the given commands and extra hardware managers (compiled-in vendor
 /// managers, test managers). The generic manager and the executables of the managers directory
-/// are always loaded. The steps, in order: managers and state, the session with Ironic (lookup),
-/// the listening socket, the callback address, the server's TLS, the API, the heartbeats.
+/// are always loaded. The steps, in order: managers and state, inspection (when configured),
+/// the session with Ironic (lookup), the listening socket, the callback address, the server's
+/// TLS, the API, the heartbeats.
 pub async fn start_with(
     config: AgentConfig,
     registry: commands::Registry,
@@ -236,7 +240,8 @@ pub async fn start_with(
     let state = load_state(config, extra_managers).await?;
     let config = &state.config;
     let executor = Arc::new(Executor::new(registry, Arc::clone(&state)));
-    let (session, tls_min) = open_session(&state).await?;
+    let inspected = inspect(&state).await;
+    let (session, tls_min) = open_session(&state, inspected).await?;
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -303,13 +308,35 @@ async fn load_state(
     extra_managers: Vec<Arc<dyn HardwareManager>>,
 ) -> Result<Arc<AgentState>, StartError> {
     let devices = DeviceView::new(config.disk_allow.clone(), config.is_ramdisk);
-    let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(hardware::generic::GenericHardwareManager::new(
-        config.boot.bootif.clone(),
-    ))];
+    let generic = hardware::generic::GenericHardwareManager::new(config.boot.bootif.clone())
+        .with_lldp(config.collect_lldp.then_some(config.lldp_timeout));
+    let mut candidates: Vec<Arc<dyn HardwareManager>> = vec![Arc::new(generic)];
     candidates.extend(extra_managers);
     candidates.extend(hardware::executable::load_dir(&config.hardware_managers_dir, config.manager_timeouts).await);
     let managers = Managers::load(candidates).await?;
     Ok(Arc::new(AgentState::new(config, managers, devices)))
+}
+
+/// What inspection at start-up leaves for lookup (upstream: the node UUID it returns, and the
+/// inventory cached by `list_hardware_info`).
+#[derive(Debug, Default)]
+struct Inspected {
+    node_uuid: Option<String>,
+    inventory: Option<rivet_common::inventory::Inventory>,
+}
+
+/// Inspect when configured (IPA runs inspection before lookup, so that lookup can find a node
+/// that inspection has just enrolled). A failure is logged and lookup goes on without a UUID.
+async fn inspect(state: &AgentState) -> Inspected {
+    let Some(config) = &state.config.inspection else {
+        tracing::debug!("inspection is disabled");
+        return Inspected::default();
+    };
+    let inspection = inspection::inspect(state, config).await;
+    Inspected {
+        node_uuid: inspection.outcome.ok().flatten(),
+        inventory: inspection.inventory,
+    }
 }
 
 /// The agent's session with Ironic, once the node is looked up.
@@ -320,8 +347,12 @@ struct Session {
 }
 
 /// Look the node up (unless standalone or without an API URL), and the TLS floor from then on:
-/// the configured one, raised to 1.3 when Ironic asks for it.
-async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVersion), StartError> {
+/// the configured one, raised to 1.3 when Ironic asks for it. The MACs come from the inventory
+/// inspection sent, when there is one.
+async fn open_session(
+    state: &AgentState,
+    inspected: Inspected,
+) -> Result<(Option<Session>, TlsMinVersion), StartError> {
     let config = &state.config;
     let tls_min = config.tls_min_version;
     if config.standalone {
@@ -342,16 +373,19 @@ async fn open_session(state: &AgentState) -> Result<(Option<Session>, TlsMinVers
         config.ironic_api_version,
         config.global_request_id.clone(),
     ));
-    let inventory = state
-        .managers
-        .inventory(&state.devices)
-        .await
-        .map_err(|e| StartError::Advertise(e.to_string()))?;
+    let inventory = match inspected.inventory {
+        Some(inventory) => inventory,
+        None => state
+            .managers
+            .inventory(&state.devices)
+            .await
+            .map_err(|e| StartError::Advertise(e.to_string()))?,
+    };
     let macs: Vec<String> = inventory.interfaces.iter().map(|i| i.mac_address.clone()).collect();
     if macs.is_empty() {
         tracing::warn!("no network interface with a MAC address: lookup can only succeed by node UUID");
     }
-    let answer = lookup(&client, state, &macs).await?;
+    let answer = lookup(&client, state, &macs, inspected.node_uuid.as_deref()).await?;
     let (client, tls_min) = if answer.config.tls_min_version.as_option().map(String::as_str) == Some("1.3")
         && tls_min != TlsMinVersion::Tls13
         // A shared client belongs to the program that embeds the agents; it keeps its own floor.

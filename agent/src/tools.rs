@@ -46,3 +46,30 @@ pub fn exists(tool: &str) -> bool {
         .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
         .unwrap_or(false)
 }
+
+/// Run `tool` with `args` on the async runtime, killed after `timeout`; its stdout, or a
+/// sentence saying what went wrong (not installed, timed out, exit status with stderr).
+pub async fn output_within(tool: &str, args: &[String], timeout: std::time::Duration) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(timeout, cmd.output()).await {
+        Err(_) => return Err(format!("{tool} did not finish within {timeout:?}")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{tool} is not installed in this ramdisk"));
+        }
+        Ok(Err(e)) => return Err(format!("running {tool}: {e}")),
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        return Err(format!(
+            "{tool} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::commands::NoParams;
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::error::{AgentError, ErrorKind};
+use crate::hardware::Managers;
 use crate::state::AgentState;
 
 /// Largest member kept (bytes); longer output is truncated with a note.
@@ -99,9 +100,24 @@ fn tarball(members: Vec<(String, Vec<u8>)>) -> std::io::Result<Vec<u8>> {
 }
 
 async fn collect_system_logs(state: Arc<AgentState>, _: NoParams) -> CommandOutcome {
+    let archive = system_logs(&state.managers, None).await?;
+    Ok(json!({ "system_logs": archive }))
+}
+
+/// The system logs as base64 of a gzip tarball: the journal (its last `journal_lines` lines
+/// when given, as the inspection `logs` collector asks for 10000) or `/var/log`, the diagnostic
+/// commands, and every manager's members. Errors only when the archive cannot be built.
+pub(crate) async fn system_logs(managers: &Managers, journal_lines: Option<u32>) -> Result<String, AgentError> {
     let mut members = Vec::new();
     for (name, program, args) in COMMANDS {
-        if let Some(output) = run_capped(program, args).await {
+        let mut args = args.to_vec();
+        let lines = journal_lines.map(|n| n.to_string());
+        if *name == "journal"
+            && let Some(lines) = &lines
+        {
+            args.extend(["-n", lines.as_str()]);
+        }
+        if let Some(output) = run_capped(program, &args).await {
             members.push((name.to_string(), output));
         }
     }
@@ -119,8 +135,7 @@ async fn collect_system_logs(state: Arc<AgentState>, _: NoParams) -> CommandOutc
         members.extend(files);
     }
     members.extend(
-        state
-            .managers
+        managers
             .system_logs()
             .await
             .into_iter()
@@ -132,7 +147,7 @@ async fn collect_system_logs(state: Arc<AgentState>, _: NoParams) -> CommandOutc
         .map_err(|e| AgentError::new(ErrorKind::CommandExecution, e.to_string()))?
         .map_err(|e| AgentError::new(ErrorKind::CommandExecution, format!("building the log archive: {e}")))?;
     tracing::info!(members = count, bytes = archive.len(), "system logs collected");
-    Ok(json!({ "system_logs": base64::engine::general_purpose::STANDARD.encode(archive) }))
+    Ok(base64::engine::general_purpose::STANDARD.encode(archive))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! its commands here.
 
 mod image;
-mod log;
+pub(crate) mod log;
 mod poll;
 mod rescue;
 mod standby;

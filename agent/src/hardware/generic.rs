@@ -26,6 +26,8 @@ const DEFAULT_NVRAM_PATTERNS: &[&str] = &[r"^HD\(", r"shim.*\.efi", r"grub.*\.ef
 pub struct GenericHardwareManager {
     /// `BOOTIF` for the inventory.
     pub bootif: Option<String>,
+    /// Listen this long for LLDP whenever the inventory is collected (`ipa-collect-lldp`).
+    lldp_timeout: Option<Duration>,
     bmc: OnceCell<Bmc>,
 }
 
@@ -41,8 +43,17 @@ impl GenericHardwareManager {
     pub fn new(bootif: Option<String>) -> Self {
         GenericHardwareManager {
             bootif,
+            lldp_timeout: None,
             bmc: OnceCell::new(),
         }
+    }
+
+    /// Capture LLDP for `timeout` each time the inventory is collected, and report each listed
+    /// interface's TLVs in its `lldp` (IPA 13 `list_network_interfaces` with `collect_lldp`);
+    /// `None` (the default) leaves `lldp` null.
+    pub fn with_lldp(mut self, timeout: Option<Duration>) -> Self {
+        self.lldp_timeout = timeout;
+        self
     }
 }
 
@@ -584,6 +595,13 @@ impl HardwareManager for GenericHardwareManager {
         inventory.bmc_address = bmc.v4;
         inventory.bmc_v6address = bmc.v6;
         inventory.bmc_mac = bmc.mac;
+        if let Some(timeout) = self.lldp_timeout {
+            // Upstream leaves `lldp` null for an interface the capture did not cover.
+            let mut heard = inventory::lldp::collect(&SysRoot::default(), timeout).await;
+            for interface in &mut inventory.interfaces {
+                interface.lldp = heard.remove(&interface.name);
+            }
+        }
         Ok(inventory)
     }
 }

@@ -5,6 +5,7 @@
 //! touches only small files; callers run it on a blocking thread.
 
 pub mod ethtool;
+pub mod lldp;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -32,7 +33,8 @@ impl SysRoot {
     }
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
+/// The trimmed text of a small file, `None` when unreadable or blank.
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_owned())
@@ -59,7 +61,24 @@ pub(crate) fn sorted_entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Network interfaces as upstream lists them: physical (a `device` link), bonds and VLANs.
+/// Names of the network interfaces upstream lists (IPA 13 `netutils.list_interfaces`), sorted:
+/// physical (a `device` link), bonds and VLANs (`<name>.<digits>`).
+pub fn interface_names(root: &SysRoot) -> Vec<String> {
+    let net = root.path("sys/class/net");
+    sorted_entries(&net)
+        .into_iter()
+        .filter(|name| {
+            let dir = net.join(name);
+            let is_vlan = name
+                .rsplit_once('.')
+                .is_some_and(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+            dir.join("device").exists() || dir.join("bonding").is_dir() || is_vlan
+        })
+        .collect()
+}
+
+/// Network interfaces as upstream lists them: physical (a `device` link), bonds and VLANs;
+/// `lldp` is left empty (see [`lldp`]).
 pub fn interfaces(root: &SysRoot) -> Vec<NetworkInterface> {
     let net = root.path("sys/class/net");
     let addrs: Vec<(String, std::net::IpAddr)> = if root.0 == Path::new("/") {
@@ -68,14 +87,8 @@ pub fn interfaces(root: &SysRoot) -> Vec<NetworkInterface> {
         Vec::new()
     };
     let mut out = Vec::new();
-    for name in sorted_entries(&net) {
+    for name in interface_names(root) {
         let dir = net.join(&name);
-        let is_vlan = name
-            .rsplit_once('.')
-            .is_some_and(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
-        if !(dir.join("device").exists() || dir.join("bonding").is_dir() || is_vlan) {
-            continue;
-        }
         let live = root.0 == Path::new("/");
         let permanent = if live { ethtool::permanent_mac(&name) } else { None };
         let Some(mac) = permanent

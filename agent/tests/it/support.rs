@@ -146,6 +146,8 @@ pub enum LookupReply {
 pub struct Recorded {
     pub lookups: Vec<(Option<String>, Option<String>)>,
     pub heartbeats: Vec<(Option<String>, Value)>,
+    /// Inspection posts: the request headers and the body.
+    pub inspections: Vec<(HeaderMap, Value)>,
 }
 
 #[derive(Debug)]
@@ -166,6 +168,7 @@ struct FakeState {
     max_version: Option<String>,
     lookups: Arc<Mutex<Vec<LookupReply>>>,
     heartbeat_statuses: Arc<Mutex<Vec<u16>>>,
+    inspection_statuses: Arc<Mutex<Vec<u16>>>,
     recorded: Arc<Mutex<Recorded>>,
 }
 
@@ -242,19 +245,46 @@ async fn heartbeat(
     }
 }
 
+/// `POST /v1/continue_inspection` as Ironic 39 answers an agent that sends no version header:
+/// 202 with `{"uuid": ...}`, or the scripted error.
+async fn continue_inspection(
+    State(st): State<FakeState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    st.recorded.lock().expect("lock").inspections.push((headers, body));
+    match next(&st.inspection_statuses).unwrap_or(202) {
+        202 => (StatusCode::ACCEPTED, Json(json!({ "uuid": NODE_UUID }))).into_response(),
+        code => ironic_error(code, "scripted inspection failure"),
+    }
+}
+
 impl FakeConductor {
     pub async fn start(max_version: Option<&str>, lookups: Vec<LookupReply>, heartbeat_statuses: Vec<u16>) -> Self {
+        Self::start_with_inspection(max_version, lookups, heartbeat_statuses, vec![202]).await
+    }
+
+    /// A fake conductor that also takes inspection data, answering `inspection_statuses` in
+    /// order (the last repeats).
+    pub async fn start_with_inspection(
+        max_version: Option<&str>,
+        lookups: Vec<LookupReply>,
+        heartbeat_statuses: Vec<u16>,
+        inspection_statuses: Vec<u16>,
+    ) -> Self {
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let state = FakeState {
             max_version: max_version.map(str::to_owned),
             lookups: Arc::new(Mutex::new(lookups)),
             heartbeat_statuses: Arc::new(Mutex::new(heartbeat_statuses)),
+            inspection_statuses: Arc::new(Mutex::new(inspection_statuses)),
             recorded: Arc::clone(&recorded),
         };
         let app = axum::Router::new()
             .route("/", get(root))
             .route("/v1/lookup", get(lookup))
             .route("/v1/heartbeat/{uuid}", post(heartbeat))
+            .route("/v1/continue_inspection", post(continue_inspection))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
