@@ -75,7 +75,8 @@ def _start(cmd, log, base):
 class Pair:
     """Ironic and Rivet, started; `ironic` and `rivet` are their `Api`s."""
 
-    def __init__(self, venv, conductor, prefix, api_class=Api):
+    def __init__(self, venv, conductor, prefix, api_class=Api, inspect=("no-inspect",), ironic_extra="",
+                 rivet_extra=""):
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.procs = []
         work = self.work
@@ -91,6 +92,7 @@ enabled_boot_interfaces = fake
 enabled_power_interfaces = fake
 enabled_management_interfaces = fake
 enabled_network_interfaces = noop
+enabled_inspect_interfaces = {",".join(inspect)}
 [api]
 host_ip = 127.0.0.1
 port = {ironic_port}
@@ -100,13 +102,13 @@ connection = sqlite:///{work}/ironic.sqlite
 automated_clean = false
 [dhcp]
 dhcp_provider = none
-""")
+{ironic_extra}""")
         with open(os.path.join(work, "conductor.toml"), "w") as f:
             # The interfaces Ironic enables with the configuration above (its defaults for the kinds
             # not named, without the ones fake-hardware does not support): both servers then
             # answer from the same configuration. Rivet's own default enables every
             # implementation a hardware type supports (docs/compatibility.md).
-            f.write("""automated_clean = false
+            f.write(f"""automated_clean = false
 enabled_hardware_types = ["fake-hardware"]
 host = "rivet-api-compare"
 [enabled_interfaces]
@@ -115,7 +117,7 @@ boot = ["fake"]
 console = ["no-console"]
 deploy = ["fake", "direct"]
 firmware = ["no-firmware"]
-inspect = ["no-inspect"]
+inspect = {json.dumps(list(inspect))}
 management = ["fake"]
 network = ["noop"]
 power = ["fake"]
@@ -123,7 +125,7 @@ raid = ["no-raid"]
 rescue = ["no-rescue"]
 storage = ["noop"]
 vendor = ["no-vendor"]
-""")
+{rivet_extra}""")
         subprocess.run([f"{venv}/bin/ironic-dbsync", "--config-file", f"{work}/ironic.conf", "create_schema"],
                        check=True, capture_output=True)
         self.ironic = api_class("ironic", f"http://127.0.0.1:{ironic_port}")

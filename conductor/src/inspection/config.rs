@@ -81,8 +81,9 @@ pub struct InspectorConfig {
     pub power_off: bool,
     /// Kernel parameters added to the ramdisk's for inspection (`ipa-collect-lldp=1`, ...).
     pub extra_kernel_params: String,
-    /// CPU flag → capability set to `true` (`vmx` → `cpu_vt`).
-    pub cpu_capabilities: BTreeMap<String, String>,
+    /// CPU flag → capability set to `true` (`vmx` → `cpu_vt`), in the order capabilities are
+    /// added (Ironic's order for the default list; a configured table in key order).
+    pub cpu_capabilities: Vec<(String, String)>,
     /// Take 1 GiB off `local_gb` for the partition table.
     pub disk_partitioning_spacing: bool,
     /// How long a node may wait in `inspect wait` (0: for ever).
@@ -131,7 +132,7 @@ impl InspectorConfig {
             None => Vec::new(),
             Some(path) => load_built_in(path)?,
         };
-        let cpu_capabilities = file.cpu_capabilities.unwrap_or_else(|| {
+        let cpu_capabilities = file.cpu_capabilities.map(|t| t.into_iter().collect()).unwrap_or_else(|| {
             [
                 ("vmx", "cpu_vt"),
                 ("svm", "cpu_vt"),
