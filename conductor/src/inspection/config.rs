@@ -132,19 +132,22 @@ impl InspectorConfig {
             None => Vec::new(),
             Some(path) => load_built_in(path)?,
         };
-        let cpu_capabilities = file.cpu_capabilities.map(|t| t.into_iter().collect()).unwrap_or_else(|| {
-            [
-                ("vmx", "cpu_vt"),
-                ("svm", "cpu_vt"),
-                ("aes", "cpu_aes"),
-                ("pse", "cpu_hugepages"),
-                ("pdpe1gb", "cpu_hugepages_1g"),
-                ("smx", "cpu_txt"),
-            ]
-            .into_iter()
-            .map(|(f, c)| (f.to_owned(), c.to_owned()))
-            .collect()
-        });
+        let cpu_capabilities = file
+            .cpu_capabilities
+            .map(|t| t.into_iter().collect())
+            .unwrap_or_else(|| {
+                [
+                    ("vmx", "cpu_vt"),
+                    ("svm", "cpu_vt"),
+                    ("aes", "cpu_aes"),
+                    ("pse", "cpu_hugepages"),
+                    ("pdpe1gb", "cpu_hugepages_1g"),
+                    ("smx", "cpu_txt"),
+                ]
+                .into_iter()
+                .map(|(f, c)| (f.to_owned(), c.to_owned()))
+                .collect()
+            });
         Ok(InspectorConfig {
             hooks,
             add_ports: file.add_ports.unwrap_or_default(),
