@@ -186,7 +186,9 @@ pub fn cpu(root: &SysRoot) -> Cpu {
     }
 }
 
-/// Memory: total from `/proc/meminfo`, installed size from the DMI memory-device records.
+/// Memory: total from `/proc/meminfo`; installed size from the DMI memory-device records, or,
+/// on machines without SMBIOS tables (some virtual machines and containers), from the online
+/// memory blocks as `lshw` (which IPA reads) counts them.
 pub fn memory(root: &SysRoot) -> Memory {
     let total = root
         .read("proc/meminfo")
@@ -200,8 +202,25 @@ pub fn memory(root: &SysRoot) -> Memory {
         .unwrap_or_default();
     Memory {
         total,
-        physical_mb: dmi_memory_mb(root),
+        physical_mb: dmi_memory_mb(root).or_else(|| memory_blocks_mb(root)),
     }
+}
+
+/// Online memory blocks × their size (`/sys/devices/system/memory`, block size in hex), in MiB.
+fn memory_blocks_mb(root: &SysRoot) -> Option<u64> {
+    let dir = root.path("sys/devices/system/memory");
+    let block = u64::from_str_radix(
+        read_trimmed(&dir.join("block_size_bytes"))?.trim_start_matches("0x"),
+        16,
+    )
+    .ok()?;
+    let online = sorted_entries(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with("memory"))
+        .filter(|n| read_trimmed(&dir.join(n).join("online")).as_deref() == Some("1"))
+        .count() as u64;
+    let mb = online * block / (1 << 20);
+    (mb > 0).then_some(mb)
 }
 
 /// Sum of installed DIMMs from SMBIOS type 17 records (`/sys/firmware/dmi/entries/17-*/raw`).
@@ -369,5 +388,27 @@ mod tests {
         assert_eq!(inv.system_vendor.manufacturer, "QEMU");
         assert_eq!(inv.boot.current_boot_mode, "bios");
         assert_eq!(inv.boot.pxe_interface.as_deref(), Some("01-52-54-00-aa-00-01"));
+        assert_eq!(inv.memory.physical_mb, None, "no SMBIOS records and no memory blocks");
+    }
+
+    #[test]
+    fn installed_memory_without_smbios_comes_from_the_online_memory_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        write(r, "sys/devices/system/memory/block_size_bytes", "8000000\n");
+        for (i, online) in [(0, "1"), (1, "1"), (2, "0"), (3, "1")] {
+            write(r, &format!("sys/devices/system/memory/memory{i}/online"), online);
+        }
+        // Three online blocks of 128 MiB, as lshw counts them (IPA reads lshw).
+        assert_eq!(memory(&SysRoot(r.to_owned())).physical_mb, Some(384));
+        write(r, "sys/firmware/dmi/entries/17-0/raw", &"x".repeat(0x0c));
+        let mut raw = vec![0u8; 0x20];
+        raw[0x0c..0x0e].copy_from_slice(&1024u16.to_le_bytes());
+        fs::write(r.join("sys/firmware/dmi/entries/17-0/raw"), raw).expect("write");
+        assert_eq!(
+            memory(&SysRoot(r.to_owned())).physical_mb,
+            Some(1024),
+            "SMBIOS wins when present"
+        );
     }
 }
