@@ -142,6 +142,8 @@ pub struct FileConfig {
     pub api_only: Option<bool>,
     /// Inspection: hooks, ports, timeouts, built-in rules (Ironic's `[inspector]`).
     pub inspector: Option<crate::inspection::config::InspectorFile>,
+    /// Enrolment of unknown machines that post inspection data (Ironic's `[auto_discovery]`).
+    pub auto_discovery: Option<crate::inspection::config::AutoDiscoveryFile>,
 }
 
 /// Resolved configuration.
@@ -182,6 +184,8 @@ pub struct ConductorConfig {
     pub clean_step_priority_override: BTreeMap<String, i64>,
     /// Inspection settings (`[inspector]`).
     pub inspector: crate::inspection::config::InspectorConfig,
+    /// Auto-discovery settings (`[auto_discovery]`).
+    pub auto_discovery: crate::inspection::config::AutoDiscovery,
     /// Membership and ownership among several conductors.
     pub cluster: crate::cluster::ClusterConfig,
 }
@@ -261,6 +265,17 @@ impl ConductorConfig {
             .unwrap_or_else(|| "rivet-conductor".into());
         let inspector = crate::inspection::config::InspectorConfig::resolve(file.inspector.clone().unwrap_or_default())
             .map_err(ConfigError::Invalid)?;
+        let enabled_hardware_types: Vec<String> = file.enabled_hardware_types.clone().unwrap_or_else(|| {
+            crate::drivers::registry::DEFAULT_ENABLED_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        let auto_discovery = crate::inspection::config::AutoDiscovery::resolve(
+            file.auto_discovery.clone().unwrap_or_default(),
+            &enabled_hardware_types,
+        )
+        .map_err(ConfigError::Invalid)?;
         Ok(ConductorConfig {
             listen_host: cli
                 .listen_host
@@ -285,12 +300,7 @@ impl ConductorConfig {
             ldlinux_c32: file
                 .ldlinux_c32
                 .unwrap_or_else(|| "/usr/lib/syslinux/modules/bios/ldlinux.c32".into()),
-            enabled_hardware_types: file.enabled_hardware_types.unwrap_or_else(|| {
-                crate::drivers::registry::DEFAULT_ENABLED_TYPES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            }),
+            enabled_hardware_types,
             enabled_interfaces: file.enabled_interfaces.unwrap_or_default(),
             default_interfaces: file.default_interfaces.unwrap_or_default(),
             automated_clean: file.automated_clean.unwrap_or(true),
@@ -331,6 +341,7 @@ impl ConductorConfig {
             clean_step_priority_override: file.clean_step_priority_override.unwrap_or_default(),
             cluster,
             inspector,
+            auto_discovery,
         })
     }
 

@@ -33,8 +33,15 @@ pub(super) async fn ipxe_script(State(state): State<AppState>, Path(name): Path<
             tracing::info!(node = %node.uuid, mac, "iPXE script requested");
             script(ipxe::script_for(&node))
         }
-        // Not ours: let the firmware try its next boot device.
-        None => script("#!ipxe\necho Rivet: no node has this MAC\nexit 0\n".to_owned()),
+        // Unknown: the discovery ramdisk when auto-discovery is on, else the firmware's next
+        // boot device.
+        None => match state.conductor.discovery_script() {
+            Some(discovery) => {
+                tracing::info!(mac, "iPXE script for an unknown machine: the auto-discovery ramdisk");
+                script(discovery)
+            }
+            None => script("#!ipxe\necho Rivet: no node has this MAC\nexit 0\n".to_owned()),
+        },
     })
 }
 

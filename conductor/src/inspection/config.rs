@@ -68,6 +68,53 @@ pub struct InspectorFile {
     pub mask_secrets: Option<MaskSecrets>,
 }
 
+/// The `[auto_discovery]` table: enrol machines that post inspection data and match no node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoDiscoveryFile {
+    pub enabled: Option<bool>,
+    pub driver: Option<String>,
+    pub deploy_kernel: Option<String>,
+    pub deploy_ramdisk: Option<String>,
+    pub kernel_append_params: Option<String>,
+}
+
+/// Resolved auto-discovery settings (Ironic's `[auto_discovery]`, plus what the iPXE script for
+/// unknown machines boots, which Ironic leaves to a separate PXE setup).
+#[derive(Debug, Clone, Default)]
+pub struct AutoDiscovery {
+    /// Enrol unknown machines (off by default: any machine reaching the callback is enrolled).
+    pub enabled: bool,
+    /// The hardware type of a discovered node.
+    pub driver: String,
+    /// The ramdisk unknown machines boot over iPXE: kernel and initramfs (URLs or names under
+    /// the http root), and extra kernel parameters.
+    pub deploy_kernel: Option<String>,
+    pub deploy_ramdisk: Option<String>,
+    pub kernel_append_params: Option<String>,
+}
+
+impl AutoDiscovery {
+    /// Resolve; enabled needs a driver among `enabled_types`.
+    pub fn resolve(file: AutoDiscoveryFile, enabled_types: &[String]) -> Result<Self, String> {
+        let enabled = file.enabled.unwrap_or(false);
+        let driver = file.driver.unwrap_or_default();
+        if enabled && !enabled_types.contains(&driver) {
+            return Err(format!(
+                "[auto_discovery] enabled needs a driver among the enabled hardware types ({}), got {driver:?}",
+                enabled_types.join(", ")
+            ));
+        }
+        Ok(AutoDiscovery {
+            enabled,
+            driver,
+            deploy_kernel: file.deploy_kernel,
+            deploy_ramdisk: file.deploy_ramdisk,
+            kernel_append_params: file.kernel_append_params,
+        })
+    }
+}
+
 /// Resolved inspection settings.
 #[derive(Debug, Clone)]
 pub struct InspectorConfig {

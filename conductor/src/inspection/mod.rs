@@ -12,6 +12,7 @@
 //! `ironic/api/controllers/v1/ramdisk.py` (`continue_inspection`).
 
 pub mod config;
+pub mod discovery;
 pub mod hooks;
 pub mod lldp;
 pub mod root_hints;
@@ -121,6 +122,14 @@ impl Conductor {
             let message = format!("Failed to finish inspection: {message}");
             tracing::error!(node = %task.node.uuid, %message, "inspection failed");
             self.fail_inspection(task, &message).await;
+            return;
+        }
+        if task.node.provision_state == state::ENROLL {
+            // Auto-discovery: the node stays enrolled, its machine in the ramdisk, until an
+            // operator gives it credentials and manages it (as Ironic).
+            if let Err(e) = self.finish_discovery(task).await {
+                tracing::error!(node = %task.node.uuid, error = %e, "saving a discovered node");
+            }
             return;
         }
         let fast_track = self.settings.fast_track;
@@ -266,11 +275,22 @@ impl Conductor {
         if macs.is_empty() && bmc.is_empty() && node_uuid.is_none() {
             return Err(EngineError::Invalid("No lookup information provided".into()));
         }
-        let uuid = self.inspection_lookup(&macs, &bmc, node_uuid).await?;
+        let (uuid, discovered) = match self.inspection_lookup(&macs, &bmc, node_uuid).await? {
+            Some(uuid) => (uuid, false),
+            None if self.config.auto_discovery.enabled && node_uuid.is_none() => {
+                (self.enroll_discovered(&bmc).await?, true)
+            }
+            None => return Err(not_found()),
+        };
+        if discovered && let Some(data) = data.as_object_mut() {
+            data.insert("auto_discovered".into(), json!(true));
+        }
         let lock = self.locks.acquire(&uuid).await?;
         let outcome = async {
             let node = self.node(&uuid).await?;
-            if node.provision_state != state::INSPECTWAIT {
+            let waiting =
+                node.provision_state == state::INSPECTWAIT || discovered && node.provision_state == state::ENROLL;
+            if !waiting {
                 return Err(not_found());
             }
             let mut task = self.task(node).await?;
@@ -282,13 +302,14 @@ impl Conductor {
         outcome
     }
 
-    /// Ironic's `lookup_node` for inspection.
+    /// Ironic's `lookup_node` for inspection: the node, `None` when nothing matches (a machine
+    /// auto-discovery may enrol), 404 on conflicting matches or a node that is not waiting.
     async fn inspection_lookup(
         &self,
         macs: &[String],
         bmc: &[String],
         node_uuid: Option<&str>,
-    ) -> Result<String, EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let mut found: Option<String> = match node_uuid {
             Some(ident) => Some(self.node(ident).await.map_err(|_| not_found())?.uuid),
             None => None,
@@ -331,10 +352,10 @@ impl Conductor {
                 _ => {}
             }
         }
-        found.ok_or_else(|| {
-            tracing::error!(macs = %macs.join(", "), bmc = %bmc.join(", "), "inspection lookup: no node matches");
-            not_found()
-        })
+        if found.is_none() {
+            tracing::warn!(macs = %macs.join(", "), bmc = %bmc.join(", "), "inspection lookup: no node matches");
+        }
+        Ok(found)
     }
 }
 

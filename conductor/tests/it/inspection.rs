@@ -99,7 +99,7 @@ async fn inspection_data_makes_ports_properties_and_runs_the_rules() {
     assert_eq!(props["local_gb"], 255, "256 GiB less 1 for partitioning");
     assert_eq!(
         props["capabilities"],
-        "boot_mode:bios,cpu_aes:true,cpu_hugepages_1g:true,cpu_hugepages:true,rack:12"
+        "boot_mode:bios,cpu_aes:true,cpu_hugepages:true,cpu_hugepages_1g:true,rack:12"
     );
     assert_eq!(shown["traits"], json!(["CUSTOM_INSPECTED"]));
     assert_eq!(shown["extra"]["disk"], "/dev/sda");
@@ -250,4 +250,59 @@ async fn the_rules_api_follows_ironic() {
     assert_eq!(status, 404);
     let (status, _) = call(Method::DELETE, c.url(&format!("/v1/inspection_rules/{uuid}")), None).await;
     assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn auto_discovery_enrolls_an_unknown_machine_and_boots_unknown_macs_into_the_ramdisk() {
+    let c = TestConductor::start_with(|config| {
+        config.auto_discovery = rivet_conductor::inspection::config::AutoDiscovery {
+            enabled: true,
+            driver: "fake-hardware".into(),
+            deploy_kernel: Some("http://192.0.2.1/rivet.kernel".into()),
+            deploy_ramdisk: Some("http://192.0.2.1/rivet.initramfs".into()),
+            kernel_append_params: Some("console=ttyS0".into()),
+        };
+    })
+    .await;
+    // An unknown machine chain-loading its script gets the ramdisk with the callback.
+    let script = crate::support::client()
+        .get(c.url("/boot/ipxe/02-fc-00-00-00-01"))
+        .send()
+        .await
+        .expect("script")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        script.contains("kernel --name kernel http://192.0.2.1/rivet.kernel"),
+        "{script}"
+    );
+    assert!(script.contains("ipa-inspection-callback-url="), "{script}");
+    assert!(script.contains("/v1/continue_inspection"), "{script}");
+    assert!(script.contains("console=ttyS0"), "{script}");
+
+    let (status, answer) = post_data(&c, inspection_data()).await;
+    assert_eq!(status, 202, "{answer}");
+    let uuid = answer["uuid"].as_str().expect("uuid").to_owned();
+    let (_, node) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(node["provision_state"], "enroll");
+    assert_eq!(node["driver"], "fake-hardware");
+    assert_eq!(node["inspect_interface"], "agent");
+    assert_eq!(node["properties"]["memory_mb"], 24576);
+    assert_eq!(node["driver_info"]["deploy_kernel"], "http://192.0.2.1/rivet.kernel");
+    let (_, ports) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}/ports")), None).await;
+    assert_eq!(ports["ports"][0]["address"], PXE_MAC);
+    let (_, stored) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}/inventory")), None).await;
+    assert_eq!(stored["plugin_data"]["auto_discovered"], true);
+    // Its MAC is known now: the same machine posting again is the enrolled node, not a new one
+    // (and, not waiting, it is refused).
+    let (status, _) = post_data(&c, inspection_data()).await;
+    assert_eq!(status, 404);
+    let (_, nodes) = call(Method::GET, c.url("/v1/nodes"), None).await;
+    assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(1));
+    // Once managed, it can be inspected in-band like any node.
+    walk(&c, &uuid, &[("manage", "manageable"), ("inspect", "inspect wait")]).await;
+    let (status, _) = post_data(&c, inspection_data()).await;
+    assert_eq!(status, 202);
+    wait_for(&c, &uuid, "provision_state", "manageable").await;
 }
