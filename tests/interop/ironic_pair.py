@@ -76,7 +76,14 @@ class Pair:
     """Ironic and Rivet, started; `ironic` and `rivet` are their `Api`s."""
 
     def __init__(self, venv, conductor, prefix, api_class=Api, inspect=("no-inspect",), ironic_extra="",
-                 rivet_extra=""):
+                 rivet_extra="", hardware_types=("fake-hardware",), interfaces=None):
+        # Enabled implementations per kind, the same on both sides; `interfaces` adds to or
+        # replaces the defaults below (for example {"power": ["fake", "redfish"]}).
+        enabled = {"bios": ["no-bios"], "boot": ["fake"], "console": ["no-console"], "deploy": ["fake", "direct"],
+                   "firmware": ["no-firmware"], "inspect": list(inspect), "management": ["fake"],
+                   "network": ["noop"], "power": ["fake"], "raid": ["no-raid"], "rescue": ["no-rescue"],
+                   "storage": ["noop"], "vendor": ["no-vendor"]}
+        enabled.update(interfaces or {})
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.procs = []
         work = self.work
@@ -86,13 +93,13 @@ class Pair:
 auth_strategy = noauth
 rpc_transport = none
 host = rivet-api-compare
-enabled_hardware_types = fake-hardware
-enabled_deploy_interfaces = fake,direct
-enabled_boot_interfaces = fake
-enabled_power_interfaces = fake
-enabled_management_interfaces = fake
-enabled_network_interfaces = noop
-enabled_inspect_interfaces = {",".join(inspect)}
+enabled_hardware_types = {",".join(hardware_types)}
+enabled_deploy_interfaces = {",".join(enabled["deploy"])}
+enabled_boot_interfaces = {",".join(enabled["boot"])}
+enabled_power_interfaces = {",".join(enabled["power"])}
+enabled_management_interfaces = {",".join(enabled["management"])}
+enabled_network_interfaces = {",".join(enabled["network"])}
+enabled_inspect_interfaces = {",".join(enabled["inspect"])}
 [api]
 host_ip = 127.0.0.1
 port = {ironic_port}
@@ -103,29 +110,17 @@ automated_clean = false
 [dhcp]
 dhcp_provider = none
 {ironic_extra}""")
+        rivet_interfaces = "".join(f"{kind} = {json.dumps(names)}\n" for kind, names in sorted(enabled.items()))
         with open(os.path.join(work, "conductor.toml"), "w") as f:
             # The interfaces Ironic enables with the configuration above (its defaults for the kinds
             # not named, without the ones fake-hardware does not support): both servers then
             # answer from the same configuration. Rivet's own default enables every
             # implementation a hardware type supports (docs/compatibility.md).
             f.write(f"""automated_clean = false
-enabled_hardware_types = ["fake-hardware"]
+enabled_hardware_types = {json.dumps(list(hardware_types))}
 host = "rivet-api-compare"
 [enabled_interfaces]
-bios = ["no-bios"]
-boot = ["fake"]
-console = ["no-console"]
-deploy = ["fake", "direct"]
-firmware = ["no-firmware"]
-inspect = {json.dumps(list(inspect))}
-management = ["fake"]
-network = ["noop"]
-power = ["fake"]
-raid = ["no-raid"]
-rescue = ["no-rescue"]
-storage = ["noop"]
-vendor = ["no-vendor"]
-{rivet_extra}""")
+{rivet_interfaces}{rivet_extra}""")
         subprocess.run([f"{venv}/bin/ironic-dbsync", "--config-file", f"{work}/ironic.conf", "create_schema"],
                        check=True, capture_output=True)
         self.ironic = api_class("ironic", f"http://127.0.0.1:{ironic_port}")

@@ -277,6 +277,15 @@ pub trait Inspect: Interface {
     async fn tear_down(&self, _task: &mut Task, _power_off: bool) -> Result<(), DriverError> {
         Ok(())
     }
+    /// The hooks its data goes through (`[inspector] hooks` for in-band data).
+    fn hooks<'c>(&self, config: &'c crate::inspection::config::InspectorConfig) -> &'c [String] {
+        &config.hooks
+    }
+    /// Properties the inspection must have set, or it fails (Ironic's `ESSENTIAL_PROPERTIES`
+    /// for out-of-band inspection).
+    fn essential_properties(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Power control.
@@ -299,6 +308,11 @@ pub trait Management: Interface {
     async fn set_boot_device(&self, node: &mut NodeRecord, device: &str, persistent: bool) -> Result<(), DriverError>;
     /// Devices accepted by [`Management::set_boot_device`].
     fn supported_boot_devices(&self) -> Vec<&'static str>;
+    /// The hardware vendor the BMC reports, cached by the conductor as `properties.vendor`
+    /// when a node is managed (Ironic's `detect_vendor`); `None` when it cannot tell.
+    async fn detect_vendor(&self, _node: &NodeRecord) -> Result<Option<String>, DriverError> {
+        Ok(None)
+    }
     /// The next boot device and whether it persists, as far as the interface knows
     /// (`GET /v1/nodes/{node}/management/boot_device`); `(None, None)` when it cannot tell.
     async fn get_boot_device(&self, _node: &NodeRecord) -> Result<(Option<String>, Option<bool>), DriverError> {

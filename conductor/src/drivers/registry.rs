@@ -174,6 +174,10 @@ pub static INTERFACES: &[Entry] = &[
     row("inspect", "fake", FAKE, || {
         Implementation::Inspect(Arc::new(fake::FakeInterface { name: "fake" }))
     }),
+    // Out of band: Ironic's redfish hardware type puts it first.
+    row("inspect", "redfish", Support::Types(&["redfish"]), || {
+        Implementation::Inspect(Arc::new(inspect::redfish::RedfishInspect))
+    }),
     row("inspect", "no-inspect", Support::Every, || {
         none("inspect", "no-inspect")
     }),

@@ -41,6 +41,7 @@ impl Conductor {
                     .await
                     .map_err(driver_failed("Failed to get power state"))?;
                 task.node.power_state = Some(now);
+                self.cache_vendor(task).await;
                 self.event(&mut task.node, "done").await
             }
             ("manage" | "unhold", _) => Ok(()),
@@ -81,6 +82,23 @@ impl Conductor {
                 self.continue_prepared(task, prepared, StepType::Service).await
             }
             (t, s) => Err(FlowError::Internal(format!("no flow for target {t} in state {s}"))),
+        }
+    }
+
+    /// Ironic's `node_cache_vendor`: the BMC's vendor into `properties.vendor` once; a failure
+    /// is only logged.
+    async fn cache_vendor(&self, task: &mut Task) {
+        if task.node.properties.get("vendor").is_some_and(|v| !v.is_null() && v != "") {
+            return;
+        }
+        let management = task.driver.management.clone();
+        match management.detect_vendor(&task.node).await {
+            Ok(Some(vendor)) => {
+                tracing::info!(node = %task.node.uuid, %vendor, "detected the vendor");
+                task.node.properties.insert("vendor".into(), json!(vendor));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(node = %task.node.uuid, error = %e, "could not detect the vendor"),
         }
     }
 

@@ -56,6 +56,7 @@ pub enum KeepPorts {
 #[serde(deny_unknown_fields)]
 pub struct InspectorFile {
     pub hooks: Option<Vec<String>>,
+    pub redfish_hooks: Option<Vec<String>>,
     pub add_ports: Option<AddPorts>,
     pub keep_ports: Option<KeepPorts>,
     pub update_pxe_enabled: Option<bool>,
@@ -120,6 +121,9 @@ impl AutoDiscovery {
 pub struct InspectorConfig {
     /// Hooks in the order they run (`ramdisk-error`, `validate-interfaces`, `ports`, ...).
     pub hooks: Vec<String>,
+    /// Hooks for out-of-band `redfish` inspection (Ironic's `[redfish] inspection_hooks`,
+    /// default `validate-interfaces,ports,architecture`).
+    pub redfish_hooks: Vec<String>,
     pub add_ports: AddPorts,
     pub keep_ports: KeepPorts,
     /// Set ports' `pxe_enabled` from the inventory.
@@ -162,19 +166,14 @@ impl InspectorConfig {
         let hooks: Vec<String> = file
             .hooks
             .unwrap_or_else(|| DEFAULT_HOOKS.iter().map(|h| (*h).to_owned()).collect());
-        for (i, hook) in hooks.iter().enumerate() {
-            if !super::hooks::HOOKS.contains(&hook.as_str()) {
-                return Err(format!(
-                    "[inspector] hooks: unknown hook {hook:?} (known: {})",
-                    super::hooks::HOOKS.join(", ")
-                ));
-            }
-            if let Some(needed) = super::hooks::dependency(hook)
-                && !hooks[..i].iter().any(|h| h == needed)
-            {
-                return Err(format!("[inspector] hooks: {hook} requires {needed} before it"));
-            }
-        }
+        let redfish_hooks: Vec<String> = file.redfish_hooks.unwrap_or_else(|| {
+            ["validate-interfaces", "ports", "architecture"]
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect()
+        });
+        check_hooks(&hooks, "hooks")?;
+        check_hooks(&redfish_hooks, "redfish_hooks")?;
         let built_in_rules = match &file.built_in_rules {
             None => Vec::new(),
             Some(path) => load_built_in(path)?,
@@ -197,6 +196,7 @@ impl InspectorConfig {
             });
         Ok(InspectorConfig {
             hooks,
+            redfish_hooks,
             add_ports: file.add_ports.unwrap_or_default(),
             keep_ports: file.keep_ports.unwrap_or_default(),
             update_pxe_enabled: file.update_pxe_enabled.unwrap_or(true),
@@ -209,6 +209,24 @@ impl InspectorConfig {
             mask_secrets: file.mask_secrets.unwrap_or_default(),
         })
     }
+}
+
+/// Hooks known and after the hooks they need.
+fn check_hooks(hooks: &[String], key: &str) -> Result<(), String> {
+    for (i, hook) in hooks.iter().enumerate() {
+        if !super::hooks::HOOKS.contains(&hook.as_str()) {
+            return Err(format!(
+                "[inspector] {key}: unknown hook {hook:?} (known: {})",
+                super::hooks::HOOKS.join(", ")
+            ));
+        }
+        if let Some(needed) = super::hooks::dependency(hook)
+            && !hooks[..i].iter().any(|h| h == needed)
+        {
+            return Err(format!("[inspector] {key}: {hook} requires {needed} before it"));
+        }
+    }
+    Ok(())
 }
 
 impl Default for InspectorConfig {

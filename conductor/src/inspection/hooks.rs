@@ -58,9 +58,13 @@ pub struct HookInput<'a> {
     pub foreign_macs: &'a BTreeSet<String>,
 }
 
-/// Run the configured hooks on the node. The error is the inspection's failure reason.
-pub fn run(config: &InspectorConfig, node: &mut NodeRecord, input: HookInput<'_>) -> Result<PortChanges, String> {
-    let hooks = &config.hooks;
+/// Run `hooks` (the inspect interface's configured list) on the node. The error is the inspection's failure reason.
+pub fn run(
+    config: &InspectorConfig,
+    hooks: &[String],
+    node: &mut NodeRecord,
+    input: HookInput<'_>,
+) -> Result<PortChanges, String> {
     for hook in hooks {
         match hook.as_str() {
             "ramdisk-error" => {

@@ -167,8 +167,10 @@ impl Conductor {
             .map(|p| p.address)
             .collect();
         let ports_before: Vec<PortRecord> = self.db.ports(Some(&task.node.uuid)).await.map_err(db_error)?;
+        let inspect = task.driver.inspect.clone();
         let changes = hooks::run(
             &self.config.inspector,
+            inspect.hooks(&self.config.inspector),
             &mut task.node,
             hooks::HookInput {
                 inventory,
@@ -208,6 +210,19 @@ impl Conductor {
         rules::apply(&all_rules, &mut subject, self.config.inspector.mask_secrets)
             .await
             .map_err(|e| e.to_string())?;
+        let missing: Vec<&str> = inspect
+            .essential_properties()
+            .iter()
+            .copied()
+            .filter(|p| !task.node.properties.contains_key(*p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "Failed to inspect hardware. Reason: Failed to discover the following properties: {} on node {}",
+                missing.join(", "),
+                task.node.uuid
+            ));
+        }
         if let Some(data) = plugin_data.as_object_mut() {
             // Logs can be huge; Ironic stores them apart, Rivet keeps them in the conductor's log.
             data.remove("logs");

@@ -1,4 +1,5 @@
-//! Inspect interfaces: `agent` (in-band, through the ramdisk), `fake` and `no-inspect`
-//! (in `fake.rs`).
+//! Inspect interfaces: `agent` (in-band, through the ramdisk), `redfish` (out of band, from
+//! the BMC), `fake` and `no-inspect` (in `fake.rs`).
 
 pub mod agent;
+pub mod redfish;

@@ -37,4 +37,29 @@ impl Management for IpmiManagement {
     fn supported_boot_devices(&self) -> Vec<&'static str> {
         vec!["pxe", "disk", "cdrom", "bios", "safe"]
     }
+
+    /// `ipmitool mc info`'s "Manufacturer Name", lower-cased (as Ironic's).
+    async fn detect_vendor(&self, node: &NodeRecord) -> Result<Option<String>, DriverError> {
+        let out = ipmitool(node, &["mc", "info"]).await?;
+        Ok(manufacturer(&out))
+    }
+}
+
+fn manufacturer(mc_info: &str) -> Option<String> {
+    mc_info
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Manufacturer Name"))
+        .and_then(|rest| rest.trim_start().strip_prefix(':'))
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_vendor_is_the_manufacturer_name() {
+        let out = "Device ID                 : 32\nManufacturer ID           : 674\nManufacturer Name         : DELL Inc\n";
+        assert_eq!(super::manufacturer(out).as_deref(), Some("dell inc"));
+        assert_eq!(super::manufacturer("Device ID : 1\n"), None);
+    }
 }

@@ -54,6 +54,18 @@ impl Management for RedfishManagement {
         vec!["pxe", "disk", "cdrom", "bios"]
     }
 
+    /// The service root's `Vendor`, else the system's `Manufacturer` (as Ironic's).
+    async fn detect_vendor(&self, node: &NodeRecord) -> Result<Option<String>, DriverError> {
+        let bmc = Redfish::for_node(node)?;
+        if let Ok(root) = bmc.get("/redfish/v1/").await
+            && let Some(vendor) = root["Vendor"].as_str().filter(|v| !v.is_empty())
+        {
+            return Ok(Some(vendor.to_owned()));
+        }
+        let (_, system) = bmc.system().await?;
+        Ok(system["Manufacturer"].as_str().filter(|v| !v.is_empty()).map(str::to_owned))
+    }
+
     async fn get_virtual_media(&self, node: &NodeRecord) -> Result<Vec<serde_json::Value>, DriverError> {
         let bmc = Redfish::for_node(node)?;
         Ok(virtual_media::drives(&bmc)
