@@ -88,7 +88,12 @@ impl Conductor {
     /// Ironic's `node_cache_vendor`: the BMC's vendor into `properties.vendor` once; a failure
     /// is only logged.
     async fn cache_vendor(&self, task: &mut Task) {
-        if task.node.properties.get("vendor").is_some_and(|v| !v.is_null() && v != "") {
+        if task
+            .node
+            .properties
+            .get("vendor")
+            .is_some_and(|v| !v.is_null() && v != "")
+        {
             return;
         }
         let management = task.driver.management.clone();

@@ -37,7 +37,11 @@ impl Interface for RedfishInspect {
 fn member_links(collection: &Value) -> Vec<String> {
     collection["Members"]
         .as_array()
-        .map(|m| m.iter().filter_map(|l| l["@odata.id"].as_str().map(str::to_owned)).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|l| l["@odata.id"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -75,7 +79,11 @@ fn architecture(instruction_set: Option<&str>) -> &'static str {
 fn normalise_mac(mac: &str) -> Option<String> {
     let mac = mac.trim().to_lowercase().replace('-', ":");
     let parts: Vec<&str> = mac.split(':').collect();
-    (parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))).then_some(mac)
+    (parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())))
+    .then_some(mac)
 }
 
 /// The first size of at least 4 GiB among sorted `sizes`, or 0.
@@ -89,8 +97,15 @@ pub async fn collect(bmc: &Redfish) -> Result<(Value, Map<String, Value>), Drive
     let (_, system) = bmc.system().await?;
     let mut inventory = Map::new();
     let mut props = Map::new();
-    if let Some(gib) = system["MemorySummary"]["TotalSystemMemoryGiB"].as_f64().filter(|g| *g > 0.0) {
-        let mb = if gib.fract() == 0.0 { json!(gib as u64 * 1024) } else { json!(gib * 1024.0) };
+    if let Some(gib) = system["MemorySummary"]["TotalSystemMemoryGiB"]
+        .as_f64()
+        .filter(|g| *g > 0.0)
+    {
+        let mb = if gib.fract() == 0.0 {
+            json!(gib as u64 * 1024)
+        } else {
+            json!(gib * 1024.0)
+        };
         props.insert("memory_mb".into(), mb.clone());
         inventory.insert("memory".into(), json!({"physical_mb": mb}));
     }
@@ -115,7 +130,9 @@ pub async fn collect(bmc: &Redfish) -> Result<(Value, Map<String, Value>), Drive
     let (mut drive_sizes, mut volume_sizes) = (Vec::new(), Vec::new());
     for storage in &storages {
         for drive in storage["Drives"].as_array().into_iter().flatten() {
-            let Some(path) = drive["@odata.id"].as_str() else { continue };
+            let Some(path) = drive["@odata.id"].as_str() else {
+                continue;
+            };
             let drive = bmc.get(path).await?;
             if let Some(size) = drive["CapacityBytes"].as_u64() {
                 drive_sizes.push(size);
@@ -152,7 +169,11 @@ pub async fn collect(bmc: &Redfish) -> Result<(Value, Map<String, Value>), Drive
     if storage == 0 {
         storage = first_usable(drive_sizes);
     }
-    let chosen = if simple > 0 && storage > 0 { simple.min(storage) } else { simple.max(storage) };
+    let chosen = if simple > 0 && storage > 0 {
+        simple.min(storage)
+    } else {
+        simple.max(storage)
+    };
     let local_gb = ((chosen as f64 / GIB) - 1.0).max(0.0) as u64;
     props.insert("local_gb".into(), json!(local_gb));
     if !disks.is_empty() {
@@ -212,9 +233,17 @@ impl Inspect for RedfishInspect {
         }
         if let Some(mode) = found.remove("boot_mode").and_then(|m| m.as_str().map(str::to_owned)) {
             // Ironic adds the capability only when the node has none yet.
-            let caps = props.get("capabilities").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let caps = props
+                .get("capabilities")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             if !caps.split(',').any(|c| c.starts_with("boot_mode:")) {
-                let joined = if caps.is_empty() { format!("boot_mode:{mode}") } else { format!("{caps},boot_mode:{mode}") };
+                let joined = if caps.is_empty() {
+                    format!("boot_mode:{mode}")
+                } else {
+                    format!("{caps},boot_mode:{mode}")
+                };
                 props.insert("capabilities".into(), json!(joined));
             }
         }

@@ -58,7 +58,8 @@ fn manufacturer(mc_info: &str) -> Option<String> {
 mod tests {
     #[test]
     fn the_vendor_is_the_manufacturer_name() {
-        let out = "Device ID                 : 32\nManufacturer ID           : 674\nManufacturer Name         : DELL Inc\n";
+        let out =
+            "Device ID                 : 32\nManufacturer ID           : 674\nManufacturer Name         : DELL Inc\n";
         assert_eq!(super::manufacturer(out).as_deref(), Some("dell inc"));
         assert_eq!(super::manufacturer("Device ID : 1\n"), None);
     }

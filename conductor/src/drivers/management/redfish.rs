@@ -63,7 +63,10 @@ impl Management for RedfishManagement {
             return Ok(Some(vendor.to_owned()));
         }
         let (_, system) = bmc.system().await?;
-        Ok(system["Manufacturer"].as_str().filter(|v| !v.is_empty()).map(str::to_owned))
+        Ok(system["Manufacturer"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned))
     }
 
     async fn get_virtual_media(&self, node: &NodeRecord) -> Result<Vec<serde_json::Value>, DriverError> {
