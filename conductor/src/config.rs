@@ -108,6 +108,8 @@ pub struct FileConfig {
     pub clean_callback_timeout: Option<u64>,
     pub deploy_callback_timeout: Option<u64>,
     pub service_callback_timeout: Option<u64>,
+    /// Seconds a rescue ramdisk may take to call back (Ironic's `rescue_callback_timeout`).
+    pub rescue_callback_timeout: Option<u64>,
     pub check_provision_state_interval: Option<f64>,
     /// Keep agents running between cleaning and deployment.
     pub fast_track: Option<bool>,
@@ -175,6 +177,7 @@ pub struct ConductorConfig {
     pub clean_callback_timeout: Duration,
     pub deploy_callback_timeout: Duration,
     pub service_callback_timeout: Duration,
+    pub rescue_callback_timeout: Duration,
     pub check_provision_state_interval: Duration,
     pub fast_track: bool,
     pub fast_track_timeout: Duration,
@@ -320,6 +323,7 @@ impl ConductorConfig {
             clean_callback_timeout: Duration::from_secs(file.clean_callback_timeout.unwrap_or(1800)),
             deploy_callback_timeout: Duration::from_secs(file.deploy_callback_timeout.unwrap_or(1800)),
             service_callback_timeout: Duration::from_secs(file.service_callback_timeout.unwrap_or(1800)),
+            rescue_callback_timeout: Duration::from_secs(file.rescue_callback_timeout.unwrap_or(1800)),
             check_provision_state_interval: Duration::from_secs_f64(
                 file.check_provision_state_interval.unwrap_or(60.0).clamp(0.05, 86400.0),
             ),

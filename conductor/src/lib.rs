@@ -24,6 +24,7 @@ pub mod model;
 pub mod periodic;
 pub mod raid;
 pub mod ramdisk;
+pub mod rescue;
 pub mod states;
 pub mod step_lists;
 pub mod steps;

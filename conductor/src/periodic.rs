@@ -35,6 +35,7 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
         (state::DEPLOYWAIT, conductor.config.deploy_callback_timeout),
         (state::SERVICEWAIT, conductor.config.service_callback_timeout),
         (state::INSPECTWAIT, conductor.config.inspector.inspect_wait_timeout),
+        (state::RESCUEWAIT, conductor.config.rescue_callback_timeout),
     ];
     for (state, timeout) in waits {
         if timeout.is_zero() {
@@ -66,6 +67,13 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
                                    inspection failure and rerun inspection.";
                     tracing::error!(node = %task.node.uuid, message, "inspection timeout");
                     conductor.fail_inspection(&mut task, message).await;
+                } else if state == state::RESCUEWAIT {
+                    let message = format!(
+                        "Timeout reached while waiting for rescue ramdisk callback for node {}",
+                        task.node.uuid
+                    );
+                    tracing::error!(node = %task.node.uuid, %message, "rescue timeout");
+                    conductor.fail_flow(&mut task, &message).await;
                 } else {
                     let message = format!(
                         "Timeout reached while waiting for callback for node {} after {}s: waiting for {}",

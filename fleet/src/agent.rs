@@ -79,7 +79,7 @@ pub async fn boot_agent(
     config.http_request_timeout = Duration::from_secs(30);
     config.shared_http = tuning.http.clone();
     config.heartbeat_observer = tuning.observer.clone();
-    let registry = simulated_registry(tuning.power_off.clone());
+    let registry = simulated_registry(tuning.power_off.clone(), manager.journal(), manager.node().to_owned());
     rivet_agent::start_with(config, registry, vec![manager as Arc<dyn HardwareManager>]).await
 }
 
@@ -87,12 +87,31 @@ pub async fn boot_agent(
 /// this host: the boot loader "installs" (Ironic asks for one after every UEFI deployment), and
 /// with a `power_off` hook the machine "powers off" (at the end of a deployment). Both answer
 /// as a real agent does when they succeed: a `null` result.
-fn simulated_registry(power_off: Option<PowerOffHook>) -> Registry {
+fn simulated_registry(power_off: Option<PowerOffHook>, journal: crate::machine::Journal, node: String) -> Registry {
     let mut registry = rivet_agent::default_registry();
     registry.register(
         "image",
         "install_bootloader",
         Command::asynchronous(|_, _: serde_json::Map<String, Value>| async { Ok(Value::Null) }),
+    );
+    // The rescue user lives in the machine's ramdisk: the simulated machine only journals the
+    // password hash it was given; the agent then stops serving, as a real one does.
+    let rescue_journal = journal.clone();
+    registry.register(
+        "rescue",
+        "finalize_rescue",
+        Command::sync(
+            move |state: Arc<rivet_agent::state::AgentState>, args: serde_json::Map<String, Value>| {
+                let hashed = args.get("hashed").and_then(Value::as_bool).unwrap_or(false);
+                let password = args.get("rescue_password").and_then(Value::as_str).unwrap_or_default();
+                rescue_journal.log(format!(
+                    "{node}: rescue user set up (hashed {hashed}, {})",
+                    &password[..password.len().min(3)]
+                ));
+                state.set_lifecycle(rivet_agent::state::Lifecycle::Rescued);
+                async { Ok(Value::Null) }
+            },
+        ),
     );
     if let Some(hook) = power_off {
         registry.register(

@@ -101,6 +101,16 @@ pub struct SimHardwareManager {
 }
 
 impl SimHardwareManager {
+    /// The machine's journal.
+    pub fn journal(&self) -> Journal {
+        self.journal.clone()
+    }
+
+    /// The node the machine is.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The manager of a machine with NIC `mac`, for node `node`.
     pub fn new(node: &str, mac: &str, control: Arc<MachineControl>, journal: Journal) -> Self {
         SimHardwareManager {

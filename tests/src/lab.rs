@@ -93,6 +93,7 @@ impl Lab {
                     ("deploy", vec!["direct"]),
                     ("management", vec!["sim"]),
                     ("power", vec!["sim"]),
+                    ("rescue", vec!["agent", "no-rescue"]),
                 ],
             )],
             interfaces: vec![

@@ -414,3 +414,60 @@ async fn allocations_deploy_templates_and_runbooks_drive_real_agents() {
     assert_eq!(plain_node["allocation_uuid"], serde_json::Value::Null);
     system.conductor.stop().await.expect("stops");
 }
+
+/// Rescue through real agents (issue 22): an active node is rescued with a password, the agent
+/// is handed its hash and stops, the node is `rescue`; unrescue boots the instance again. A
+/// ramdisk that never calls back ends in `rescue failed` after the timeout, powered off.
+#[tokio::test]
+async fn rescue_and_unrescue_drive_real_agents() {
+    let system = System::start(|config| {
+        config.automated_clean = false;
+        config.rescue_callback_timeout = Duration::from_secs(2);
+        config.check_provision_state_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (uuid, control) = system.node(1).await;
+    let (lost, lost_control) = system.node(2).await;
+    for node in [&uuid, &lost] {
+        system.provision(node, json!({"target": "manage"})).await;
+        system.wait_state(node, "manageable").await;
+        system.provision(node, json!({"target": "provide"})).await;
+        system.wait_state(node, "available").await;
+        system.provision(node, json!({"target": "active"})).await;
+        system.wait_state(node, "active").await;
+    }
+
+    system
+        .provision(&uuid, json!({"target": "rescue", "rescue_password": "s3cret"}))
+        .await;
+    let node = system.wait_state(&uuid, "rescue").await;
+    assert_eq!(node["power_state"], "power on");
+    assert!(node["last_error"].is_null(), "{node}");
+    let journal = system.lab.journal_of(&uuid);
+    assert!(
+        journal.iter().any(|e| e == "rescue user set up (hashed true, $6$)"),
+        "the agent got the SHA-512 crypt hash, never the password: {journal:?}"
+    );
+    assert!(!node.to_string().contains("s3cret"), "{node}");
+    system.provision(&uuid, json!({"target": "unrescue"})).await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert_eq!(node["power_state"], "power on");
+    assert_eq!(
+        control.instance_boots.load(Ordering::SeqCst),
+        2,
+        "the instance booted again"
+    );
+    assert!(node["instance_info"].get("hashed_rescue_password").is_none(), "{node}");
+
+    // A rescue ramdisk that never boots: the timeout fails the rescue and powers it off.
+    lost_control.never_boots.store(true, Ordering::SeqCst);
+    system
+        .provision(&lost, json!({"target": "rescue", "rescue_password": "x"}))
+        .await;
+    let node = system.wait_state(&lost, "rescue failed").await;
+    assert_eq!(
+        node["last_error"],
+        format!("Timeout reached while waiting for rescue ramdisk callback for node {lost}")
+    );
+    assert_eq!(node["power_state"], "power off");
+}

@@ -190,6 +190,10 @@ pub static INTERFACES: &[Entry] = &[
         Implementation::Other(Arc::new(fake::FakeInterface { name: "fake" }))
     }),
     row("rescue", "no-rescue", Support::Every, || none("rescue", "no-rescue")),
+    // Through the agent's `rescue.finalize_rescue` (crate::rescue), as Ironic's `agent`.
+    row("rescue", "agent", BUILT_IN, || {
+        Implementation::Other(Arc::new(fake::FakeInterface { name: "agent" }))
+    }),
     row("network", "noop", Support::Every, || {
         Implementation::Other(Arc::new(fake::FakeInterface { name: "noop" }))
     }),

@@ -32,9 +32,10 @@ pub enum FlowError {
     /// Talking to the agent outside a step failed (listing steps, rebooting it).
     #[error(transparent)]
     Agent(DriverError),
-    /// Inspection could not start (the text is the node's `last_error`).
+    /// The flow failed for the reason given (the node's `last_error`): an inspection that could
+    /// not start, a rescue the agent could not finalize.
     #[error("{0}")]
-    Inspection(String),
+    Failed(String),
     /// A step failed where it runs (the conductor or the BMC).
     #[error("{} step {step} failed on node {node}: {source}", capitalised(*flow))]
     Step {

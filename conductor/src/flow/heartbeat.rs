@@ -20,6 +20,13 @@ impl Conductor {
             return;
         }
         let state = task.node.provision_state.as_str();
+        if state == state::RESCUEWAIT && crate::rescue::through_agent(task) {
+            if let Err(e) = self.finalize_rescue(task).await {
+                tracing::error!(node = %task.node.uuid, error = %e, "rescue failed");
+                self.fail_flow(task, &e.to_string()).await;
+            }
+            return;
+        }
         let Some(flow) = states::flow_of(state).filter(|f| states::wait_state(*f) == state) else {
             return;
         };

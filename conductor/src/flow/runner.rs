@@ -68,11 +68,8 @@ impl Conductor {
                 self.start_cleaning(task, false).await
             }
             ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,
-            ("rescue", state::RESCUING) => {
-                task.node.instance_info.remove("rescue_password");
-                self.event(&mut task.node, "done").await
-            }
-            ("unrescue", state::UNRESCUING) => self.event(&mut task.node, "done").await,
+            ("rescue", state::RESCUING) => self.start_rescue(task).await,
+            ("unrescue", state::UNRESCUING) => self.unrescue(task).await,
             ("service", state::SERVICING) => {
                 let deploy = task.driver.deploy.clone();
                 let prepared = deploy
@@ -409,10 +406,10 @@ impl Conductor {
             let _ = fire(node, "fail", None);
         }
         // The ramdisk is of no more use: power off.
-        if task.driver.deploy.uses_agent()
-            && [state::CLEANFAIL, state::DEPLOYFAIL, state::SERVICEFAIL].contains(&task.node.provision_state.as_str())
-            && let Err(e) = drivers::power_action(task, "power off").await
-        {
+        let ramdisk_left = (task.driver.deploy.uses_agent()
+            && [state::CLEANFAIL, state::DEPLOYFAIL, state::SERVICEFAIL].contains(&task.node.provision_state.as_str()))
+            || crate::rescue::powers_off_on_failure(task);
+        if ramdisk_left && let Err(e) = drivers::power_action(task, "power off").await {
             tracing::warn!(node = %task.node.uuid, error = %e, "could not power off after the failure");
         }
         if let Err(e) = self.save(&mut task.node).await {

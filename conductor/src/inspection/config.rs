@@ -144,20 +144,10 @@ pub struct InspectorConfig {
     pub mask_secrets: MaskSecrets,
 }
 
-/// Rivet's default hooks: Ironic's defaults (`ramdisk-error,validate-interfaces,ports,architecture`)
-/// and the hooks that fill the properties a scheduler reads (docs/compatibility.md says why).
-pub const DEFAULT_HOOKS: &[&str] = &[
-    "ramdisk-error",
-    "validate-interfaces",
-    "ports",
-    "architecture",
-    "memory",
-    "cpus",
-    "root-device",
-    "boot-mode",
-    "cpu-capabilities",
-    "local-link-connection",
-];
+/// Rivet's default hooks: every hook it has, which are Ironic's defaults
+/// (`ramdisk-error,validate-interfaces,ports,architecture`) and the hooks that fill the
+/// properties a scheduler reads (docs/compatibility.md says why).
+pub const DEFAULT_HOOKS: &[&str] = super::hooks::HOOKS;
 
 impl InspectorConfig {
     /// Resolve and check: hooks known and after the hooks they need; built-in rules readable,

@@ -58,7 +58,7 @@ impl Conductor {
                 self.process_inspection(task, inventory, plugin_data).await;
                 Ok(())
             }
-            Err(e) => Err(FlowError::Inspection(format!(
+            Err(e) => Err(FlowError::Failed(format!(
                 "Failed to inspect hardware. Reason: unable to start inspection: {e}"
             ))),
         }

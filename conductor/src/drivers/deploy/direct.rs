@@ -68,12 +68,7 @@ fn failed(e: impl std::fmt::Display) -> DriverError {
 /// Boot the agent: ramdisk parameters, boot device, reboot. The session is wiped.
 async fn boot_agent(task: &mut Task) -> Result<(), DriverError> {
     let params: BTreeMap<String, String> = [("ipa-api-url".to_owned(), task.settings.api_url.clone())].into();
-    let boot = task.driver.boot.clone();
-    boot.prepare_ramdisk(task, &params).await?;
-    let management = task.driver.management.clone();
-    management
-        .set_boot_device(&mut task.node, boot.ramdisk_boot_device(), false)
-        .await?;
+    crate::drivers::boot::boot_ramdisk_next(task, &params).await?;
     task.node
         .driver_internal_info
         .insert("agent_start_attempted".into(), json!(true));

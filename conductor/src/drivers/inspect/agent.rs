@@ -59,12 +59,7 @@ impl Inspect for AgentInspect {
         if !task.node.attr("disable_power_off").as_bool().unwrap_or(false) {
             power_action(task, "power off").await?;
         }
-        let boot = task.driver.boot.clone();
-        boot.prepare_ramdisk(task, &params).await?;
-        let management = task.driver.management.clone();
-        management
-            .set_boot_device(&mut task.node, boot.ramdisk_boot_device(), false)
-            .await?;
+        crate::drivers::boot::boot_ramdisk_next(task, &params).await?;
         task.node.driver_internal_info.insert(MANAGES_BOOT.into(), json!(true));
         task.save_now().await?;
         let action = if task.node.attr("disable_power_off").as_bool().unwrap_or(false) {
