@@ -471,3 +471,33 @@ async fn rescue_and_unrescue_drive_real_agents() {
     );
     assert_eq!(node["power_state"], "power off");
 }
+
+/// Adoption (issue 22): a machine already running its OS becomes `active` without a ramdisk
+/// booting or a disk being written, its power state kept.
+#[tokio::test]
+async fn adoption_reaches_active_without_writing_a_disk() {
+    let system = System::start(|_| {}).await;
+    let (uuid, control) = system.node(1).await;
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+    system.provision(&uuid, json!({"target": "adopt"})).await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert!(node["last_error"].is_null(), "{node}");
+    let journal = system.lab.journal_of(&uuid);
+    assert!(
+        !journal.iter().any(|e| e.contains("ramdisk booting")),
+        "no ramdisk: {journal:?}"
+    );
+    assert!(
+        !journal.iter().any(|e| e.starts_with("agent ")),
+        "no agent step ran: {journal:?}"
+    );
+    assert_eq!(
+        control.instance_boots.load(Ordering::SeqCst),
+        0,
+        "the machine was not rebooted"
+    );
+    // An adopted node is undeployed like a deployed one.
+    system.provision(&uuid, json!({"target": "deleted"})).await;
+    system.wait_state(&uuid, "available").await;
+}

@@ -67,7 +67,7 @@ impl Conductor {
                 }
                 self.start_cleaning(task, false).await
             }
-            ("adopt", state::ADOPTING) => self.event(&mut task.node, "done").await,
+            ("adopt", state::ADOPTING) => self.adopt(task).await,
             ("rescue", state::RESCUING) => self.start_rescue(task).await,
             ("unrescue", state::UNRESCUING) => self.unrescue(task).await,
             ("service", state::SERVICING) => {
@@ -80,6 +80,33 @@ impl Conductor {
             }
             (t, s) => Err(FlowError::Internal(format!("no flow for target {t} in state {s}"))),
         }
+    }
+
+    /// Adoption (Ironic's `_do_adoption`): take over a machine that already runs its OS. The
+    /// boot interface is told the instance boots from its disk (`prepare_instance`); nothing is
+    /// written, the power state is left as it is, and the node is `active`. A failure ends in
+    /// `adopt failed` with Ironic's words and the power state forgotten.
+    async fn adopt(&self, task: &mut Task) -> Result<(), FlowError> {
+        let boot = task.driver.boot.clone();
+        if let Err(e) = boot.prepare_instance(task).await {
+            let message = format!("Error while attempting to adopt node {}: {e}.", task.node.uuid);
+            tracing::error!(node = %task.node.uuid, %message, "adoption failed");
+            task.node.power_state = None;
+            task.node.last_error = Some(message.clone());
+            fire(&mut task.node, "fail", None)?;
+            self.save(&mut task.node).await?;
+            self.db.add_history(&task.node.uuid, "ERROR", &message).await?;
+            return Ok(());
+        }
+        tracing::info!(node = %task.node.uuid, "adopted");
+        self.db
+            .add_history(
+                &task.node.uuid,
+                "INFO",
+                "Adopted: the node is active without a deployment",
+            )
+            .await?;
+        self.event(&mut task.node, "done").await
     }
 
     /// Ironic's `node_cache_vendor`: the BMC's vendor into `properties.vendor` once; a failure
