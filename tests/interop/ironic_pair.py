@@ -88,6 +88,11 @@ class Pair:
         self.procs = []
         work = self.work
         ironic_port, rivet_port = free_port(), free_port()
+        # Kinds a caller overrides beyond those always written: Ironic takes its defaults for
+        # the rest.
+        written = {"deploy", "boot", "power", "management", "network", "inspect"}
+        extra_kinds = "".join(f"enabled_{kind}_interfaces = {','.join(names)}\n"
+                              for kind, names in sorted((interfaces or {}).items()) if kind not in written)
         with open(os.path.join(work, "ironic.conf"), "w") as f:
             f.write(f"""[DEFAULT]
 auth_strategy = noauth
@@ -100,7 +105,7 @@ enabled_power_interfaces = {",".join(enabled["power"])}
 enabled_management_interfaces = {",".join(enabled["management"])}
 enabled_network_interfaces = {",".join(enabled["network"])}
 enabled_inspect_interfaces = {",".join(enabled["inspect"])}
-[api]
+{extra_kinds}[api]
 host_ip = 127.0.0.1
 port = {ironic_port}
 [database]

@@ -56,6 +56,8 @@ async fn change_traits(
         let mut node = conductor.node(&node.uuid).await?;
         let mut traits = traits_of(&node);
         change(&mut traits, &node.uuid)?;
+        // Ironic lists a node's traits in the order of its trait table's key: sorted.
+        traits.sort();
         if traits.len() > MAX_TRAITS {
             return Err(ApiError::BadRequest(format!(
                 "Could not modify traits for node {}: would exceed the maximum of {MAX_TRAITS}",

@@ -139,6 +139,8 @@ pub async fn execute(op: &str, args: &Map<String, Value>, subject: &mut Subject<
                 }
                 traits.retain(|t| t.as_str() != Some(name.as_str()));
             }
+            // Kept sorted, as the traits API keeps them (Ironic's order).
+            traits.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
             subject.node.attrs.insert("traits".into(), Value::Array(traits));
             Ok(())
         }
