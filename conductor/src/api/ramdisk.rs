@@ -55,11 +55,14 @@ pub(super) async fn heartbeat(
 /// (IPA does at start-up when `ipa-inspection-callback-url` is set). The node is found by the
 /// inventory's MAC and BMC addresses (or `node_uuid`, from 1.84) and must be waiting in
 /// `inspect wait`; the data is processed at once ([`crate::inspection`]). 202 with the node's
-/// UUID; 404 (Ironic's words, which tell nothing) when no waiting node matches.
+/// UUID (`{"uuid"}`), or from 1.84 the lookup answer (`{"node", "config"}`, Ironic's
+/// `get_node_with_token`); 404 (Ironic's words, which tell nothing) when no waiting node
+/// matches.
 pub(super) async fn continue_inspection(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let node_uuid = q.get("node_uuid").map(String::as_str);
@@ -82,6 +85,13 @@ pub(super) async fn continue_inspection(
             "Invalid inspection data: the inventory and its interfaces are required".into(),
         ));
     }
-    let uuid = state.conductor.continue_inspection(data, node_uuid).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "uuid": uuid }))))
+    // From 1.84 the answer is the lookup's (node and config with the agent token), issued
+    // before processing as Ironic does; before, the UUID alone.
+    let session = (ctx.version.minor >= 84).then_some((ctx.version, Some(peer.ip())));
+    let (uuid, lookup) = state.conductor.continue_inspection(data, node_uuid, session).await?;
+    let answer = match lookup {
+        Some(answer) => serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => serde_json::json!({ "uuid": uuid }),
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }

@@ -254,13 +254,17 @@ impl Conductor {
 
     /// `POST /v1/continue_inspection`: find the node the data is from (by MAC addresses, then
     /// BMC addresses, or `node_uuid`), which must be waiting for it, and process the data. The
-    /// answer is the node's UUID. A node that cannot be found, or is not waiting, is a 404 as
-    /// in Ironic, which does not tell the caller which.
+    /// answer is the node's UUID and, when `session` gives the request's version (1.84 and
+    /// later, Ironic's new endpoint) and the agent's address, the lookup answer (node and
+    /// config with a fresh agent token) issued before the data is processed, as Ironic does,
+    /// so a fast-track agent goes on with it. A node that cannot be found, or is not waiting,
+    /// is a 404 as in Ironic, which does not tell the caller which.
     pub async fn continue_inspection(
         self: &Arc<Self>,
         mut data: Value,
         node_uuid: Option<&str>,
-    ) -> Result<String, EngineError> {
+        session: Option<(rivet_common::version::ApiVersion, Option<std::net::IpAddr>)>,
+    ) -> Result<(String, Option<rivet_common::ramdisk::LookupResponse>), EngineError> {
         let Some(inventory) = data
             .as_object_mut()
             .and_then(|d| d.remove("inventory"))
@@ -300,6 +304,16 @@ impl Conductor {
         if discovered && let Some(data) = data.as_object_mut() {
             data.insert("auto_discovered".into(), json!(true));
         }
+        let lookup = match session {
+            Some((version, peer)) if !discovered => match self.lookup(&[], Some(&uuid), version, peer).await {
+                Ok(answer) => Some(answer),
+                Err(e) => {
+                    tracing::warn!(node = %uuid, error = %e, "no agent session for the inspecting agent");
+                    None
+                }
+            },
+            _ => None,
+        };
         let lock = self.locks.acquire(&uuid).await?;
         let outcome = async {
             let node = self.node(&uuid).await?;
@@ -310,7 +324,7 @@ impl Conductor {
             }
             let mut task = self.task(node).await?;
             self.process_inspection(&mut task, inventory, data).await;
-            Ok(task.node.uuid.clone())
+            Ok((task.node.uuid.clone(), lookup))
         }
         .await;
         lock.release().await?;

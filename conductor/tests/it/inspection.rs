@@ -85,12 +85,14 @@ async fn inspection_data_makes_ports_properties_and_runs_the_rules() {
     .await;
     let node = inspecting_node(&c, "inspected").await;
 
+    // From 1.84 the answer is the lookup's, with the agent's token (issued before processing).
     let (status, answer) = post_data(&c, inspection_data()).await;
     assert_eq!(
-        (status, answer["uuid"].as_str()),
+        (status, answer["node"]["uuid"].as_str()),
         (202, Some(node.as_str())),
         "{answer}"
     );
+    assert!(answer["config"]["agent_token"].is_string(), "{answer}");
     let shown = wait_for(&c, &node, "provision_state", "manageable").await;
     let props = &shown["properties"];
     assert_eq!(props["cpu_arch"], "x86_64");
@@ -128,9 +130,16 @@ async fn inspection_data_makes_ports_properties_and_runs_the_rules() {
     let (status, _) = post_data(&c, inspection_data()).await;
     assert_eq!(status, 404);
     // Inspecting again keeps the port (keep_ports = all) and creates no duplicate.
+    // Without a version (IPA and rivet-agent post so), the UUID alone.
     walk(&c, &node, &[("inspect", "inspect wait")]).await;
-    let (status, _) = post_data(&c, inspection_data()).await;
-    assert_eq!(status, 202);
+    let (status, answer) = call_version(
+        Method::POST,
+        c.url("/v1/continue_inspection"),
+        Some(inspection_data()),
+        None,
+    )
+    .await;
+    assert_eq!((status, answer), (202, json!({ "uuid": node })));
     wait_for(&c, &node, "provision_state", "manageable").await;
     let (_, ports) = call(Method::GET, c.url(&format!("/v1/nodes/{node}/ports")), None).await;
     assert_eq!(ports["ports"].as_array().map(Vec::len), Some(1));
