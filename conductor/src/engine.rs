@@ -323,6 +323,13 @@ impl Conductor {
                     .driver_internal_info
                     .insert(format!("user_{target}_steps"), Value::Array(user.clone()));
             }
+            "inspect" => {
+                let power = task.driver.power.clone();
+                let inspect = task.driver.inspect.clone();
+                for check in [power.validate(&task.node).await, inspect.validate(&task.node).await] {
+                    check.map_err(|e| EngineError::Invalid(format!("Failed to validate inspection: {e}")))?;
+                }
+            }
             "rescue" => {
                 let password = req.rescue_password.as_deref().unwrap_or_default();
                 if password.trim().is_empty() {
@@ -348,7 +355,11 @@ impl Conductor {
             None
         };
         states::fire(&mut task.node, event, explicit_target).map_err(|e| EngineError::Internal(e.to_string()))?;
-        if ["manage", "provide", "inspect", "active", "deploy", "clean", "service"].contains(&target) {
+        if [
+            "manage", "provide", "inspect", "active", "deploy", "clean", "service", "adopt", "rescue", "unrescue",
+        ]
+        .contains(&target)
+        {
             task.node.last_error = None;
         }
         self.save(&mut task.node).await?;

@@ -73,6 +73,7 @@ pub async fn check_callback_timeouts(conductor: &Arc<Conductor>) {
                         task.node.uuid
                     );
                     tracing::error!(node = %task.node.uuid, %message, "rescue timeout");
+                    conductor.clean_up_rescue(&mut task).await;
                     conductor.fail_flow(&mut task, &message).await;
                 } else {
                     let message = format!(

@@ -93,6 +93,9 @@ impl Conductor {
                 command_error_text(&result)
             )));
         }
+        // The machine runs the ramdisk from memory now: its boot files and the password go
+        // (Ironic's `AgentRescue.clean_up` after finalizing).
+        self.clean_up_rescue(task).await;
         fire(&mut task.node, "resume", None)?;
         fire(&mut task.node, "done", None)?;
         self.save(&mut task.node).await?;
@@ -101,6 +104,30 @@ impl Conductor {
             .await?;
         tracing::info!(node = %task.node.uuid, "rescued");
         Ok(())
+    }
+
+    /// `abort` in `rescue wait`: the ramdisk boot and the password go, the machine is left as it
+    /// is, `rescue failed` (Ironic's `AgentRescue.clean_up` and words).
+    pub(crate) async fn abort_rescue(&self, task: &mut Task) -> Result<(), FlowError> {
+        self.clean_up_rescue(task).await;
+        let message = "By request, the rescue operation was aborted.";
+        task.node.last_error = Some(message.into());
+        fire(&mut task.node, "abort", None)?;
+        self.save(&mut task.node).await?;
+        self.db.add_history(&task.node.uuid, "ERROR", message).await?;
+        Ok(())
+    }
+
+    /// Forget the rescue ramdisk boot and the password (a failure is only logged).
+    pub(crate) async fn clean_up_rescue(&self, task: &mut Task) {
+        task.node.instance_info.remove(HASHED);
+        task.node.instance_info.remove("rescue_password");
+        if through_agent(task) {
+            let boot = task.driver.boot.clone();
+            if let Err(e) = boot.clean_up_ramdisk(task).await {
+                tracing::warn!(node = %task.node.uuid, error = %e, "cleaning up the rescue ramdisk boot");
+            }
+        }
     }
 
     /// `unrescue` (the node is `unrescuing`): the instance boots again.

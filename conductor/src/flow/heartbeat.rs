@@ -23,6 +23,7 @@ impl Conductor {
         if state == state::RESCUEWAIT && crate::rescue::through_agent(task) {
             if let Err(e) = self.finalize_rescue(task).await {
                 tracing::error!(node = %task.node.uuid, error = %e, "rescue failed");
+                self.clean_up_rescue(task).await;
                 self.fail_flow(task, &e.to_string()).await;
             }
             return;

@@ -453,6 +453,9 @@ impl Conductor {
         if task.node.provision_state == state::INSPECTWAIT {
             return self.abort_inspection(task).await;
         }
+        if task.node.provision_state == state::RESCUEWAIT {
+            return self.abort_rescue(task).await;
+        }
         let flow = states::flow_of(&task.node.provision_state);
         let step = flow.map(|f| task.node.current_step(f).clone()).unwrap_or_default();
         if let Some(flow) = flow

@@ -58,9 +58,12 @@ impl Conductor {
                 self.process_inspection(task, inventory, plugin_data).await;
                 Ok(())
             }
-            Err(e) => Err(FlowError::Failed(format!(
-                "Failed to inspect hardware. Reason: unable to start inspection: {e}"
-            ))),
+            Err(e) => {
+                let message = format!("Failed to inspect hardware. Reason: unable to start inspection: {e}");
+                tracing::error!(node = %task.node.uuid, %message, "inspection failed");
+                self.fail_inspection(task, &message).await;
+                Ok(())
+            }
         }
     }
 
@@ -78,10 +81,16 @@ impl Conductor {
         Ok(())
     }
 
+    /// Whether the end of an inspection powers the machine off: `[inspector] power_off`, unless
+    /// fast track keeps the agent running (Ironic's `tear_down_managed_boot`).
+    fn inspection_power_off(&self) -> bool {
+        self.config.inspector.power_off && !self.settings.fast_track
+    }
+
     /// Fail an inspection: clean up what it set up, power off, `inspect failed` with `message`.
     pub async fn fail_inspection(&self, task: &mut Task, message: &str) {
         let inspect = task.driver.inspect.clone();
-        if let Err(e) = inspect.tear_down(task, true).await {
+        if let Err(e) = inspect.tear_down(task, self.inspection_power_off()).await {
             tracing::warn!(node = %task.node.uuid, error = %e, "inspection clean-up after a failure");
         }
         task.node.driver_internal_info.remove(LOOKUP_BMC_ADDRESSES);
@@ -92,7 +101,7 @@ impl Conductor {
     pub(crate) async fn abort_inspection(&self, task: &mut Task) -> Result<(), FlowError> {
         let inspect = task.driver.inspect.clone();
         inspect
-            .tear_down(task, true)
+            .tear_down(task, self.inspection_power_off())
             .await
             .map_err(|source| FlowError::Driver {
                 context: "Failed to abort inspection",
@@ -116,10 +125,26 @@ impl Conductor {
         // A failed inspection changes nothing but the state and last_error: what the hooks and
         // rules did to the node so far is dropped (Ironic keeps the part saved before the
         // failure; docs/compatibility.md).
+        if self.settings.fast_track {
+            // Before anything else, as Ironic: the agent that posted is alive, and a fast-track
+            // agent goes on to heartbeat, so its ramdisk must stay.
+            task.node
+                .driver_internal_info
+                .insert("agent_last_heartbeat".into(), json!(crate::time::now_naive()));
+        }
         let before = task.node.clone();
         if let Err(message) = self.apply_inspection(task, &inventory, &mut plugin_data).await {
             task.node = before;
             let message = format!("Failed to finish inspection: {message}");
+            if task.node.provision_state == state::ENROLL {
+                // A discovered machine: its node would have no port to be found by, and every
+                // retry would enrol another. It goes; the machine is discovered again once fixed.
+                tracing::error!(node = %task.node.uuid, %message, "auto-discovery failed: the node enrolled for it is deleted");
+                if let Err(e) = self.db.delete_node(&task.node.uuid).await {
+                    tracing::error!(node = %task.node.uuid, error = %e, "deleting the failed discovered node");
+                }
+                return;
+            }
             tracing::error!(node = %task.node.uuid, %message, "inspection failed");
             self.fail_inspection(task, &message).await;
             return;
@@ -132,18 +157,10 @@ impl Conductor {
             }
             return;
         }
-        let fast_track = self.settings.fast_track;
-        let power_off = self.config.inspector.power_off && !fast_track;
         let inspect = task.driver.inspect.clone();
-        if let Err(e) = inspect.tear_down(task, power_off).await {
+        if let Err(e) = inspect.tear_down(task, self.inspection_power_off()).await {
             self.fail_inspection(task, &e.to_string()).await;
             return;
-        }
-        if fast_track {
-            // The agent goes on to look the node up and heartbeat: the next flow needs no boot.
-            task.node
-                .driver_internal_info
-                .insert("agent_last_heartbeat".into(), json!(crate::time::now_naive()));
         }
         if let Err(e) = self.finish_inspection(task).await {
             self.fail_inspection(task, &e.to_string()).await;
@@ -305,13 +322,9 @@ impl Conductor {
             data.insert("auto_discovered".into(), json!(true));
         }
         let lookup = match session {
-            Some((version, peer)) if !discovered => match self.lookup(&[], Some(&uuid), version, peer).await {
-                Ok(answer) => Some(answer),
-                Err(e) => {
-                    tracing::warn!(node = %uuid, error = %e, "no agent session for the inspecting agent");
-                    None
-                }
-            },
+            // Ironic's answer when the token cannot be issued (a 409 while the node is locked,
+            // which agents retry).
+            Some((version, peer)) if !discovered => Some(self.lookup(&[], Some(&uuid), version, peer).await?),
             _ => None,
         };
         let lock = self.locks.acquire(&uuid).await?;

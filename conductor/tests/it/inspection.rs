@@ -203,6 +203,25 @@ async fn failures_end_in_inspect_failed_with_the_reason() {
     let (_, ports) = call(Method::GET, c.url(&format!("/v1/nodes/{node}/ports")), None).await;
     assert_eq!(ports["ports"], json!([]));
 
+    // An inspect interface that cannot inspect is refused before anything happens (Ironic's 400).
+    let (status, body) = call(
+        Method::POST,
+        c.url("/v1/nodes"),
+        Some(json!({"driver": "fake-hardware", "name": "no-inspect", "inspect_interface": "no-inspect"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    walk(&c, "no-inspect", &[("manage", "manageable")]).await;
+    let (status, body) = call(
+        Method::PUT,
+        c.url("/v1/nodes/no-inspect/states/provision"),
+        Some(json!({"target": "inspect"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, shown) = call(Method::GET, c.url("/v1/nodes/no-inspect"), None).await;
+    assert_eq!(shown["provision_state"], "manageable");
+
     // Abort while waiting.
     walk(&c, &node, &[("inspect", "inspect wait"), ("abort", "inspect failed")]).await;
     let (_, shown) = call(Method::GET, c.url(&format!("/v1/nodes/{node}")), None).await;
@@ -309,6 +328,17 @@ async fn auto_discovery_enrolls_an_unknown_machine_and_boots_unknown_macs_into_t
     assert_eq!(status, 404);
     let (_, nodes) = call(Method::GET, c.url("/v1/nodes"), None).await;
     assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(1));
+    // A machine whose data fails is not left enrolled: every retry would enrol another node.
+    let mut broken = inspection_data();
+    broken["error"] = json!("the ramdisk broke");
+    broken["inventory"]["interfaces"][0]["mac_address"] = json!("02:fc:00:00:00:77");
+    broken["inventory"]["bmc_address"] = json!("192.0.2.99");
+    for _ in 0..2 {
+        let (status, _) = post_data(&c, broken.clone()).await;
+        assert_eq!(status, 202);
+    }
+    let (_, nodes) = call(Method::GET, c.url("/v1/nodes"), None).await;
+    assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(1), "{nodes}");
     // Once managed, it can be inspected in-band like any node.
     walk(&c, &uuid, &[("manage", "manageable"), ("inspect", "inspect wait")]).await;
     let (status, _) = post_data(&c, inspection_data()).await;

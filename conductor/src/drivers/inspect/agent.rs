@@ -73,7 +73,10 @@ impl Inspect for AgentInspect {
 
     async fn tear_down(&self, task: &mut Task, power_off: bool) -> Result<(), DriverError> {
         let mut errors = Vec::new();
-        if task.node.driver_internal_info.remove(MANAGES_BOOT).is_some() {
+        // A fast-track agent keeps running in its ramdisk (Ironic's redfish boot keeps the
+        // virtual media of a live agent too): its boot files stay until the next flow.
+        let keep_ramdisk = !power_off && crate::agent_session::is_alive(&task.node, &task.settings);
+        if !keep_ramdisk && task.node.driver_internal_info.remove(MANAGES_BOOT).is_some() {
             let boot = task.driver.boot.clone();
             if let Err(e) = boot.clean_up_ramdisk(task).await {
                 errors.push(format!("unable to clean up ramdisk boot: {e}"));

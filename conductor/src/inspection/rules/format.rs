@@ -157,6 +157,7 @@ fn resolve(field: &str, ctx: &Context<'_>) -> Result<Value, Miss> {
     };
     let end = field.find(['.', '[']).unwrap_or(field.len());
     let (name, mut rest) = field.split_at(end);
+    let masking = ctx.mask && name != "node";
     let mut current = match name {
         "node" => ctx.node,
         "inventory" => ctx.inventory,
@@ -184,7 +185,7 @@ fn resolve(field: &str, ctx: &Context<'_>) -> Result<Value, Miss> {
         }
         current = match current {
             Value::Object(map) => {
-                if ctx.mask && SENSITIVE_FIELDS.contains(&key) && map.contains_key(key) {
+                if masking && SENSITIVE_FIELDS.contains(&key) && map.contains_key(key) {
                     masked = true;
                 }
                 map.get(key).ok_or(Miss::Key)?
@@ -200,11 +201,32 @@ fn resolve(field: &str, ctx: &Context<'_>) -> Result<Value, Miss> {
         }
         rest = tail;
     }
+    let value = if masking { mask_nested(current) } else { current.clone() };
     Ok(match conversion {
-        Some("r") => Value::String(py_repr(current)),
-        Some("s") | None => current.clone(),
+        Some("r") => Value::String(py_repr(&value)),
+        Some("s") | None => value,
         Some(_) => return Err(Miss::Other),
     })
+}
+
+/// A copy of `value` with every [`SENSITIVE_FIELDS`] key's value read as `***`, at any depth.
+fn mask_nested(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if SENSITIVE_FIELDS.contains(&k.as_str()) {
+                        Value::String("***".into())
+                    } else {
+                        mask_nested(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask_nested).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Python's `str()` of a JSON value: strings as they are, everything else as [`py_repr`].
@@ -316,10 +338,26 @@ mod tests {
             json!("True None {'size': 1.5}")
         );
         assert_eq!(f("{{literal}} {inventory[cpu][count]!r}"), json!("{literal} 4"));
-        assert_eq!(f("{node.driver_info[password]}"), json!("***"), "secrets are masked");
         assert_eq!(
-            f("{node.driver_info[ipmi_password]}"),
-            json!("s"),
+            f("{node.driver_info[password]}"),
+            json!("x"),
+            "the node is not masked, as in Ironic"
+        );
+    }
+
+    #[test]
+    fn secrets_of_the_inventory_and_plugin_data_are_masked_at_any_depth() {
+        let node = json!({});
+        let inv = json!({"bmc": {"bmc_password": "p", "user": "u"}, "auth_token": "t", "ipmi_password": "i"});
+        let plugin = json!({"list": [{"password": "p"}]});
+        let c = ctx(&node, &inv, &plugin, None);
+        let f = |s: &str| interpolate(&json!(s), &c, false);
+        assert_eq!(f("{inventory[auth_token]}"), json!("***"));
+        assert_eq!(f("{inventory[bmc]}"), json!("{'bmc_password': '***', 'user': 'u'}"));
+        assert_eq!(f("{plugin_data[list]!r}"), json!("[{'password': '***'}]"));
+        assert_eq!(
+            f("{inventory[ipmi_password]}"),
+            json!("i"),
             "only Ironic's three names are"
         );
     }
