@@ -104,22 +104,9 @@ impl Conductor {
             ..Default::default()
         };
         let base = self.settings.api_url.trim_end_matches('/');
-        let mut params: BTreeMap<String, String> = self
-            .config
-            .inspector
-            .extra_kernel_params
-            .split_whitespace()
-            .map(|w| {
-                let (k, v) = w.split_once('=').unwrap_or((w, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
-        params.insert(
-            "ipa-inspection-callback-url".into(),
-            format!("{base}/v1/continue_inspection"),
-        );
-        params.insert("ipa-api-url".into(), base.to_owned());
-        match ipxe::ramdisk_script(&node, &params, base) {
+        let params =
+            crate::drivers::inspect::agent::callback_params(&self.config.inspector.extra_kernel_params, base, true);
+        match params.and_then(|params| ipxe::ramdisk_script(&node, &params, base)) {
             Ok(script) => Some(script),
             Err(e) => {
                 tracing::error!(error = %e, "the auto-discovery iPXE script cannot be written");

@@ -180,12 +180,9 @@ fn pxe_mac(inventory: &Value) -> Option<String> {
     Some(mac.to_lowercase()).filter(|m| !m.is_empty())
 }
 
+/// A lower-case, colon-separated 48-bit MAC address, as the ports API writes them.
 fn valid_mac(mac: &str) -> bool {
-    let parts: Vec<&str> = mac.split(':').collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    crate::api::normalise_mac(mac).is_some_and(|m| m.len() == 17 && m == mac)
 }
 
 fn validate_interfaces(

@@ -31,8 +31,23 @@ impl Interface for AgentInspect {
 /// and `ipa-api-url` when fast track is on.
 pub fn kernel_params(task: &Task) -> Result<BTreeMap<String, String>, DriverError> {
     let settings = &task.settings;
+    callback_params(
+        &settings.inspection_kernel_params,
+        &settings.api_url,
+        settings.fast_track,
+    )
+}
+
+/// Kernel parameters that send a ramdisk's inspection data to this API: `extra`
+/// (`[inspector] extra_kernel_params`, `key=value` words), `ipa-inspection-callback-url`, and
+/// `ipa-api-url` when `with_api_url`. Shared by inspection and the auto-discovery script.
+pub fn callback_params(
+    extra: &str,
+    api_url: &str,
+    with_api_url: bool,
+) -> Result<BTreeMap<String, String>, DriverError> {
     let mut params = BTreeMap::new();
-    for word in settings.inspection_kernel_params.split_whitespace() {
+    for word in extra.split_whitespace() {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
         if key.is_empty() {
             return Err(DriverError::Invalid(format!(
@@ -41,12 +56,12 @@ pub fn kernel_params(task: &Task) -> Result<BTreeMap<String, String>, DriverErro
         }
         params.insert(key.to_owned(), value.to_owned());
     }
-    let base = settings.api_url.trim_end_matches('/');
+    let base = api_url.trim_end_matches('/');
     params.insert(
         "ipa-inspection-callback-url".into(),
         format!("{base}/v1/continue_inspection"),
     );
-    if settings.fast_track {
+    if with_api_url {
         params.insert("ipa-api-url".into(), base.to_owned());
     }
     Ok(params)

@@ -76,14 +76,9 @@ fn architecture(instruction_set: Option<&str>) -> &'static str {
     }
 }
 
+/// A 48-bit MAC address, lower-case and colon-separated (`None` for anything else).
 fn normalise_mac(mac: &str) -> Option<String> {
-    let mac = mac.trim().to_lowercase().replace('-', ":");
-    let parts: Vec<&str> = mac.split(':').collect();
-    (parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())))
-    .then_some(mac)
+    crate::api::normalise_mac(mac.trim()).filter(|m| m.len() == 17)
 }
 
 /// The first size of at least 4 GiB among sorted `sizes`, or 0.
