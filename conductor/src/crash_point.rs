@@ -10,7 +10,8 @@
 //! The points, in the order a step passes them: [`BEFORE_AGENT_COMMAND`] (the step is saved, the
 //! agent not yet asked), [`AGENT_COMMAND_SENT`] (the agent runs it, the conductor has not
 //! recorded the wait), [`POWER_ACTION`] (about to ask the BMC), [`BETWEEN_STEPS`] (a step is
-//! done, the next not yet saved).
+//! done, the next not yet saved); and [`IN_LOCK_TRANSACTION`], inside the database transaction
+//! that takes a node's lock.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +23,22 @@ pub const ENV: &str = "RIVET_CONDUCTOR_CRASH_AT";
 pub const BEFORE_AGENT_COMMAND: &str = "before_agent_command";
 /// The agent accepted an in-band step; the node is not yet in its wait state.
 pub const AGENT_COMMAND_SENT: &str = "agent_command_sent";
+/// A node's lock is written in an open transaction, not yet committed (with `lock_history`,
+/// whose row goes in the same transaction): a conductor stopped here holds the node's row lock.
+pub const IN_LOCK_TRANSACTION: &str = "in_lock_transaction";
 /// A power action is about to go to the BMC.
 pub const POWER_ACTION: &str = "power_action";
 /// A step finished; the next is not yet saved.
 pub const BETWEEN_STEPS: &str = "between_steps";
 
 /// Every point, for tests and error messages.
-pub const POINTS: &[&str] = &[BEFORE_AGENT_COMMAND, AGENT_COMMAND_SENT, POWER_ACTION, BETWEEN_STEPS];
+pub const POINTS: &[&str] = &[
+    BEFORE_AGENT_COMMAND,
+    AGENT_COMMAND_SENT,
+    POWER_ACTION,
+    BETWEEN_STEPS,
+    IN_LOCK_TRANSACTION,
+];
 
 /// What an armed point does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,7 @@ pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartErr
 
 /// Like [`start`], with extra driver implementations (other BMCs, a simulated lab in tests).
 pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -> Result<RunningConductor, StartError> {
-    let db = Database::connect(&config.database_url)
+    let db = Database::connect(&config.database_url, config.cluster.heartbeat_timeout)
         .await?
         .with_lock_history(config.cluster.lock_history);
     let drivers = DriverRegistry::new(

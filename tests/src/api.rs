@@ -50,19 +50,24 @@ pub async fn call(
 }
 
 /// Enroll one simulated machine at `base`: a `fake-hardware` node with the `direct` deploy
-/// interface and a whole-disk image nobody downloads, and its port `mac`. The node's UUID.
+/// interface and a whole-disk image nobody downloads, and its port `mac`; `uuid` chooses the
+/// node's UUID (else the conductor picks one). The node's UUID.
 pub async fn enroll_simulated(
     http: &reqwest::Client,
     base: &str,
     name: &str,
     mac: &str,
+    uuid: Option<&str>,
     retry_for: Duration,
 ) -> String {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "driver": "fake-hardware", "deploy_interface": "direct", "name": name,
         "instance_info": {"image_source": "http://127.0.0.1:9/images/disk.raw",
             "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"},
     });
+    if let Some(uuid) = uuid {
+        body["uuid"] = uuid.into();
+    }
     let (status, node) = call(
         http,
         reqwest::Method::POST,

@@ -312,7 +312,7 @@ async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>
     let mut agents = Vec::new();
     for i in 0..count {
         let mac = format!("52:54:00:17:{:02x}:{:02x}", i / 256, i % 256);
-        let uuid = rivet_tests::api::enroll_simulated(&http, &base, &format!("crash-{i}"), &mac, BUDGET).await;
+        let uuid = rivet_tests::api::enroll_simulated(&http, &base, &format!("crash-{i}"), &mac, None, BUDGET).await;
         let manager = SimHardwareManager::new(&uuid, &mac, Arc::new(MachineControl::default()), journal.clone());
         uuids.push(uuid);
         agents.push(manager);

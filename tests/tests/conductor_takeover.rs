@@ -260,7 +260,8 @@ impl Fleet {
         };
         let journal = Journal::default();
         let mut managers = Vec::new();
-        for i in 0..count {
+        let uuids = balanced_uuids(count);
+        for (i, chosen) in uuids.iter().enumerate() {
             // Verbs go to each conductor in turn: any conductor serves the whole API.
             let base = fleet.conductors[i % fleet.conductors.len()].url.clone();
             let mac = format!("52:54:00:18:{:02x}:{:02x}", i / 256, i % 256);
@@ -269,6 +270,7 @@ impl Fleet {
                 &base,
                 &format!("fleet-{i}"),
                 &mac,
+                Some(chosen),
                 Duration::from_secs(30),
             )
             .await;
@@ -314,7 +316,7 @@ impl Fleet {
             Some(json!({ "target": target })),
         )
         .await;
-        assert_eq!(status, 202, "{target} {uuid} via {via}: {body}");
+        assert_eq!(status, 202, "{target} {uuid} via {via}: {body}\n{}", self.logs());
     }
 
     async fn set_all(&self, target: &str) {
@@ -328,6 +330,22 @@ impl Fleet {
         self.conductors
             .iter()
             .map(Conductor::log_tail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every conductor's warning and error lines, by conductor.
+    fn warnings(&self) -> String {
+        self.conductors
+            .iter()
+            .map(|c| {
+                let text = std::fs::read_to_string(&c.log).unwrap_or_default();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                    .collect();
+                format!("--- {} ---\n{}", c.host, lines.join("\n"))
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -403,8 +421,13 @@ impl Fleet {
                 at_stop = Some((cleaning, deploying));
             }
             if all.iter().all(|n| state(n) == "active") {
-                return at_stop
-                    .unwrap_or_else(|| panic!("{} never reached its crash point", self.conductors[victim].host));
+                return at_stop.unwrap_or_else(|| {
+                    panic!(
+                        "{} never reached its crash point\n{}",
+                        self.conductors[victim].host,
+                        self.logs()
+                    )
+                });
             }
             assert!(Instant::now() < until, "not all active in time\n{}", self.logs());
             for node in all.iter().filter(|n| state(n) == "available") {
@@ -447,10 +470,35 @@ impl Fleet {
     }
 }
 
+/// `count` node UUIDs that the conductors' hash ring spreads evenly (a third each), so the
+/// victim owns its share and surely reaches its crash point: random UUIDs left it one node or
+/// none in some runs, and it never got there.
+fn balanced_uuids(count: usize) -> Vec<String> {
+    let hosts: Vec<String> = (1..=CONDUCTORS).map(|i| format!("conductor-{i}")).collect();
+    let ring = rivet_conductor::cluster::HashRing::new(hosts.iter().map(String::as_str));
+    let mut buckets: Vec<Vec<String>> = vec![Vec::new(); CONDUCTORS];
+    let share = count.div_ceil(CONDUCTORS);
+    // Each candidate lands in a bucket with probability about 1/3, so this ends quickly.
+    while buckets.iter().map(Vec::len).sum::<usize>() < count {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let owner = ring.owner(&uuid).expect("a ring of three");
+        let bucket = hosts.iter().position(|h| h == owner).expect("a known host");
+        if buckets[bucket].len() < share {
+            buckets[bucket].push(uuid);
+        }
+    }
+    // Interleaved, so the verbs' round robin reaches every owner.
+    (0..share)
+        .flat_map(|i| buckets.iter().filter_map(move |b| b.get(i).cloned()))
+        .take(count)
+        .collect()
+}
+
 /// One holder per lock number (the table's key), every lock ended but a node's last, a lock
 /// ended by its holder unless that holder is `dead`, whose locks end by a take-over; answers the
 /// nodes whose lock was taken from `dead`.
-fn check_lock_history(history: &[(String, i64, String, String)], dead: &str) -> Vec<String> {
+/// On failure, the conductors' warnings and errors (`warnings`) follow the message.
+fn check_lock_history(history: &[(String, i64, String, String)], dead: &str, warnings: &str) -> Vec<String> {
     assert!(!history.is_empty(), "lock_history = true records every lock");
     let mut taken_over = Vec::new();
     for (i, (node, token, holder, ended_by)) in history.iter().enumerate() {
@@ -458,9 +506,12 @@ fn check_lock_history(history: &[(String, i64, String, String)], dead: &str) -> 
         if ended_by.is_empty() {
             assert!(
                 last_of_node,
-                "lock {token} of {node} held by {holder} never ended, yet a later one exists"
+                "lock {token} of {node} held by {holder} never ended, yet a later one exists\n{warnings}"
             );
-            assert_ne!(holder, dead, "the dead conductor still holds lock {token} of {node}");
+            assert_ne!(
+                holder, dead,
+                "the dead conductor still holds lock {token} of {node}\n{warnings}"
+            );
             continue;
         }
         if holder == dead && ended_by != dead {
@@ -468,7 +519,7 @@ fn check_lock_history(history: &[(String, i64, String, String)], dead: &str) -> 
         } else {
             assert_eq!(
                 ended_by, holder,
-                "lock {token} of {node} held by {holder} was ended by {ended_by}"
+                "lock {token} of {node} held by {holder} was ended by {ended_by}\n{warnings}"
             );
         }
     }
@@ -485,7 +536,7 @@ async fn a_conductor_killed_while_nodes_clean_and_deploy_loses_none() {
     fleet.conductors[1].kill();
     let dead = fleet.conductors[1].host.clone();
     let history = fleet.lock_history();
-    let taken_over = check_lock_history(&history, &dead);
+    let taken_over = check_lock_history(&history, &dead, &fleet.warnings());
     assert!(
         !taken_over.is_empty(),
         "the dead conductor's locks were taken over: {history:#?}"
@@ -557,7 +608,7 @@ async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
         fleet.logs()
     );
     let history = fleet.lock_history();
-    let taken_over = check_lock_history(&history, &frozen).len();
+    let taken_over = check_lock_history(&history, &frozen, &fleet.warnings()).len();
     assert!(
         taken_over >= 1,
         "the frozen conductor's locks were taken over: {history:#?}"
@@ -569,4 +620,52 @@ async fn a_frozen_conductor_writes_nothing_after_its_nodes_are_taken_over() {
             "freeze: {frozen} SIGSTOPped in a step past the {DEAD_AFTER_SECS} s timeout; {taken_over} lock(s) taken over; after SIGCONT {refused} stale write(s) refused, no node changed"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_frozen_inside_a_transaction_holds_up_no_one() {
+    // conductor-2 stops itself inside the transaction that takes a node's lock, holding the
+    // node's row lock in PostgreSQL. The others must still refresh their membership, take its
+    // nodes over once the database ends the stuck session, and finish every node; before, the
+    // take-over waited on the row lock until the frozen process woke, and meanwhile the waiting
+    // conductors stopped refreshing their rows and every conductor was taken for dead.
+    let mut fleet = Fleet::start(NODES / 2, "in_lock_transaction:8:stop").await;
+    fleet.clean_then_deploy(1, false).await;
+    fleet.stop_agents();
+    let before = nodes(&fleet.http, &fleet.reader()).await;
+    fleet.conductors[1].signal("CONT");
+    // The woken conductor finds its session ended by the database (its transaction, and the
+    // lock it was taking, are gone), refreshes its row again and rejoins.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, conductor) = call(
+            &fleet.http,
+            reqwest::Method::GET,
+            &format!("{}/v1/conductors/{}", fleet.reader(), fleet.conductors[1].host),
+            None,
+        )
+        .await;
+        if conductor["alive"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the woken conductor rejoined: {conductor}\n{}",
+            fleet.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = nodes(&fleet.http, &fleet.reader()).await;
+    let states = |all: &[Value]| -> Vec<(Value, Value, Value)> {
+        all.iter()
+            .map(|n| (n["uuid"].clone(), n["provision_state"].clone(), n["updated_at"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        states(&before),
+        states(&after),
+        "a node changed after the frozen conductor woke"
+    );
+    assert!(after.iter().all(|n| n["provision_state"] == "active"));
 }

@@ -20,6 +20,9 @@ pub fn is_alive(record: &ConductorRecord, timeout: Duration, now: OffsetDateTime
 #[derive(Debug, Clone, Default)]
 pub struct Members {
     alive: Vec<String>,
+    /// Each registered conductor's row age at the read, in seconds (`None`: never refreshed or
+    /// unreadable), for the take-over's message.
+    seen_ago: BTreeMap<String, Option<f64>>,
     /// `(group, hardware type)` to the ring of the live conductors of that group with it enabled.
     rings: BTreeMap<(String, String), HashRing>,
 }
@@ -37,8 +40,17 @@ impl Members {
                     .push(&record.hostname);
             }
         }
+        let seen_ago = records
+            .iter()
+            .map(|r| {
+                let seen = r.updated_at.as_deref().unwrap_or(&r.created_at);
+                let ago = crate::time::parse(seen).map(|t| (now - t).as_seconds_f64());
+                (r.hostname.clone(), ago)
+            })
+            .collect();
         Members {
             alive: live.iter().map(|r| r.hostname.clone()).collect(),
+            seen_ago,
             rings: hosts
                 .into_iter()
                 .map(|(key, hosts)| (key, HashRing::new(hosts)))
@@ -49,6 +61,11 @@ impl Members {
     /// True if `host` is a live member.
     pub fn is_alive(&self, host: &str) -> bool {
         self.alive.iter().any(|h| h == host)
+    }
+
+    /// How long ago `host` last refreshed its row, as of this read, in seconds.
+    pub fn seen_ago(&self, host: &str) -> Option<f64> {
+        self.seen_ago.get(host).copied().flatten()
     }
 
     /// The live conductor that owns `node`: one of its `conductor_group` with its hardware type

@@ -8,17 +8,35 @@ use crate::engine::{Conductor, EngineError};
 use crate::states;
 
 impl Conductor {
-    /// One round of the membership loop: refresh this conductor's row (registering it again
-    /// if an operator deleted it), read the members, and take over from dead conductors (the
-    /// requests handed to them, the locks they held). An `api_only` conductor only reads the
-    /// members.
+    /// One whole membership round, as at start-up: [`Conductor::refresh_membership`], then
+    /// [`Conductor::take_over_round`].
     pub async fn membership_tick(self: &Arc<Self>) -> Result<(), EngineError> {
+        self.refresh_membership().await?;
+        self.take_over_round().await
+    }
+
+    /// Refresh this conductor's row (registering it again if an operator deleted it) and read
+    /// the members. An `api_only` conductor only reads them.
+    pub async fn refresh_membership(&self) -> Result<(), EngineError> {
+        let started = std::time::Instant::now();
         let host = self.locks.host();
-        let api_only = self.config.cluster.api_only;
-        if !api_only && !self.db.touch_conductor(host).await? {
+        if !self.config.cluster.api_only && !self.db.touch_conductor(host).await? {
             tracing::warn!("this conductor's membership row was gone: registering again");
             self.register().await?;
         }
+        self.read_members().await?;
+        let took = started.elapsed();
+        if took > self.config.cluster.heartbeat_timeout / 2 {
+            tracing::warn!(
+                seconds = took.as_secs_f64(),
+                "the membership refresh took more than half of heartbeat_timeout: the database is slow or busy, and this conductor risks being taken for dead"
+            );
+        }
+        Ok(())
+    }
+
+    /// Read the members now, keep them for routing, and answer them.
+    async fn read_members(&self) -> Result<Members, EngineError> {
         let records = self.db.conductors().await?;
         let members = Members::new(
             &records,
@@ -26,9 +44,17 @@ impl Conductor {
             time::OffsetDateTime::now_utc(),
         );
         *self.members.write().unwrap_or_else(std::sync::PoisonError::into_inner) = members.clone();
-        if api_only {
+        Ok(members)
+    }
+
+    /// Take over from dead conductors: the requests handed to them, the locks they held. The
+    /// members are read again first: a view older than the round would take a conductor that
+    /// joined since for dead. Nothing on an `api_only` conductor.
+    pub async fn take_over_round(self: &Arc<Self>) -> Result<(), EngineError> {
+        if self.config.cluster.api_only {
             return Ok(());
         }
+        let members = self.read_members().await?;
         self.adopt_work(&members).await?;
         self.take_over(&members).await
     }
@@ -66,8 +92,11 @@ impl Conductor {
             if !self.db.break_lock(&node.uuid, &holder, &me).await? {
                 continue;
             }
+            let seen = members
+                .seen_ago(&holder)
+                .map_or_else(|| "never".to_owned(), |s| format!("{s:.1} s ago"));
             let message = format!(
-                "Conductor {holder} holding the lock of node {} stopped refreshing its membership (dead after {} s); conductor {me} took the node over in {}",
+                "Conductor {holder} holding the lock of node {} stopped refreshing its membership (last seen {seen}, dead after {} s); conductor {me} took the node over in {}",
                 node.uuid,
                 self.config.cluster.heartbeat_timeout.as_secs_f64(),
                 node.provision_state
@@ -111,15 +140,28 @@ impl Conductor {
     }
 }
 
-/// Run the membership loop every `heartbeat_interval` until the conductor stops.
-pub fn spawn(conductor: Arc<Conductor>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// Run the membership loops every `heartbeat_interval` until the conductor stops: the refresh
+/// and the take-over apart, so a take-over that waits (on a dead conductor's row locks, on a
+/// slow database) never keeps this conductor from refreshing its row and being taken for dead
+/// in turn.
+pub fn spawn(conductor: Arc<Conductor>, stop: tokio::sync::watch::Receiver<bool>) -> [tokio::task::JoinHandle<()>; 2] {
     let interval = conductor.config.cluster.heartbeat_interval;
-    crate::periodic::every(interval, stop, move || {
-        let conductor = Arc::clone(&conductor);
+    let refresher = Arc::clone(&conductor);
+    let refresh = crate::periodic::every(interval, stop.clone(), move || {
+        let conductor = Arc::clone(&refresher);
         async move {
-            if let Err(e) = conductor.membership_tick().await {
-                tracing::error!(error = %e, "membership round failed");
+            if let Err(e) = conductor.refresh_membership().await {
+                tracing::error!(error = %e, "membership refresh failed");
             }
         }
-    })
+    });
+    let take_over = crate::periodic::every(interval, stop, move || {
+        let conductor = Arc::clone(&conductor);
+        async move {
+            if let Err(e) = conductor.take_over_round().await {
+                tracing::error!(error = %e, "take-over round failed");
+            }
+        }
+    });
+    [refresh, take_over]
 }

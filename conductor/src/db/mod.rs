@@ -101,6 +101,11 @@ fn flag(row: &AnyRow, column: &str) -> Result<bool, DbError> {
     Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
+/// PostgreSQL gave up waiting for a row lock (`lock_timeout`, SQLSTATE 55P03).
+fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => db.is_unique_violation() || db.message().contains("UNIQUE constraint failed"),
@@ -120,7 +125,15 @@ fn duplicate_or_sql(err: sqlx::Error, message: impl FnOnce() -> String) -> DbErr
 
 impl Database {
     /// Connect (creating the SQLite file if needed) and bring the schema up to date.
-    pub async fn connect(url: &str) -> Result<Database, DbError> {
+    ///
+    /// On PostgreSQL every session gets `idle_in_transaction_session_timeout` of `stuck_after`
+    /// (the conductors' dead timeout): a conductor frozen inside a transaction (SIGSTOP, a
+    /// paused VM) loses the session and its row locks at the moment it is declared dead, so the
+    /// conductor taking its nodes over does not wait on them until it wakes. And `lock_timeout`
+    /// of a quarter of it: a statement that waits that long for a row lock gives up (a node
+    /// lock then reads as held) rather than keep a pooled connection while the holder is
+    /// stuck. Healthy transactions and lock waits last milliseconds.
+    pub async fn connect(url: &str, stuck_after: Duration) -> Result<Database, DbError> {
         sqlx::any::install_default_drivers();
         let (url, sqlite) = if let Some(path) = url.strip_prefix("sqlite://") {
             let mode = if path.contains("mode=") {
@@ -149,7 +162,20 @@ impl Database {
                 })
             });
         } else {
-            options = options.max_connections(16);
+            let idle_ms = stuck_after.as_millis().max(4);
+            let lock_ms = idle_ms / 4;
+            options = options.max_connections(16).after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // SET takes no bind parameters; the values are numbers formatted here.
+                    for set in [
+                        format!("SET idle_in_transaction_session_timeout = {idle_ms}"),
+                        format!("SET lock_timeout = {lock_ms}"),
+                    ] {
+                        sqlx::query(sqlx::AssertSqlSafe(set)).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
         }
         let pool = options.connect(&url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -347,8 +373,16 @@ impl Database {
         Ok(())
     }
 
-    /// Take the exclusive lock for `host`: the new lock number, or `None` if someone holds it.
+    /// Take the exclusive lock for `host`: the new lock number, or `None` if someone holds it
+    /// (or holds the node's row past `lock_timeout`, as a stuck conductor does).
     pub async fn reserve(&self, uuid: &str, host: &str) -> Result<Option<i64>, DbError> {
+        match self.try_reserve(uuid, host).await {
+            Err(DbError::Sql(e)) if is_lock_timeout(&e) => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn try_reserve(&self, uuid: &str, host: &str) -> Result<Option<i64>, DbError> {
         const RESERVE: &str = "UPDATE nodes SET reservation = $2, lock_token = lock_token + 1 \
                                WHERE uuid = $1 AND reservation IS NULL RETURNING lock_token";
         if !self.lock_history {
@@ -369,6 +403,7 @@ impl Database {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let token: i64 = row.try_get("lock_token")?;
+        crate::crash_point::reached(crate::crash_point::IN_LOCK_TRANSACTION);
         sqlx::query("INSERT INTO node_locks (node_uuid, token, conductor, acquired_at) VALUES ($1, $2, $3, $4)")
             .bind(uuid)
             .bind(token)
