@@ -23,6 +23,7 @@ pub mod image;
 pub mod inspection;
 pub mod inventory;
 pub mod ironic;
+pub mod metrics;
 pub mod netutil;
 pub mod progress;
 pub mod state;

@@ -232,10 +232,26 @@ impl AgentClient {
         for _ in 0..self.config.max_attempts.max(1) {
             match self.post_once(node, &request, wait).await {
                 Err(e @ AgentClientError::Connection { .. }) => last = Some(e),
-                other => return other,
+                other => return Self::counted(name, other),
             }
         }
-        Err(last.unwrap_or_else(|| AgentClientError::NoAgent(node.uuid.clone())))
+        Self::counted(
+            name,
+            Err(last.unwrap_or_else(|| AgentClientError::NoAgent(node.uuid.clone()))),
+        )
+    }
+
+    /// Count a refused, unreachable or failed command in the metrics; answer `result`.
+    fn counted(name: &str, result: Result<CommandResult, AgentClientError>) -> Result<CommandResult, AgentClientError> {
+        let failed = match &result {
+            Ok(done) => done.command_status == CommandStatus::Failed,
+            Err(AgentClientError::InProgress(_)) => false,
+            Err(_) => true,
+        };
+        if failed {
+            crate::metrics::metrics().agent_command_failed(name);
+        }
+        result
     }
 
     /// Run a command without waiting, then poll the command list until it finishes.

@@ -20,6 +20,7 @@ pub mod drivers;
 pub mod engine;
 pub mod flow;
 pub mod inspection;
+pub mod metrics;
 pub mod model;
 pub mod periodic;
 pub mod raid;

@@ -100,6 +100,7 @@ impl NodeLocks {
 
     /// Take the exclusive lock of `node`, retrying within the policy.
     pub async fn acquire(&self, node: &str) -> Result<NodeLock, LockError> {
+        let started = std::time::Instant::now();
         let budget = self.policy.interval * self.policy.attempts.max(1);
         let local = match tokio::time::timeout(budget, self.local_mutex(node).lock_owned()).await {
             Ok(guard) => guard,
@@ -112,6 +113,7 @@ impl NodeLocks {
         };
         for attempt in 1..=self.policy.attempts.max(1) {
             if let Some(token) = self.db.reserve(node, &self.host).await? {
+                crate::metrics::metrics().lock_waited(started.elapsed());
                 return Ok(NodeLock {
                     db: self.db.clone(),
                     host: self.host.clone(),

@@ -47,10 +47,20 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/commands/{id}/", one.clone())
         .route("/commands/{id}", one.clone())
         .route("/commands/{id}/", one)
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(fault_for_method_not_allowed))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `GET /metrics`: the agent's metrics in Prometheus's text format ([`crate::metrics`]).
+async fn metrics() -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(prometheus::TEXT_FORMAT))],
+        crate::metrics::metrics().render(),
+    )
+        .into_response()
 }
 
 /// axum answers a wrong method with an empty 405 (and an `Allow` header); give it a fault body.

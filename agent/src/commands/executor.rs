@@ -82,6 +82,12 @@ fn finish(mut result: CommandResult, outcome: CommandOutcome, mode: Mode) -> Com
             result.command_error = Some(err.to_doc());
         }
     }
+    let outcome = match result.command_status {
+        CommandStatus::Succeeded => "succeeded",
+        CommandStatus::VersionMismatch => "version_mismatch",
+        _ => "failed",
+    };
+    crate::metrics::metrics().command_finished(&result.command_name, outcome);
     result
 }
 

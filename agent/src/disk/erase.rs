@@ -198,6 +198,7 @@ pub fn overwrite(
             }
             file.write_all(&buffer[..n]).map_err(|e| failed(&name, "writing", e))?;
             written += n as u64;
+            crate::metrics::metrics().erased(n as u64, written, size);
             if last_report.elapsed().as_secs() >= 2 || written == size {
                 last_report = Instant::now();
                 let rate = written as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;

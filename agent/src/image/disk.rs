@@ -240,6 +240,7 @@ impl Disk {
             ));
         }
         self.written.add(offset, end);
+        crate::metrics::metrics().image_written(data.len() as u64);
         let mut offset = offset;
         let mut data = data;
         if offset < HEAD {

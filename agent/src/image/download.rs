@@ -198,7 +198,9 @@ impl<'a> Download<'a> {
     /// Progress counts bytes the writing half has taken, not bytes received.
     fn report(&self, total: Option<u64>, from: u64, started: Instant) {
         let done = self.processed.load(Ordering::Relaxed).max(1);
-        let rate = done.saturating_sub(from) as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
+        let bytes_per_second = done.saturating_sub(from) as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        crate::metrics::metrics().image_rate(bytes_per_second);
+        let rate = bytes_per_second / (1 << 20) as f64;
         let of = total
             .map(|t| format!(" of {} MiB ({:.0}%)", t >> 20, done as f64 * 100.0 / t.max(1) as f64))
             .unwrap_or_default();

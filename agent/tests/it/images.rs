@@ -235,6 +235,51 @@ async fn a_raw_image_is_streamed_to_disk_byte_for_byte() {
     agent.shutdown();
 }
 
+/// The agent's `/metrics` over HTTP: promtool accepts it, and the value of `series`.
+async fn metric(agent: &rivet_agent::RunningAgent, series: &str) -> f64 {
+    let response = crate::support::http()
+        .get(format!("{}/metrics", crate::support::base(agent)))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    let promtool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/promtool");
+    assert!(
+        promtool.exists(),
+        "{} is missing: run bash deps/install",
+        promtool.display()
+    );
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes()).expect("to promtool");
+    let out = child.wait_with_output().expect("promtool ends");
+    assert!(out.status.success(), "promtool: {out:?}\n{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn the_metrics_count_the_image_bytes_written() {
+    let image = Arc::new(image());
+    let server = image_server(Arc::clone(&image)).await;
+    let device = LoopDevice::with_content(DISK_LEN, Some(OLD), false);
+    let agent = agent_for(&device).await;
+    // Other tests in this process write images too: the counter only grows.
+    let before = metric(&agent, "rivet_agent_image_bytes_written_total").await;
+    let r = write_image(&agent, &device, &format!("{}/disk.raw", server.url), &sha256(&image)).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    let after = metric(&agent, "rivet_agent_image_bytes_written_total").await;
+    assert!(after - before >= IMAGE_LEN as f64, "{before} then {after}");
+    agent.shutdown();
+}
+
 #[tokio::test]
 async fn checksum_files_503_and_interrupted_downloads_recover() {
     let image = Arc::new(image());

@@ -240,6 +240,7 @@ pub fn app(state: AppState) -> Router {
         .route("/httpboot/{file}", get(boot::http_boot));
     Router::new()
         .route("/", get(root::root))
+        .route("/metrics", get(metrics))
         .route("/v1", get(root::v1))
         .route("/v1/", get(root::v1))
         .merge(nodes)
@@ -250,6 +251,15 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), negotiate))
         .with_state(state)
+}
+
+/// `GET /metrics`: the conductor's metrics in Prometheus's text format ([`crate::metrics`]).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Response, ApiError> {
+    let text = crate::metrics::metrics()
+        .render(&state.conductor.db)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(([(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
 }
 
 /// Nodes are found by logical name from API 1.5; before, a name is an unknown node (Ironic's
@@ -339,6 +349,7 @@ async fn negotiate(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
+    crate::metrics::metrics().api_request(method.as_str(), response.status().as_u16());
     tracing::info!(%method, path, status = response.status().as_u16(), version = %version, ms = started.elapsed().as_secs_f64() * 1000.0, "api request");
     with_version_headers(response, version)
 }

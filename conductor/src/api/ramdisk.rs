@@ -43,7 +43,10 @@ pub(super) async fn heartbeat(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let hb: HeartbeatRequest = parse_body(&body)?;
-    if let Err(e) = state.conductor.heartbeat(&node, hb, ctx.version).await {
+    let started = std::time::Instant::now();
+    let handled = state.conductor.heartbeat(&node, hb, ctx.version).await;
+    crate::metrics::metrics().heartbeat_handled(started.elapsed());
+    if let Err(e) = handled {
         // The agent only sees a status; the operator should see why.
         tracing::warn!(node = %node, error = %e, "heartbeat refused");
         return Err(e.into());

@@ -684,6 +684,30 @@ impl Database {
         Ok(())
     }
 
+    /// How many nodes are in each (provision state, power state), for the metrics.
+    pub async fn node_state_counts(&self) -> Result<Vec<(String, Option<String>, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT provision_state, power_state, COUNT(*) AS n FROM nodes GROUP BY provision_state, power_state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("provision_state")?,
+                    row.try_get("power_state")?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// This process's pool: (connections open, of which idle).
+    pub fn pool_use(&self) -> (u32, u32) {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        (self.pool.size(), idle)
+    }
+
     /// Every registered conductor, by host name.
     pub async fn conductors(&self) -> Result<Vec<ConductorRecord>, DbError> {
         let rows = sqlx::query(

@@ -293,6 +293,7 @@ impl Conductor {
             let step = record.steps[index].clone();
             let name = format!("{}.{}", step.interface, step.step);
             tracing::info!(node = %task.node.uuid, %flow, step = %name, index, "running step");
+            crate::metrics::metrics().step_started(&task.node.uuid, &flow.to_string(), index, &name);
             let outcome = self.execute_step(task, &step).await.map_err(|source| FlowError::Step {
                 flow,
                 step: name,
@@ -395,6 +396,7 @@ impl Conductor {
             )
             .await?;
         tracing::info!(node = %task.node.uuid, flow = what, "completed");
+        crate::metrics::metrics().flow_ended(&task.node.uuid, "done");
         self.event(&mut task.node, event).await
     }
 
@@ -410,6 +412,7 @@ impl Conductor {
             tracing::warn!(node = %task.node.uuid, %message, "the node changed hands: not failing it");
             return;
         }
+        crate::metrics::metrics().flow_ended(&task.node.uuid, "failed");
         let node = &mut task.node;
         node.last_error = Some(message.to_owned());
         let running_step = match states::flow_of(&node.provision_state) {
