@@ -85,6 +85,7 @@ pub fn parse_kernel_settings(cmdline: &str) -> Result<KernelSettings, ConfigErro
             "ipa-insecure" => s.insecure = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?),
             "ipa-tls-min-version" => s.tls_min_version = Some(typed(k, v)?),
             "ipa-debug" => s.debug = Some(parse_bool(v).map_err(|e| invalid(k, v, e))?),
+            "rivet-log-format" => s.log_format = Some(v.parse().map_err(|e: String| invalid(k, v, e))?),
             "ipa-image-spool-dir" => s.image_spool_dir = Some(v.into()),
             "ipa-image-download-connection-timeout" => s.image_download_connection_timeout = Some(typed(k, v)?),
             "ipa-image-download-connection-retries" => s.image_download_connection_retries = Some(typed(k, v)?),
@@ -136,13 +137,15 @@ mod tests {
         let line = "BOOT_IMAGE=/vmlinuz ipa-api-url=http://192.0.2.1:6385,https://api.example:6385 \
                     ipa-listen-port=9998 ipa-advertise-host=192.0.2.9 ipa-debug=1 ipa-lookup-timeout=30 \
                     ipa-ip-lookup-timeout=2 ipa-tls-min-version=1.3 ipa-agent-token=abc \
-                    BOOTIF=01-52-54-00-aa-00-01 boot_method=vmedia ipa-collect-lldp=1 ipa-fancy-new-key=1";
+                    BOOTIF=01-52-54-00-aa-00-01 boot_method=vmedia ipa-collect-lldp=1 ipa-fancy-new-key=1 \
+                    rivet-log-format=json";
         let k = parse_kernel_settings(line).expect("parses");
         let s = &k.settings;
         assert_eq!(s.api_url.as_ref().map(|u: &ApiUrls| u.0.len()), Some(2));
         assert_eq!(s.listen_port, Some(9998));
         assert_eq!(s.advertise_host.as_deref(), Some("192.0.2.9"));
         assert_eq!(s.debug, Some(true));
+        assert_eq!(s.log_format, Some(rivet_common::logging::LogFormat::Json));
         assert_eq!(s.lookup_timeout, Some(Seconds(30.0)));
         assert_eq!(s.ip_lookup_sleep, Some(Seconds(2.0)));
         assert_eq!(s.tls_min_version, Some(TlsMinVersion::Tls13));

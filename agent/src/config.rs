@@ -386,6 +386,10 @@ settings! {
     /// Log at debug level (kernel: ipa-debug).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     debug: bool,
+    /// Log lines as `text` or `json`, one object a line (kernel: rivet-log-format)
+    /// [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: rivet_common::logging::LogFormat,
 }
 
 /// The agent's command line: every setting, plus where to read files from.
@@ -591,6 +595,8 @@ pub struct AgentConfig {
     pub boot: BootParams,
     /// Debug logging.
     pub debug: bool,
+    /// How log lines are written.
+    pub log_format: rivet_common::logging::LogFormat,
     /// Device allowlist (`None`: no allowlist).
     pub disk_allow: Option<Vec<glob::Pattern>>,
     /// Directory of executable hardware managers.
@@ -725,6 +731,7 @@ impl AgentConfig {
             rescue_config_dir,
             boot,
             debug: s.debug.unwrap_or(false),
+            log_format: s.log_format.unwrap_or_default(),
             disk_allow: match s.disk_allow {
                 Some(allow) => Some(parse_allowlist(&allow.0).map_err(|reason| ConfigError::Invalid {
                     key: "disk_allow".into(),

@@ -6,18 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rivet_agent::Exit;
 use rivet_agent::config::{AgentConfig, Cli};
-use tracing_subscriber::EnvFilter;
 
-fn init_tracing(debug: bool) {
+fn init_tracing(debug: bool, format: rivet_common::logging::LogFormat) {
     let default = if debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},hyper=info,rustls=info")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    rivet_common::logging::init(&format!("{default},hyper=info,rustls=info"), format);
 }
 
 /// Bring every network interface down after a lockdown (ramdisk only), then idle.
@@ -80,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.debug);
+    init_tracing(config.debug, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -14,12 +14,14 @@
 
 pub mod agent_api;
 pub mod command;
+pub mod crypt;
 pub mod error;
 pub mod field;
 pub mod hints;
 pub mod image;
 pub mod inventory;
 pub mod ironic_api;
+pub mod logging;
 pub mod node;
 pub mod ramdisk;
 pub mod steps;

@@ -337,6 +337,17 @@ impl Conductor {
                         "A non-empty rescue_password is required to rescue a node.".into(),
                     ));
                 }
+                // Ironic fails the request in the conductor's validation (500, an
+                // InstanceRescueFailure); the request is what is wrong, so 400 with its words
+                // (docs/compatibility.md). Without this, `no-rescue` "rescued" at once.
+                if task.node.interface("rescue") == "no-rescue" {
+                    return Err(EngineError::Invalid(format!(
+                        "Failed to rescue instance {} for node {}: Validation failed: Driver {} does not support rescue (disabled or not implemented).",
+                        task.node.attr("instance_uuid").as_str().unwrap_or("None"),
+                        task.node.uuid,
+                        task.node.driver
+                    )));
+                }
                 task.node
                     .instance_info
                     .insert("rescue_password".into(), json!(password));
@@ -346,6 +357,11 @@ impl Conductor {
                     "Node {} is in maintenance mode; provide it after maintenance.",
                     task.node.uuid
                 )));
+            }
+            // A misconfigured cleaning runbook refuses the request before the node moves, as in
+            // Ironic (which answers 500; 400 here, see `cleaning_runbook`).
+            "provide" => {
+                self.cleaning_runbook(&task.node).await?;
             }
             _ => {}
         }

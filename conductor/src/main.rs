@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rivet_conductor::config::{Cli, ConductorConfig};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,14 +26,7 @@ fn main() -> ExitCode {
         }
     };
     let default = if config.debug { "debug" } else { "info" };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn,hyper=info")));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    rivet_common::logging::init(&format!("{default},sqlx=warn,hyper=info"), config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -13,7 +13,6 @@
 use rivet_common::JsonObject;
 use rivet_common::command::CommandStatus;
 use serde_json::{Value, json};
-use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::agent_client::command_error_text;
 use crate::agent_session;
@@ -46,10 +45,8 @@ impl Conductor {
         if !through_agent(task) {
             return self.event(&mut task.node, "done").await;
         }
-        let hash = ShaCrypt::default()
-            .hash_password(password.as_bytes())
-            .map_err(|e| FlowError::Internal(format!("hashing the rescue password: {e}")))?
-            .to_string();
+        let hash = rivet_common::crypt::sha512_crypt(&password)
+            .map_err(|e| FlowError::Internal(format!("hashing the rescue password: {e}")))?;
         task.node.instance_info.insert(HASHED.into(), json!(hash));
         power_action(task, "power off")
             .await

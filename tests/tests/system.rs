@@ -501,3 +501,82 @@ async fn adoption_reaches_active_without_writing_a_disk() {
     system.provision(&uuid, json!({"target": "deleted"})).await;
     system.wait_state(&uuid, "available").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn automated_cleaning_runs_the_configured_runbook() {
+    // Ironic's [conductor]automated_cleaning_step_source = runbook with a default runbook.
+    let system = System::start(|c| {
+        c.cleaning_runbooks.source = rivet_conductor::config::CleaningStepSource::Runbook;
+        c.cleaning_runbooks.default = Some("CUSTOM_QUICK_WIPE".into());
+    })
+    .await;
+    let (approved, _) = system.node(1).await;
+    let (other, _) = system.node(2).await;
+    let steps = json!([{"interface": "deploy", "step": "sim_configure", "args": {"level": "wipe"}, "order": 1},
+                       {"interface": "deploy", "step": "erase_devices_metadata", "args": {}, "order": 0}]);
+    let (status, body) = system
+        .call(
+            Method::POST,
+            "/v1/runbooks",
+            Some(json!({"name": "CUSTOM_QUICK_WIPE", "steps": steps})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = system
+        .call(
+            Method::PUT,
+            "/v1/runbooks/CUSTOM_QUICK_WIPE/traits",
+            Some(json!({"traits": ["CUSTOM_QUICK_WIPE"]})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = system
+        .call(
+            Method::PUT,
+            &format!("/v1/nodes/{approved}/traits"),
+            Some(json!({"traits": ["CUSTOM_QUICK_WIPE"]})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    for uuid in [&approved, &other] {
+        system.provision(uuid, json!({"target": "manage"})).await;
+        system.wait_state(uuid, "manageable").await;
+    }
+
+    // The approved node is cleaned by the runbook's steps, in their order, and nothing else.
+    system.provision(&approved, json!({"target": "provide"})).await;
+    system.wait_state(&approved, "available").await;
+    let journal = system.lab.journal_of(&approved);
+    let meta = position(&journal, "agent erase_devices_metadata");
+    let configure = position(&journal, "agent sim_configure");
+    assert!(meta < configure, "{journal:?}");
+    assert!(
+        !journal
+            .iter()
+            .any(|e| e == "agent erase_devices" || e == "bmc clear_job_queue"),
+        "only the runbook's steps: {journal:?}"
+    );
+    let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{approved}"), None).await;
+    assert!(
+        node["driver_internal_info"].get("automated_cleaning_runbook").is_none(),
+        "{node}"
+    );
+
+    // A node without the runbook's trait is not provided, and stays where it was (Ironic's words).
+    let (status, body) = system
+        .call(
+            Method::PUT,
+            &format!("/v1/nodes/{other}/states/provision"),
+            Some(json!({"target": "provide"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("None of the runbook's traits ['CUSTOM_QUICK_WIPE'] match a node trait"),
+        "{body}"
+    );
+    let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{other}"), None).await;
+    assert_eq!(node["provision_state"], "manageable");
+    system.conductor.stop().await.expect("stops");
+}

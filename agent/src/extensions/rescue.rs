@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::commands::{Command, CommandOutcome, Registry};
 use crate::error::{AgentError, ErrorKind};
@@ -32,10 +31,8 @@ async fn finalize_rescue(state: Arc<AgentState>, args: FinalizeRescue) -> Comman
         args.rescue_password
     } else {
         // Upstream crypts with SHA-256 ($5$); SHA-512 ($6$) is as widely accepted and stronger.
-        ShaCrypt::default()
-            .hash_password(args.rescue_password.as_bytes())
+        rivet_common::crypt::sha512_crypt(&args.rescue_password)
             .map_err(|e| failed(format!("hashing the rescue password: {e}")))?
-            .to_string()
     };
     let dir = &state.config.rescue_config_dir;
     if !dir.is_dir() {

@@ -348,11 +348,23 @@ async fn negotiate(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    // Every line logged while the request is handled carries its id (the span's field), and
+    // the answer names it in the header Ironic's API sets (oslo.middleware's request_id).
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let span = tracing::info_span!("api", request_id = %request_id);
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     crate::metrics::metrics().api_request(method.as_str(), response.status().as_u16());
-    tracing::info!(%method, path, status = response.status().as_u16(), version = %version, ms = started.elapsed().as_secs_f64() * 1000.0, "api request");
+    span.in_scope(|| {
+        tracing::info!(%method, path, status = response.status().as_u16(), version = %version, ms = started.elapsed().as_secs_f64() * 1000.0, "api request");
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     with_version_headers(response, version)
 }
+
+/// The response header that names the request's id (`req-<uuid>`), as Ironic's API sets it.
+pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 
 fn with_version_headers(mut response: Response, version: ApiVersion) -> Response {
     let headers = response.headers_mut();

@@ -143,6 +143,21 @@ impl Conductor {
             // As Ironic's skipped automated cleaning: no step list is recorded.
             return self.finish_flow(task, StepType::Clean, &[]).await;
         }
+        if !manual {
+            let dii = &mut task.node.driver_internal_info;
+            dii.remove(crate::step_lists::CLEANING_RUNBOOK);
+            dii.remove("user_clean_steps");
+            match self.cleaning_runbook(&task.node).await {
+                Ok(Some((uuid, steps))) => {
+                    tracing::info!(node = %task.node.uuid, runbook = %uuid, "automated cleaning runs a runbook");
+                    let dii = &mut task.node.driver_internal_info;
+                    dii.insert(crate::step_lists::CLEANING_RUNBOOK.into(), Value::String(uuid));
+                    dii.insert("user_clean_steps".into(), Value::Array(steps));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(FlowError::Failed(e.to_string())),
+            }
+        }
         let deploy = task.driver.deploy.clone();
         let prepared = deploy
             .prepare_cleaning(task)
@@ -229,7 +244,11 @@ impl Conductor {
             }
             (_, Some(user))
                 if task.node.target_provision_state.as_deref() != Some(state::AVAILABLE)
-                    || flow == StepType::Service =>
+                    || flow == StepType::Service
+                    || task
+                        .node
+                        .driver_internal_info
+                        .contains_key(crate::step_lists::CLEANING_RUNBOOK) =>
             {
                 steps::validate_user_steps(&user, &known, flow).map_err(FlowError::InvalidSteps)?
             }
@@ -345,6 +364,7 @@ impl Conductor {
             format!("{flow}_reboot"),
             format!("user_{flow}_steps"),
             crate::step_lists::TEMPLATE_STEPS.to_owned(),
+            crate::step_lists::CLEANING_RUNBOOK.to_owned(),
             format!("{flow}_step_restarts"),
             "deployment_reboot".to_owned(),
             "cleaning_reboot".to_owned(),

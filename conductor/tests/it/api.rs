@@ -338,6 +338,30 @@ async fn the_state_walk_with_fake_hardware() {
         (doc["power_state"].as_str(), doc["target_provision_state"].as_str()),
         (Some("power on"), None)
     );
+    // `no-rescue` refuses the verb and leaves the node active (it once "rescued" at once).
+    let interface = |name: &str| json!([{"op": "replace", "path": "/rescue_interface", "value": name}]);
+    let (status, _) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{uuid}")),
+        Some(interface("no-rescue")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = provision(&c, &uuid, json!({"target": "rescue", "rescue_password": "pw"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        fault(&body).contains("Validation failed: Driver fake-hardware does not support rescue"),
+        "{body}"
+    );
+    let (_, doc) = call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await;
+    assert_eq!(doc["provision_state"], "active");
+    let (status, _) = call(
+        Method::PATCH,
+        c.url(&format!("/v1/nodes/{uuid}")),
+        Some(interface("fake")),
+    )
+    .await;
+    assert_eq!(status, 200);
     step("rescue", json!({"target": "rescue", "rescue_password": "pw"})).await;
     wait_for(&c, &uuid, "provision_state", "rescue").await;
     step("unrescue", json!({"target": "unrescue"})).await;

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod cluster;
 mod inspection;
+mod logs;
 mod node_resources;
 mod postgres;
 mod ramdisk;
