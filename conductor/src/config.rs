@@ -128,6 +128,8 @@ pub struct FileConfig {
     /// `kind = "impl"` per interface kind.
     pub default_interfaces: Option<BTreeMap<String, String>>,
     pub automated_clean: Option<bool>,
+    /// Events each node's history keeps, newest first (Ironic's `node_history_max_size`).
+    pub node_history_max_size: Option<usize>,
     pub automated_cleaning_step_source: Option<CleaningStepSource>,
     pub automated_cleaning_runbook: Option<String>,
     pub automated_cleaning_runbook_by_resource_class: Option<BTreeMap<String, String>>,
@@ -206,6 +208,8 @@ pub struct ConductorConfig {
     pub automated_clean: bool,
     /// Runbooks for automated cleaning.
     pub cleaning_runbooks: CleaningRunbooks,
+    /// Events each node's history keeps (0: none are recorded).
+    pub node_history_max_size: usize,
     pub lock_policy: crate::task::LockPolicy,
     pub allow_deleting_available_nodes: bool,
     pub default_portgroup_mode: String,
@@ -348,6 +352,7 @@ impl ConductorConfig {
             enabled_interfaces: file.enabled_interfaces.unwrap_or_default(),
             default_interfaces: file.default_interfaces.unwrap_or_default(),
             automated_clean: file.automated_clean.unwrap_or(true),
+            node_history_max_size: file.node_history_max_size.unwrap_or(crate::db::DEFAULT_HISTORY_MAX),
             cleaning_runbooks: CleaningRunbooks {
                 source: file.automated_cleaning_step_source.unwrap_or_default(),
                 default: file.automated_cleaning_runbook.clone(),

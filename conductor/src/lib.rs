@@ -95,7 +95,8 @@ pub async fn start(config: ConductorConfig) -> Result<RunningConductor, StartErr
 pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -> Result<RunningConductor, StartError> {
     let db = Database::connect(&config.database_url, config.cluster.heartbeat_timeout)
         .await?
-        .with_lock_history(config.cluster.lock_history);
+        .with_lock_history(config.cluster.lock_history)
+        .with_history(&config.host, config.node_history_max_size);
     let drivers = DriverRegistry::new(
         config.enabled_hardware_types.clone(),
         config.enabled_interfaces.clone(),

@@ -239,13 +239,42 @@ impl StoredResource {
     }
 }
 
-/// One history entry.
+/// One history entry: Ironic's node history fields (API 1.78; `project` 1.113; `state`,
+/// `target_provision_state` and `duration_seconds` 1.115).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEvent {
     pub uuid: String,
     pub created_at: String,
+    /// `INFO`, `WARNING` or `ERROR`.
     pub severity: String,
     pub event: String,
+    /// The kind of activity: `cleaning`, `deploying`, `takeover`, ... (Ironic's history
+    /// event types).
+    pub event_type: String,
+    /// The conductor that recorded it.
+    pub conductor: Option<String>,
+    pub user: Option<String>,
+    pub project: Option<String>,
+    /// The node's provision state and target when it was recorded.
+    pub state: Option<String>,
+    pub target_provision_state: Option<String>,
+    /// Seconds the node had been in `state` then.
+    pub duration_seconds: Option<i64>,
+}
+
+/// Ironic's history event type for an event recorded while the node is in `provision_state`.
+pub fn history_event_type(provision_state: &str) -> &'static str {
+    match provision_state {
+        "cleaning" | "clean wait" | "clean failed" | "clean hold" => "cleaning",
+        "deploying" | "wait call-back" | "deploy failed" | "deploy hold" => "deploying",
+        "servicing" | "service wait" | "service failed" | "service hold" => "servicing",
+        "inspecting" | "inspect wait" | "inspect failed" => "introspection",
+        "rescuing" | "rescue wait" | "rescue failed" | "rescue" | "unrescuing" | "unrescue failed" => "rescue",
+        "verifying" => "verify",
+        "adopting" | "adopt failed" => "adoption",
+        "deleting" | "error" => "unprovision",
+        _ => "provisioning",
+    }
 }
 
 /// Default values of the attribute fields (kept in `attrs`).

@@ -97,6 +97,7 @@ pub fn app(state: AppState) -> Router {
             put(nodes::maintenance_on).delete(nodes::maintenance_off),
         )
         .route("/v1/nodes/{node}/history", get(nodes::history))
+        .route("/v1/nodes/{node}/history/{event}", get(nodes::history_event))
         .route("/v1/nodes/{node}/inventory", get(nodes::inventory))
         .route("/v1/nodes/{node}/ports", get(ports::list_for_node))
         .route("/v1/nodes/{node}/ports/detail", get(ports::list_detail_for_node))

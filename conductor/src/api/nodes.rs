@@ -640,16 +640,81 @@ pub(super) async fn maintenance_off(
     set_maintenance(&state, &ident, false, None).await
 }
 
-/// `GET /v1/nodes/{node}/history` (API 1.78): the node's events, oldest first.
+/// One history event as Ironic's `NodeHistoryController` shows it: `uuid`, `created_at`,
+/// `severity`, `event` (cut to 255 characters) and a self link; with `detail` also
+/// `event_type`, `conductor`, `user`, `project` (1.113), `state`, `target_provision_state` and
+/// `duration_seconds` (1.115), and the whole event.
+fn history_entry(ctx: &RequestContext, node: &str, event: &crate::model::HistoryEvent, detail: bool) -> Value {
+    let mut entry = serde_json::Map::new();
+    entry.insert("uuid".into(), json!(event.uuid));
+    entry.insert("created_at".into(), json!(event.created_at));
+    entry.insert("severity".into(), json!(event.severity));
+    if detail {
+        entry.insert("event_type".into(), json!(event.event_type));
+        entry.insert("event".into(), json!(event.event));
+        entry.insert("conductor".into(), json!(event.conductor));
+        entry.insert("user".into(), json!(event.user));
+        if ctx.version.minor >= 113 {
+            entry.insert("project".into(), json!(event.project));
+        }
+        if ctx.version.minor >= 115 {
+            entry.insert("state".into(), json!(event.state));
+            entry.insert("target_provision_state".into(), json!(event.target_provision_state));
+            entry.insert("duration_seconds".into(), json!(event.duration_seconds));
+        }
+    } else {
+        let text = if event.event.chars().count() > 255 {
+            format!("{}...", event.event.chars().take(251).collect::<String>())
+        } else {
+            event.event.clone()
+        };
+        entry.insert("event".into(), json!(text));
+    }
+    entry.insert(
+        "links".into(),
+        json!([{"href": format!("{}/v1/nodes/{node}/history/{}", ctx.base, event.uuid), "rel": "self"}]),
+    );
+    Value::Object(entry)
+}
+
+/// `GET /v1/nodes/{node}/history[?detail=true]` (API 1.78): the node's events, oldest first
+/// (at most `node_history_max_size` are kept).
 pub(super) async fn history(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    super::require(&ctx, 78)?;
+    let detail = match q.get("detail") {
+        None => false,
+        Some(text) => super::collection::boolean(&json!(text))
+            .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for detail: {text}")))?,
+    };
+    let node = state.conductor.node(&ident).await?;
+    let events = state.conductor.db.history(&node.uuid).await?;
+    let entries: Vec<Value> = events
+        .iter()
+        .map(|e| history_entry(&ctx, &node.uuid, e, detail))
+        .collect();
+    Ok(Json(json!({ "history": entries })))
+}
+
+/// `GET /v1/nodes/{node}/history/{event}` (API 1.78): one event, in detail.
+pub(super) async fn history_event(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((ident, event)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     super::require(&ctx, 78)?;
     let node = state.conductor.node(&ident).await?;
-    let events = state.conductor.db.history(&node.uuid).await?;
-    Ok(Json(json!({ "history": events })))
+    let found = state
+        .conductor
+        .db
+        .history_event(&node.uuid, &event)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Node history record {event} could not be found.")))?;
+    Ok(Json(history_entry(&ctx, &node.uuid, &found, true)))
 }
 
 /// `GET /v1/nodes/{node}/inventory` (API 1.81): the inventory the node's agent posted.

@@ -48,7 +48,13 @@ pub struct Database {
     sqlite: bool,
     /// Record every node lock in `node_locks` (`lock_history`).
     lock_history: bool,
+    /// The conductor named in the history events it records, and how many events a node
+    /// keeps (`node_history_max_size`; 0 records none).
+    history: (Option<String>, usize),
 }
+
+/// Ironic's `[conductor]node_history_max_size`.
+pub const DEFAULT_HISTORY_MAX: usize = 300;
 
 fn json_text(doc: &JsonObject) -> String {
     serde_json::Value::Object(doc.clone()).to_string()
@@ -183,7 +189,15 @@ impl Database {
             pool,
             sqlite,
             lock_history: false,
+            history: (None, DEFAULT_HISTORY_MAX),
         })
+    }
+
+    /// Name `host` in the history events recorded from now on, and keep the newest `max`
+    /// events of each node (0: record none, as Ironic's `node_history_max_size = 0`).
+    pub fn with_history(mut self, host: &str, max: usize) -> Self {
+        self.history = (Some(host.to_owned()), max);
+        self
     }
 
     /// Record every node lock in the `node_locks` table from now on (`lock_history`): for audits
@@ -938,7 +952,10 @@ impl Database {
         self.add_history_by(node_uuid, severity, event, None).await
     }
 
-    /// Append to a node's history, naming the conductor that recorded the event.
+    /// Append to a node's history as `conductor` (else this process's host), with the node's
+    /// provision state, target and time in that state as stored now, and the event type of
+    /// that state (`takeover` for a take-over's event); then drop the node's events beyond
+    /// the newest `node_history_max_size`.
     pub async fn add_history_by(
         &self,
         node_uuid: &str,
@@ -946,18 +963,78 @@ impl Database {
         event: &str,
         conductor: Option<&str>,
     ) -> Result<(), DbError> {
+        let (host, max) = &self.history;
+        if *max == 0 {
+            return Ok(());
+        }
+        let row = sqlx::query(
+            "SELECT provision_state, target_provision_state, provision_updated_at FROM nodes WHERE uuid = $1",
+        )
+        .bind(node_uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (state, target, since): (Option<String>, Option<String>, Option<String>) = match &row {
+            Some(r) => (
+                r.try_get("provision_state")?,
+                r.try_get("target_provision_state")?,
+                r.try_get("provision_updated_at")?,
+            ),
+            None => (None, None, None),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let duration = since
+            .as_deref()
+            .and_then(crate::time::parse)
+            .map(|t| (now - t).whole_seconds().max(0));
+        let event_type = if conductor.is_some() {
+            "takeover"
+        } else {
+            crate::model::history_event_type(state.as_deref().unwrap_or_default())
+        };
         sqlx::query(
-            "INSERT INTO node_history (uuid, node_uuid, created_at, severity, event, conductor) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO node_history (uuid, node_uuid, created_at, severity, event, conductor, event_type, state, \
+             target_provision_state, duration_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(node_uuid)
-        .bind(crate::time::now_iso())
+        .bind(crate::time::format_iso(now))
         .bind(severity)
         .bind(event)
-        .bind(conductor)
+        .bind(conductor.or(host.as_deref()))
+        .bind(event_type)
+        .bind(state)
+        .bind(target)
+        .bind(duration)
+        .execute(&self.pool)
+        .await?;
+        // Bounded per node, newest kept (Ironic trims with a periodic task; here at once).
+        sqlx::query(
+            "DELETE FROM node_history WHERE node_uuid = $1 AND uuid NOT IN \
+             (SELECT uuid FROM node_history WHERE node_uuid = $1 ORDER BY created_at DESC LIMIT $2)",
+        )
+        .bind(node_uuid)
+        .bind(i64::try_from(*max).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    fn history_from_row(r: &AnyRow) -> Result<HistoryEvent, DbError> {
+        Ok(HistoryEvent {
+            uuid: r.try_get("uuid")?,
+            created_at: r.try_get("created_at")?,
+            severity: r.try_get("severity")?,
+            event: r.try_get("event")?,
+            event_type: r
+                .try_get::<Option<String>, _>("event_type")?
+                .unwrap_or_else(|| "UNKNOWN".to_owned()),
+            conductor: r.try_get("conductor")?,
+            user: r.try_get("user_id")?,
+            project: r.try_get("project")?,
+            state: r.try_get("state")?,
+            target_provision_state: r.try_get("target_provision_state")?,
+            duration_seconds: r.try_get("duration_seconds")?,
+        })
     }
 
     /// A node's history, oldest first.
@@ -966,15 +1043,54 @@ impl Database {
             .bind(node_uuid)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEvent {
-                    uuid: r.try_get("uuid")?,
-                    created_at: r.try_get("created_at")?,
-                    severity: r.try_get("severity")?,
-                    event: r.try_get("event")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::history_from_row).collect()
+    }
+
+    /// One event of a node's history.
+    pub async fn history_event(&self, node_uuid: &str, uuid: &str) -> Result<Option<HistoryEvent>, DbError> {
+        let row = sqlx::query("SELECT * FROM node_history WHERE node_uuid = $1 AND uuid = $2")
+            .bind(node_uuid)
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::history_from_row).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_nodes_history_keeps_its_newest_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/h.sqlite", dir.path().display());
+        let db = Database::connect(&url, Duration::from_secs(60))
+            .await
+            .expect("database")
+            .with_history("c1", 3);
+        for i in 0..5 {
+            db.add_history("n1", "INFO", &format!("event {i}"))
+                .await
+                .expect("recorded");
+        }
+        db.add_history_by("n1", "WARNING", "taken over", Some("c2"))
+            .await
+            .expect("recorded");
+        let events = db.history("n1").await.expect("history");
+        let texts: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(texts, ["event 3", "event 4", "taken over"]);
+        assert_eq!(events[0].conductor.as_deref(), Some("c1"));
+        assert_eq!(events[0].event_type, "provisioning", "no node row: no state");
+        assert_eq!(
+            (events[2].conductor.as_deref(), events[2].event_type.as_str()),
+            (Some("c2"), "takeover")
+        );
+        let none = Database::connect(&url, Duration::from_secs(60))
+            .await
+            .expect("database")
+            .with_history("c1", 0);
+        none.add_history("n2", "INFO", "not kept").await.expect("accepted");
+        assert!(none.history("n2").await.expect("history").is_empty());
     }
 }

@@ -388,6 +388,65 @@ async fn the_state_walk_with_fake_hardware() {
             .any(|e| e.starts_with("Deployment completed successfully")),
         "{events:?}"
     );
+    let short = &history["history"][0];
+    let keys: Vec<&str> = short.as_object().expect("event").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["uuid", "created_at", "severity", "event", "links"], "{short}");
+    // In detail (1.115): the kind of activity, the conductor, and the node's state then.
+    let (_, detail) = call(
+        Method::GET,
+        c.url(&format!("/v1/nodes/{uuid}/history?detail=true")),
+        None,
+    )
+    .await;
+    let done = detail["history"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Deployment completed"))
+        })
+        .expect("the deployment's event")
+        .clone();
+    assert_eq!(done["event_type"], "deploying", "{done}");
+    assert_eq!(done["conductor"], "test-conductor", "{done}");
+    assert_eq!(done["state"], "deploying", "{done}");
+    assert_eq!(done["target_provision_state"], "active", "{done}");
+    assert!(done["duration_seconds"].as_i64().is_some_and(|s| s >= 0), "{done}");
+    let (_, at_112) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/nodes/{uuid}/history?detail=true")),
+        None,
+        Some("1.112"),
+    )
+    .await;
+    let old = &at_112["history"][0];
+    assert!(
+        old.get("project").is_none() && old.get("state").is_none() && old.get("event_type").is_some(),
+        "{old}"
+    );
+    // One event by its link.
+    let href = done["links"][0]["href"].as_str().expect("self link");
+    assert!(href.ends_with(&format!(
+        "/v1/nodes/{uuid}/history/{}",
+        done["uuid"].as_str().expect("uuid")
+    )));
+    let (status, one) = call(Method::GET, href.to_owned(), None).await;
+    assert_eq!((status, &one), (200, &done));
+    let (status, body) = call(
+        Method::GET,
+        c.url(&format!(
+            "/v1/nodes/{uuid}/history/00000000-0000-4000-8000-000000000000"
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        fault(&body),
+        "Node history record 00000000-0000-4000-8000-000000000000 could not be found."
+    );
     // Power through the API.
     let (status, _) = call(
         Method::PUT,
