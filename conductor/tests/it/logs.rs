@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The conductor process, killed (SIGKILL) and reaped however the test ends.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn json_log_lines_carry_the_request_id_of_the_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -14,7 +24,7 @@ async fn json_log_lines_carry_the_request_id_of_the_answer() {
         .expect("a free port")
         .port();
     let log = dir.path().join("conductor.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rivet-conductor"))
+    let child = Command::new(env!("CARGO_BIN_EXE_rivet-conductor"))
         .args([
             "--listen-host",
             "127.0.0.1",
@@ -30,6 +40,7 @@ async fn json_log_lines_carry_the_request_id_of_the_answer() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("rivet-conductor starts");
+    let child = Stopped(child);
     let http = crate::support::client();
     let url = format!("http://127.0.0.1:{port}/v1/nodes/no-such-node");
     let until = Instant::now() + Duration::from_secs(60);
@@ -71,8 +82,7 @@ async fn json_log_lines_carry_the_request_id_of_the_answer() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let line = lines
         .iter()
         .find(|l| l["path"] == "/v1/nodes/no-such-node")
