@@ -55,6 +55,10 @@ impl Heartbeater {
             agent_version: crate::VERSION.to_owned(),
             agent_verify_ca: self.verify_ca.clone(),
             status_message: self.state.status_message(),
+            step_progress: self
+                .state
+                .step_progress()
+                .filter(|_| self.state.conductor_takes_step_progress()),
         }
     }
 

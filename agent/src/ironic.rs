@@ -77,6 +77,8 @@ pub struct HeartbeatFields {
     pub agent_verify_ca: Option<String>,
     /// Progress of a long command.
     pub status_message: Option<String>,
+    /// The same, measured: only for a conductor that offered to take it.
+    pub step_progress: Option<rivet_common::ramdisk::StepProgress>,
 }
 
 /// The heartbeat body for a negotiated version: every field the version allows, no other.
@@ -97,6 +99,10 @@ pub fn heartbeat_body(version: ApiVersion, fields: &HeartbeatFields) -> Heartbea
         agent_status: None,
         agent_status_message: fields
             .status_message
+            .clone()
+            .filter(|_| version >= ApiVersion::AGENT_STATUS),
+        agent_step_progress: fields
+            .step_progress
             .clone()
             .filter(|_| version >= ApiVersion::AGENT_STATUS),
     }
@@ -431,7 +437,27 @@ mod tests {
             agent_version: "0.1.0".into(),
             agent_verify_ca: Some("PEM".into()),
             status_message: Some("writing image: 10%".into()),
+            step_progress: None,
         }
+    }
+
+    #[test]
+    fn measured_progress_goes_with_the_status_message() {
+        let fields = HeartbeatFields {
+            step_progress: Some(rivet_common::ramdisk::StepProgress {
+                message: "writing image: 10%".into(),
+                done: Some(1),
+                total: Some(10),
+                unit: Some("bytes".into()),
+                rate: None,
+                elapsed_seconds: 2.0,
+            }),
+            ..fields()
+        };
+        let body =
+            |minor| serde_json::to_value(heartbeat_body(ApiVersion::new(1, minor), &fields)).expect("serialises");
+        assert_eq!(body(72)["agent_step_progress"]["total"], 10);
+        assert!(body(68).get("agent_step_progress").is_none());
     }
 
     #[test]

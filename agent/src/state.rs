@@ -2,7 +2,7 @@
 //! lookup, the token, the lifecycle (serving, locked down, rescued) and the wish for a heartbeat.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rivet_common::image::ImageInfo;
@@ -15,7 +15,7 @@ use crate::disk::devices::DeviceView;
 use crate::error::{AgentError, ErrorKind};
 use crate::hardware::{ImageWriter, Managers};
 use crate::image::{self, ImageJob, image_client, validate};
-use crate::progress::Progress;
+use crate::progress::{Progress, Report};
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +43,16 @@ pub struct AgentState {
     token: RwLock<Option<String>>,
     lifecycle: watch::Sender<Lifecycle>,
     heartbeat_wanted: Notify,
-    status_message: Mutex<Option<String>>,
+    status: Mutex<Option<Status>>,
     partition_uuids: Mutex<Option<Value>>,
     lookup_config: RwLock<Option<rivet_common::ramdisk::LookupConfig>>,
+}
+
+/// The latest progress report of the running command, and when its first report came.
+#[derive(Debug, Clone)]
+struct Status {
+    report: Report,
+    since: Instant,
 }
 
 /// What a lookup answer meant for the token.
@@ -78,7 +85,7 @@ impl AgentState {
             token: RwLock::new(token),
             lifecycle: watch::channel(Lifecycle::Serving).0,
             heartbeat_wanted: Notify::new(),
-            status_message: Mutex::new(None),
+            status: Mutex::new(None),
             partition_uuids: Mutex::new(None),
             lookup_config: RwLock::new(None),
         }
@@ -126,17 +133,42 @@ impl AgentState {
         self.heartbeat_wanted.notified().await;
     }
 
-    /// Progress of the current long command, reported in heartbeats.
+    /// Progress of the current long command, reported in heartbeats (`agent_status_message`).
     pub fn status_message(&self) -> Option<String> {
-        self.status_message
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.as_ref().map(|s| s.report.message.clone())
     }
 
-    /// Set or clear the progress message.
-    pub fn set_status_message(&self, message: Option<String>) {
-        *self.status_message.lock().unwrap_or_else(PoisonError::into_inner) = message;
+    /// The same progress, measured (the heartbeat's `agent_step_progress`).
+    pub fn step_progress(&self) -> Option<rivet_common::ramdisk::StepProgress> {
+        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let status = status.as_ref()?;
+        let measure = status.report.measure;
+        Some(rivet_common::ramdisk::StepProgress {
+            message: status.report.message.clone(),
+            done: measure.map(|m| m.done),
+            total: measure.and_then(|m| m.total),
+            unit: measure.map(|m| m.unit.as_str().to_owned()),
+            rate: measure.and_then(|m| m.rate),
+            elapsed_seconds: status.since.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Set or clear the progress of the running command. A command's reports share the time of
+    /// its first one ("since"), until the progress is cleared.
+    pub fn set_status(&self, report: Option<Report>) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        *status = report.map(|report| Status {
+            since: status.as_ref().map_or_else(Instant::now, |s| s.since),
+            report,
+        });
+    }
+
+    /// Whether the conductor takes measured progress in heartbeats (rivet-conductor offers it
+    /// in its lookup answer; Ironic does not).
+    pub fn conductor_takes_step_progress(&self) -> bool {
+        self.lookup_config()
+            .is_some_and(|c| c.extra.get(rivet_common::ramdisk::STEP_PROGRESS_CONFIG_KEY) == Some(&Value::Bool(true)))
     }
 
     /// Partition UUIDs recorded by the last `prepare_image`.
@@ -196,10 +228,19 @@ impl AgentState {
         self.lifecycle.send_replace(next);
     }
 
-    /// Progress that lands in this agent's heartbeats (`agent_status_message`).
+    /// Progress that lands in this agent's heartbeats (`agent_status_message`, and
+    /// `agent_step_progress` for rivet-conductor). For rivet-conductor a report also asks for an
+    /// early heartbeat, so operators see it move (at most one every `forced_min_gap`, 5 s); Ironic
+    /// gets the usual cadence, as from IPA.
     pub fn progress(self: &Arc<Self>) -> Progress {
         let state = Arc::clone(self);
-        Progress::new(move |message| state.set_status_message(message))
+        Progress::new(move |report| {
+            let published = report.is_some();
+            state.set_status(report);
+            if published && state.conductor_takes_step_progress() {
+                state.force_heartbeat();
+            }
+        })
     }
 
     /// Run `standby.prepare_image` (and the `write_image` step) for this agent: client and policy

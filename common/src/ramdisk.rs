@@ -70,7 +70,7 @@ pub struct LookupConfig {
 }
 
 /// Body of `POST /v1/heartbeat/{node}`; which keys are sent depends on the API version.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct HeartbeatRequest {
     /// Where the conductor reaches the agent API, e.g. `https://192.0.2.10:9999`.
     pub callback_url: String,
@@ -89,4 +89,40 @@ pub struct HeartbeatRequest {
     /// Free text (>= 1.72). Rivet reports progress of long commands here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status_message: Option<String>,
+    /// Rivet's extension: the same progress, measured ([`StepProgress`]). Sent only to a
+    /// conductor whose lookup answer offered it ([`STEP_PROGRESS_CONFIG_KEY`]): Ironic refuses
+    /// heartbeat fields it does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_step_progress: Option<StepProgress>,
+}
+
+/// The key of the lookup answer's `config` by which rivet-conductor offers to take
+/// [`HeartbeatRequest::agent_step_progress`] (`true`). Ironic never sends it, so an agent under
+/// Ironic keeps to the upstream heartbeat.
+pub const STEP_PROGRESS_CONFIG_KEY: &str = "rivet_step_progress";
+
+/// Measured progress of the command an agent runs, as its heartbeat carries it.
+///
+/// The agent measures; the conductor adds what needs its own clock (percent, ETA, since when)
+/// when it stores the progress in the node (`driver_internal_info.step_progress`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepProgress {
+    /// The same text as `agent_status_message`.
+    pub message: String,
+    /// Units done so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<u64>,
+    /// Units in all, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// `bytes` or `seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Units a second, averaged since the work began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Seconds since the work began (the agent's monotonic clock: the ramdisk's wall clock may
+    /// be wrong).
+    #[serde(default)]
+    pub elapsed_seconds: f64,
 }

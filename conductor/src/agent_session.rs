@@ -21,6 +21,7 @@ const SESSION_KEYS: &[&str] = &[
     "agent_token_lookup",
     "agent_token_claimed",
     "agent_status_message",
+    crate::step_progress::KEY,
 ];
 
 /// Forget the agent session (the ramdisk was powered off or rebooted). A pre-generated token

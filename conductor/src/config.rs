@@ -150,6 +150,10 @@ pub struct FileConfig {
     /// Seconds a rescue ramdisk may take to call back (Ironic's `rescue_callback_timeout`).
     pub rescue_callback_timeout: Option<u64>,
     pub check_provision_state_interval: Option<f64>,
+    /// Seconds between samples of the fleet's node counts (the dashboard's chart).
+    pub fleet_sample_interval: Option<u64>,
+    /// Samples kept (the oldest go first).
+    pub fleet_samples_kept: Option<u64>,
     /// Keep agents running between cleaning and deployment.
     pub fast_track: Option<bool>,
     pub fast_track_timeout: Option<u64>,
@@ -224,6 +228,10 @@ pub struct ConductorConfig {
     pub service_callback_timeout: Duration,
     pub rescue_callback_timeout: Duration,
     pub check_provision_state_interval: Duration,
+    /// Between samples of the fleet's node counts, for the dashboard's chart.
+    pub fleet_sample_interval: Duration,
+    /// How many samples the database keeps.
+    pub fleet_samples_kept: u64,
     pub fast_track: bool,
     pub fast_track_timeout: Duration,
     pub agent: crate::agent_client::AgentClientConfig,
@@ -384,6 +392,8 @@ impl ConductorConfig {
             check_provision_state_interval: Duration::from_secs_f64(
                 file.check_provision_state_interval.unwrap_or(60.0).clamp(0.05, 86400.0),
             ),
+            fleet_sample_interval: Duration::from_secs(file.fleet_sample_interval.unwrap_or(60).clamp(1, 86400)),
+            fleet_samples_kept: file.fleet_samples_kept.unwrap_or(1440).clamp(1, 100_000),
             fast_track: file.fast_track.unwrap_or(false),
             fast_track_timeout: Duration::from_secs(file.fast_track_timeout.unwrap_or(300).min(300)),
             agent: crate::agent_client::AgentClientConfig {

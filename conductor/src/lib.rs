@@ -28,6 +28,7 @@ pub mod ramdisk;
 pub mod rescue;
 pub mod states;
 pub mod step_lists;
+pub mod step_progress;
 pub mod steps;
 pub mod task;
 pub mod time;
@@ -188,6 +189,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
         cluster::work::spawn(Arc::clone(&conductor), stop.clone());
     }
     cluster::takeover::spawn(Arc::clone(&conductor), stop.clone());
+    periodic::spawn_fleet_sampler(Arc::clone(&conductor), stop.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

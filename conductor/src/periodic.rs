@@ -109,6 +109,33 @@ pub fn spawn(
     })
 }
 
+/// Sample the fleet's node counts for the dashboard's chart: at start, then every
+/// `fleet_sample_interval`. Every conductor samples (API-only ones too); the database keeps one
+/// sample a period, whoever took it, and the newest `fleet_samples_kept`.
+pub fn spawn_fleet_sampler(
+    conductor: Arc<Conductor>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let interval = conductor.config.fleet_sample_interval;
+    let kept = i64::try_from(conductor.config.fleet_samples_kept).unwrap_or(i64::MAX);
+    let sample = move |conductor: Arc<Conductor>| async move {
+        let period = i64::try_from(interval.as_secs().max(1)).unwrap_or(i64::MAX);
+        let bucket = time::OffsetDateTime::now_utc().unix_timestamp() / period;
+        if let Err(e) = conductor
+            .db
+            .record_fleet_sample(bucket, bucket.saturating_sub(kept - 1))
+            .await
+        {
+            tracing::warn!(error = %e, "fleet not sampled");
+        }
+    };
+    let first = Arc::clone(&conductor);
+    tokio::spawn(async move {
+        sample(first).await;
+        let _ = every(interval, stop, move || sample(Arc::clone(&conductor))).await;
+    })
+}
+
 /// Run `round` every `interval` (first after one interval) until `stop` turns true.
 pub fn every<F, Fut>(
     interval: Duration,

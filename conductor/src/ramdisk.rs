@@ -88,6 +88,8 @@ impl Conductor {
             "metrics": {"backend": "noop", "prepend_host": false, "prepend_uuid": false, "prepend_host_reverse": true, "global_prefix": null},
             "metrics_statsd": {"statsd_host": "localhost", "statsd_port": 8125},
             "agent_containers": {"allow_arbitrary_containers": false, "allowed_containers": [], "container_steps_file": "/etc/ironic-python-agent.d/mysteps.yaml", "runner": "podman", "pull_options": [], "run_options": ["--rm", "--network=host"]},
+            // Rivet's own: rivet-agent may send measured progress (IPA ignores the key).
+            rivet_common::ramdisk::STEP_PROGRESS_CONFIG_KEY: true,
         });
         let answer = LookupResponse {
             node: Node {
@@ -320,6 +322,12 @@ impl Conductor {
                 Some(message) => dii.insert("agent_status_message".into(), json!(message)),
                 None => dii.remove("agent_status_message"),
             };
+            match &hb.agent_step_progress {
+                Some(progress) => {
+                    crate::step_progress::record(&mut task.node, progress, time::OffsetDateTime::now_utc())
+                }
+                None => crate::step_progress::clear(&mut task.node),
+            }
             self.save(&mut task.node).await?;
             self.on_heartbeat(&mut task).await;
             Ok::<_, EngineError>(Some(task))

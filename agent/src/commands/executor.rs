@@ -195,6 +195,8 @@ impl Executor {
                         ),
                     }
                     let done = finish(task_record.snapshot(), outcome, Mode::Async);
+                    // The command's progress ends with it, before anyone can read it finished.
+                    state.set_status(None);
                     task_record.result.send_replace(done);
                     state.force_heartbeat();
                 });

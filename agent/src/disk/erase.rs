@@ -19,7 +19,7 @@ use crate::blockdev::{
     Partition, device_size, flush_buffers, forget_partition, partitions, reread_partitions, zero_range,
 };
 use crate::error::{AgentError, ErrorKind};
-use crate::progress::Progress;
+use crate::progress::{Measure, Progress, Unit};
 
 /// Bytes zeroed at each end of a device by metadata erasure.
 const EDGE: u64 = 1 << 20;
@@ -201,15 +201,26 @@ pub fn overwrite(
             crate::metrics::metrics().erased(n as u64, written, size);
             if last_report.elapsed().as_secs() >= 2 || written == size {
                 last_report = Instant::now();
-                let rate = written as f64 / started.elapsed().as_secs_f64().max(1e-3) / (1 << 20) as f64;
-                progress.report(format!(
-                    "erasing {name}: pass {}/{total_passes} ({}), {} of {} MiB ({:.0}%), {rate:.0} MiB/s",
-                    pass + 1,
-                    if random { "random" } else { "zeros" },
-                    written >> 20,
-                    size >> 20,
-                    written as f64 * 100.0 / size.max(1) as f64
-                ));
+                let bytes_per_second = written as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                // The measure spans every pass: one bar from 0 to 100% for the whole erasure.
+                let before = size * u64::from(pass);
+                progress.measured(
+                    format!(
+                        "erasing {name}: pass {}/{total_passes} ({}), {} of {} MiB ({:.0}%), {:.0} MiB/s",
+                        pass + 1,
+                        if random { "random" } else { "zeros" },
+                        written >> 20,
+                        size >> 20,
+                        written as f64 * 100.0 / size.max(1) as f64,
+                        bytes_per_second / (1 << 20) as f64
+                    ),
+                    Measure {
+                        done: before + written,
+                        total: Some(size * u64::from(total_passes)),
+                        unit: Unit::Bytes,
+                        rate: Some(bytes_per_second),
+                    },
+                );
             }
         }
         file.sync_all().map_err(|e| failed(&name, "flushing", e))?;

@@ -16,6 +16,7 @@ use super::job::ImageJob;
 use super::stream::Msg;
 pub use crate::config::DownloadPolicy;
 use crate::error::{AgentError, ErrorKind};
+use crate::progress::{Measure, Unit};
 
 fn download_error(e: impl std::fmt::Display) -> AgentError {
     AgentError::new(ErrorKind::ImageDownload, e.to_string())
@@ -204,12 +205,20 @@ impl<'a> Download<'a> {
         let of = total
             .map(|t| format!(" of {} MiB ({:.0}%)", t >> 20, done as f64 * 100.0 / t.max(1) as f64))
             .unwrap_or_default();
-        self.job.progress.report(format!(
-            "writing image {} to {}: {} MiB{of}, {rate:.0} MiB/s",
-            self.job.info.id,
-            self.device,
-            done >> 20
-        ));
+        self.job.progress.measured(
+            format!(
+                "writing image {} to {}: {} MiB{of}, {rate:.0} MiB/s",
+                self.job.info.id,
+                self.device,
+                done >> 20
+            ),
+            Measure {
+                done,
+                total,
+                unit: Unit::Bytes,
+                rate: Some(bytes_per_second),
+            },
+        );
     }
 
     /// Every attempt on every URL, then `End` if the file arrived whole.

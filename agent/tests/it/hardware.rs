@@ -141,7 +141,7 @@ case "$m" in
      {"step": "script_disks", "priority": 0, "interface": "deploy"}]}' ;;
   run_step)
     case "$s" in
-      script_step) echo '{"progress": "half way"}'; echo '{"progress": "done"}'; echo '{"result": {"ran": "script_step"}}' ;;
+      script_step) echo '{"progress": "half way", "done": 1, "total": 2}'; echo '{"progress": "done"}'; echo '{"result": {"ran": "script_step"}}' ;;
       script_crash) echo "disk controller exploded" >&2; exit 3 ;;
       script_garbage) echo "this is not json" ;;
       script_slow) sleep 30; echo '{"result": null}' ;;
@@ -404,7 +404,13 @@ async fn executable_progress_lines_reach_the_caller() {
     };
     let out = manager.execute("script_step", ctx).await.expect("runs");
     assert_eq!(out, json!({"ran": "script_step"}));
-    assert_eq!(*seen.lock().expect("lock"), ["half way", "done"]);
+    let seen = seen.lock().expect("lock").clone();
+    let messages: Vec<&str> = seen.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages, ["half way", "done"]);
+    let measure = seen[0].measure.expect("the first line has a measure");
+    assert_eq!((measure.done, measure.total), (1, Some(2)));
+    assert_eq!(measure.unit, rivet_agent::progress::Unit::Items);
+    assert_eq!(seen[1].measure, None);
 }
 
 fn shape(value: &Value) -> Value {

@@ -405,12 +405,19 @@ async fn progress_is_reported_from_first_byte_to_verification() {
     };
     rivet_agent::image::prepare_image(job).await.expect("written");
     assert_written(&device, &image);
-    let seen = seen.lock().expect("lock").clone();
+    let reports = seen.lock().expect("lock").clone();
+    let seen: Vec<String> = reports.iter().map(|r| r.message.clone()).collect();
     let first = seen.first().expect("a progress report");
     assert!(
         first.starts_with(&format!("writing image disk.raw to {}: ", device.path)) && first.contains(" of 6 MiB ("),
         "{seen:?}"
     );
+    // The numbers behind the text: bytes of the whole image, which the server announced.
+    let measure = reports[0].measure.expect("the write is measured");
+    assert_eq!(measure.unit, rivet_agent::progress::Unit::Bytes);
+    assert_eq!(measure.total, Some(image.len() as u64));
+    assert!(measure.done > 0 && measure.done <= image.len() as u64, "{measure:?}");
+    assert!(measure.rate.is_some_and(|r| r > 0.0), "{measure:?}");
     assert_eq!(
         seen.last().expect("a final report"),
         &format!(

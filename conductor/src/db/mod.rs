@@ -5,7 +5,10 @@
 //! (several conductors), through sqlx's `Any` driver and the versioned migrations in
 //! `conductor/migrations/`, which are written in SQL both understand. JSON documents are TEXT.
 
+mod fleet;
 mod resources;
+
+pub use fleet::FleetSample;
 
 use std::time::Duration;
 

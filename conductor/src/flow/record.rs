@@ -171,6 +171,8 @@ impl FlowRecord {
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default();
         *node.current_step_mut(self.flow) = doc;
+        // The previous step's progress is not this one's.
+        crate::step_progress::clear(node);
         self.store(node);
     }
 
@@ -189,6 +191,7 @@ impl FlowRecord {
             }
             node.current_step_mut(flow).clear();
         }
+        crate::step_progress::clear(node);
     }
 }
 

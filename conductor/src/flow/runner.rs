@@ -358,6 +358,7 @@ impl Conductor {
     async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), FlowError> {
         let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
         task.node.current_step_mut(flow).clear();
+        crate::step_progress::clear(&mut task.node);
         FlowRecord::set_next(&mut task.node, flow, Next::Following);
         let dii = &mut task.node.driver_internal_info;
         for key in [
@@ -501,6 +502,7 @@ impl Conductor {
         for flow in [StepType::Clean, StepType::Deploy, StepType::Service] {
             task.node.current_step_mut(flow).clear();
         }
+        crate::step_progress::clear(&mut task.node);
         if task.driver.deploy.uses_agent() {
             drivers::power_action(task, "power off")
                 .await

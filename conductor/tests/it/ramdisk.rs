@@ -40,12 +40,18 @@ async fn node_in_clean_wait(c: &TestConductor) -> String {
 
 /// Heartbeat as IPA does, then wait until the conductor has handled it (lock released).
 async fn heartbeat(c: &TestConductor, uuid: &str, token: &str, callback: &str) -> Value {
+    let body = json!({"callback_url": callback, "agent_token": token, "agent_version": "13.0.0"});
+    heartbeat_with(c, uuid, body, "1.68").await
+}
+
+/// Send `body` as a heartbeat at `version`, then wait until the conductor has handled it.
+async fn heartbeat_with(c: &TestConductor, uuid: &str, body: Value, version: &str) -> Value {
     let before = node(c, uuid).await["driver_internal_info"]["agent_last_heartbeat"].clone();
     let (status, body) = call_version(
         Method::POST,
         c.url(&format!("/v1/heartbeat/{uuid}")),
-        Some(json!({"callback_url": callback, "agent_token": token, "agent_version": "13.0.0"})),
-        Some("1.68"),
+        Some(body),
+        Some(version),
     )
     .await;
     assert_eq!(status, 202, "{body}");
@@ -121,10 +127,57 @@ async fn the_lookup_answer_has_ironic_s_keys_and_parses_as_the_common_type() {
     let upstream = &fixture["body"];
     assert_eq!(keys(&found), keys(upstream));
     assert_eq!(keys(&found["node"]), keys(&upstream["node"]));
-    assert_eq!(keys(&found["config"]), keys(&upstream["config"]));
+    // One key of Rivet's own: the offer to take measured progress (IPA ignores it).
+    let mut config = found["config"].clone();
+    let offer = config
+        .as_object_mut()
+        .expect("config")
+        .remove(rivet_common::ramdisk::STEP_PROGRESS_CONFIG_KEY);
+    assert_eq!(offer, Some(json!(true)));
+    assert_eq!(keys(&config), keys(&upstream["config"]));
     for key in ["metrics", "metrics_statsd", "agent_containers"] {
         assert_eq!(found["config"][key], upstream["config"][key], "{key}");
     }
     let parsed: rivet_common::ramdisk::LookupResponse = serde_json::from_value(found.clone()).expect("parses");
     assert_eq!(serde_json::to_value(&parsed).expect("serialises"), found);
+}
+
+/// Issue 21: the measured progress rivet-agent sends lands in the node document with what needs
+/// the conductor's clock (percent, ETA, since when), and goes when the agent stops sending it.
+#[tokio::test(flavor = "multi_thread")]
+async fn measured_progress_is_in_the_node_while_the_agent_reports_it() {
+    let c = TestConductor::start_with(|c| c.require_tls = false).await;
+    let uuid = node_in_clean_wait(&c).await;
+    let (status, found) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/lookup?addresses={MAC}")),
+        None,
+        Some("1.72"),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let token = found["config"]["agent_token"].as_str().expect("token").to_owned();
+    let callback = format!("http://127.0.0.1:{}", refused_port());
+    let message = "erasing /dev/vdb: pass 1/1 (zeros), 256 of 1024 MiB (25%), 64 MiB/s";
+    let body = json!({
+        "callback_url": callback, "agent_token": token, "agent_version": "0.1.0",
+        "agent_status_message": message,
+        "agent_step_progress": {"message": message, "done": 268435456u64, "total": 1073741824u64,
+            "unit": "bytes", "rate": 67108864.0, "elapsed_seconds": 4.0},
+    });
+    let doc = heartbeat_with(&c, &uuid, body, "1.72").await;
+    let progress = &doc["driver_internal_info"]["step_progress"];
+    assert_eq!(progress["message"], message, "{doc}");
+    assert_eq!(progress["percent"], 25.0, "{progress}");
+    assert_eq!(progress["eta_seconds"], 12.0, "{progress}");
+    assert_eq!(progress["unit"], "bytes", "{progress}");
+    for key in ["since", "updated_at"] {
+        let at = progress[key].as_str().expect("a time");
+        assert!(at.ends_with("+00:00"), "{key}: {at}");
+    }
+    assert_eq!(doc["driver_internal_info"]["agent_status_message"], message);
+    let body = json!({"callback_url": callback, "agent_token": token, "agent_version": "0.1.0"});
+    let doc = heartbeat_with(&c, &uuid, body, "1.72").await;
+    let dii = &doc["driver_internal_info"];
+    assert!(dii.get("step_progress").is_none() && dii.get("agent_status_message").is_none(), "{dii}");
 }

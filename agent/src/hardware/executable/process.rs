@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::progress::Progress;
+use crate::progress::{Measure, Progress, Report, Unit};
 
 /// Environment variable telling the program which protocol version it speaks to.
 pub const PROTOCOL_ENV: (&str, &str) = ("RIVET_MANAGER_PROTOCOL", "1");
@@ -312,14 +312,14 @@ async fn read_answers(
     let mut total = 0usize;
     let mut buf = vec![0u8; 64 << 10];
     let mut last_report: Option<Instant> = None;
-    let mut unreported: Option<String> = None;
+    let mut unreported: Option<Report> = None;
     loop {
         let read = match tokio::time::timeout(PROGRESS_EVERY, stdout.read(&mut buf)).await {
             Ok(read) => read.map_err(|e| Failure(format!("reading its output: {e}")))?,
             Err(_) => {
                 // Silence: pass on the latest coalesced progress message.
-                if let Some(message) = unreported.take() {
-                    progress.report(message);
+                if let Some(report) = unreported.take() {
+                    progress.publish(report);
                     last_report = Some(Instant::now());
                 }
                 continue;
@@ -327,8 +327,8 @@ async fn read_answers(
         };
         if read == 0 {
             // The latest message is never lost to coalescing.
-            if let Some(message) = unreported.take() {
-                progress.report(message);
+            if let Some(report) = unreported.take() {
+                progress.publish(report);
             }
             break;
         }
@@ -354,14 +354,14 @@ async fn read_answers(
                 continue;
             };
             match progress_message(&value) {
-                Some(message) => {
+                Some(report) => {
                     let due = last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
                     if due {
-                        progress.report(message);
+                        progress.publish(report);
                         last_report = Some(Instant::now());
                         unreported = None;
                     } else {
-                        unreported = Some(message);
+                        unreported = Some(report);
                     }
                 }
                 None => answer = Some(value),
@@ -405,11 +405,44 @@ fn complete_object(pending: &mut Vec<u8>, method: &str) -> Result<Option<Value>,
     }
 }
 
-/// `{"progress": "text"}` and nothing else: the text, cut to [`PROGRESS_CHARS`].
-fn progress_message(value: &Value) -> Option<String> {
-    let object = value.as_object().filter(|o| o.len() == 1)?;
+/// A progress object: `{"progress": "text"}`, optionally with its measure `"done"`, `"total"`
+/// (unsigned integers) and `"unit"` (`"bytes"`, `"seconds"` or `"items"`, the default), and
+/// nothing else.
+/// The text is cut to [`PROGRESS_CHARS`]. Any other object is an answer.
+fn progress_message(value: &Value) -> Option<Report> {
+    let object = value.as_object()?;
     let text = object.get("progress")?.as_str()?;
-    Some(text.chars().take(PROGRESS_CHARS).collect())
+    if object
+        .keys()
+        .any(|k| !matches!(k.as_str(), "progress" | "done" | "total" | "unit"))
+    {
+        return None;
+    }
+    let count = |key: &str| object.get(key).map(Value::as_u64);
+    let unit = match object.get("unit").map(Value::as_str) {
+        None | Some(Some("items")) => Unit::Items,
+        Some(Some("seconds")) => Unit::Seconds,
+        Some(Some("bytes")) => Unit::Bytes,
+        Some(_) => return None,
+    };
+    let measure = match (count("done"), count("total")) {
+        (None, None) => None,
+        (Some(Some(done)), total) => Some(Measure {
+            done,
+            total: match total {
+                None => None,
+                Some(Some(total)) => Some(total),
+                Some(None) => return None,
+            },
+            unit,
+            rate: None,
+        }),
+        _ => return None,
+    };
+    Some(Report {
+        message: text.chars().take(PROGRESS_CHARS).collect(),
+        measure,
+    })
 }
 
 fn excerpt(bytes: &[u8]) -> String {
@@ -440,17 +473,44 @@ mod tests {
 
     #[test]
     fn progress_lines_are_recognised_and_cut() {
-        assert_eq!(
-            progress_message(&serde_json::json!({"progress": "50%"})),
-            Some("50%".into())
-        );
-        assert_eq!(
-            progress_message(&serde_json::json!({"progress": "x", "result": 1})),
-            None
-        );
-        assert_eq!(progress_message(&serde_json::json!({"progress": 5})), None);
+        let text = |v: Value| progress_message(&v).map(|r| r.message);
+        assert_eq!(text(serde_json::json!({"progress": "50%"})), Some("50%".into()));
+        assert_eq!(text(serde_json::json!({"progress": "x", "result": 1})), None);
+        assert_eq!(text(serde_json::json!({"progress": 5})), None);
         let long = "é".repeat(PROGRESS_CHARS * 2);
-        let cut = progress_message(&serde_json::json!({ "progress": long })).expect("message");
+        let cut = text(serde_json::json!({ "progress": long })).expect("message");
         assert_eq!(cut.chars().count(), PROGRESS_CHARS);
+    }
+
+    #[test]
+    fn progress_lines_may_carry_their_measure() {
+        let measure = |v: Value| progress_message(&v).map(|r| r.measure);
+        assert_eq!(
+            measure(serde_json::json!({"progress": "flashing", "done": 3, "total": 8, "unit": "bytes"})),
+            Some(Some(Measure {
+                done: 3,
+                total: Some(8),
+                unit: Unit::Bytes,
+                rate: None
+            }))
+        );
+        assert_eq!(
+            measure(serde_json::json!({"progress": "soaking", "done": 30})),
+            Some(Some(Measure {
+                done: 30,
+                total: None,
+                unit: Unit::Items,
+                rate: None
+            }))
+        );
+        // A malformed measure makes the object an answer, never a half-read report.
+        for bad in [
+            serde_json::json!({"progress": "x", "done": -1}),
+            serde_json::json!({"progress": "x", "total": 8}),
+            serde_json::json!({"progress": "x", "done": 1, "unit": "parsecs"}),
+            serde_json::json!({"progress": "x", "done": 1, "total": "8"}),
+        ] {
+            assert_eq!(measure(bad.clone()), None, "{bad}");
+        }
     }
 }
