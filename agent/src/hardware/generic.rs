@@ -17,6 +17,10 @@ use super::{HardwareManager, ManagerError, StepContext, SupportLevel};
 use crate::disk::devices::DeviceView;
 use crate::error::{AgentError, ErrorKind};
 use crate::inventory::{self, SysRoot};
+use crate::progress::{Measure, Unit};
+
+/// How often a burn-in reports the seconds it has run.
+const BURNIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Upstream's default NVRAM patterns for `clean_uefi_nvram`.
 const DEFAULT_NVRAM_PATTERNS: &[&str] = &[r"^HD\(", r"shim.*\.efi", r"grub.*\.efi"];
@@ -269,16 +273,30 @@ impl GenericHardwareManager {
                 "--metrics-brief".into(),
             ]
         };
-        let limit = Duration::from_secs(
-            info_u64(
-                node,
-                &format!("agent_burnin_{}_timeout", if kind == "cpu" { "cpu" } else { "vm" }),
-                86400,
-            ) + 300,
+        let seconds = info_u64(
+            node,
+            &format!("agent_burnin_{}_timeout", if kind == "cpu" { "cpu" } else { "vm" }),
+            86400,
         );
-        ctx.progress
-            .report(format!("burn-in {kind} running (stress-ng {})", args.join(" ")));
-        let out = run_tool("stress-ng", &args, limit).await;
+        let limit = Duration::from_secs(seconds + 300);
+        let what = format!("burn-in {kind} (stress-ng {})", args.join(" "));
+        // stress-ng runs for its --timeout: the seconds run are the measure of the step.
+        let run = run_tool("stress-ng", &args, limit);
+        tokio::pin!(run);
+        let started = std::time::Instant::now();
+        let mut tick = tokio::time::interval(BURNIN_PROGRESS_EVERY);
+        let out = loop {
+            tokio::select! {
+                out = &mut run => break out,
+                _ = tick.tick() => {
+                    let done = started.elapsed().as_secs().min(seconds);
+                    ctx.progress.measured(
+                        format!("{what}: {done} of {seconds} s"),
+                        Measure { done, total: Some(seconds), unit: Unit::Seconds, rate: Some(1.0) },
+                    );
+                }
+            }
+        };
         ctx.progress.clear();
         out?;
         Ok(Value::Null)

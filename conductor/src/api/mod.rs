@@ -12,6 +12,7 @@ mod chassis;
 mod collection;
 mod components;
 mod conductors;
+mod dashboard;
 mod documents;
 mod drivers;
 mod error;
@@ -242,6 +243,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(root::root))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/fleet", get(dashboard::fleet))
         .route("/v1", get(root::v1))
         .route("/v1/", get(root::v1))
         .merge(nodes)

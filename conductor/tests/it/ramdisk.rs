@@ -179,5 +179,8 @@ async fn measured_progress_is_in_the_node_while_the_agent_reports_it() {
     let body = json!({"callback_url": callback, "agent_token": token, "agent_version": "0.1.0"});
     let doc = heartbeat_with(&c, &uuid, body, "1.72").await;
     let dii = &doc["driver_internal_info"];
-    assert!(dii.get("step_progress").is_none() && dii.get("agent_status_message").is_none(), "{dii}");
+    assert!(
+        dii.get("step_progress").is_none() && dii.get("agent_status_message").is_none(),
+        "{dii}"
+    );
 }
