@@ -16,12 +16,15 @@
 //! | `rivet_conductor_lock_wait_seconds` | histogram | |
 //! | `rivet_conductor_db_connections` | gauge | `state` (`idle`, `in_use`) |
 //! | `rivet_conductor_api_requests_total` | counter | `method`, `status` |
+//! | `rivet_conductor_image_bytes_written_total` | counter | |
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::db::{Database, DbError};
 
@@ -53,6 +56,7 @@ pub struct Metrics {
     lock_wait_seconds: Histogram,
     db_connections: IntGaugeVec,
     api_requests: IntCounterVec,
+    image_bytes: IntCounter,
     running: Mutex<HashMap<String, RunningStep>>,
 }
 
@@ -165,9 +169,22 @@ impl Metrics {
                     &["method", "status"],
                 ),
             ),
+            image_bytes: register(
+                &registry,
+                IntCounter::new(
+                    "rivet_conductor_image_bytes_written_total",
+                    "Image bytes the agents of this conductor's nodes reported written (write_image steps of agents that measure their progress).",
+                )
+                .unwrap_or_else(|e| unreachable!("image bytes: {e}")),
+            ),
             registry,
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// An agent reported `bytes` more of an image written.
+    pub fn image_bytes_written(&self, bytes: u64) {
+        self.image_bytes.inc_by(bytes);
     }
 
     /// Step `index` (`step`, `interface.step`) of `node`'s `flow` starts. The node's previous
@@ -280,7 +297,7 @@ mod tests {
         metrics.flows.with_label_values(&["clean"]).set(0);
         metrics.db_connections.with_label_values(&["idle"]).set(1);
         let names: Vec<String> = metrics.registry.gather().iter().map(|f| f.name().to_owned()).collect();
-        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names.len(), 9, "{names:?}");
     }
 
     #[test]

@@ -324,7 +324,9 @@ impl Conductor {
             };
             match &hb.agent_step_progress {
                 Some(progress) => {
-                    crate::step_progress::record(&mut task.node, progress, time::OffsetDateTime::now_utc())
+                    let written =
+                        crate::step_progress::record(&mut task.node, progress, time::OffsetDateTime::now_utc());
+                    crate::metrics::metrics().image_bytes_written(written);
                 }
                 None => crate::step_progress::clear(&mut task.node),
             }

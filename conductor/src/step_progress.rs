@@ -16,6 +16,9 @@
 //! from the agent, so every Ironic client (the `baremetal` CLI's `node show` among them) shows
 //! the progress without knowing of it. It goes when the step ends, the flow ends or the agent
 //! stops reporting.
+//!
+//! Beside it, `driver_internal_info.step_started_at` is when the running step started (the
+//! conductor's clock): history events give each step's time from it.
 
 use rivet_common::ramdisk::StepProgress;
 use serde_json::{Map, Value, json};
@@ -27,8 +30,36 @@ use crate::states;
 /// The key in `driver_internal_info`.
 pub const KEY: &str = "step_progress";
 
-/// Store what the agent reported at `now`.
-pub fn record(node: &mut NodeRecord, reported: &StepProgress, now: OffsetDateTime) {
+/// The key of the running step's start time in `driver_internal_info`.
+pub const STARTED_AT: &str = "step_started_at";
+
+/// The agent's text of its progress (Ironic's heartbeat field).
+const STATUS_MESSAGE: &str = "agent_status_message";
+
+/// The node starts a step: no progress yet (the previous step's text goes too; a conductor
+/// that continues the flow on its own poll of the agent would otherwise show it until the next
+/// heartbeat), and the step's clock starts (`again`: the same step runs again, after its agent
+/// did not have it or a reboot; its first start stands).
+pub fn step_started(node: &mut NodeRecord, again: bool) {
+    clear(node);
+    node.driver_internal_info.remove(STATUS_MESSAGE);
+    if !again || !node.driver_internal_info.contains_key(STARTED_AT) {
+        node.driver_internal_info
+            .insert(STARTED_AT.into(), json!(crate::time::now_iso()));
+    }
+}
+
+/// Seconds since the running step started, if it did.
+pub fn step_seconds(node: &NodeRecord) -> Option<i64> {
+    let started = node.driver_internal_info.get(STARTED_AT)?.as_str()?;
+    let started = crate::time::parse(started)?;
+    Some((OffsetDateTime::now_utc() - started).whole_seconds().max(0))
+}
+
+/// Store what the agent reported at `now`. Returns the image bytes written since the previous
+/// report of the same `write_image` step (for `rivet_conductor_image_bytes_written_total`).
+pub fn record(node: &mut NodeRecord, reported: &StepProgress, now: OffsetDateTime) -> u64 {
+    let written = image_bytes_since(node, reported);
     let mut doc = Map::new();
     doc.insert("message".into(), json!(reported.message));
     if let Some(step) = running_step(node) {
@@ -66,11 +97,35 @@ pub fn record(node: &mut NodeRecord, reported: &StepProgress, now: OffsetDateTim
     doc.insert("since".into(), json!(crate::time::format_iso(since)));
     doc.insert("updated_at".into(), json!(crate::time::format_iso(now)));
     node.driver_internal_info.insert(KEY.into(), Value::Object(doc));
+    written
+}
+
+/// Bytes of the running `write_image` step's image reported since the stored report (all of
+/// them at the step's first report).
+fn image_bytes_since(node: &NodeRecord, reported: &StepProgress) -> u64 {
+    let writing = running_step(node).is_some_and(|s| s.ends_with(".write_image"));
+    let (Some(done), true, Some("bytes")) = (reported.done, writing, reported.unit.as_deref()) else {
+        return 0;
+    };
+    let before = node
+        .driver_internal_info
+        .get(KEY)
+        .and_then(|p| p.get("done"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    done.saturating_sub(before)
 }
 
 /// Forget the progress (the step or the flow ended, or the agent stopped reporting).
 pub fn clear(node: &mut NodeRecord) {
     node.driver_internal_info.remove(KEY);
+}
+
+/// No step runs any more (the flow ended, failed or was aborted): no progress, no start time.
+pub fn flow_ended(node: &mut NodeRecord) {
+    clear(node);
+    node.driver_internal_info.remove(STATUS_MESSAGE);
+    node.driver_internal_info.remove(STARTED_AT);
 }
 
 /// `interface.step` of the step the node's flow runs, if any.
@@ -95,13 +150,13 @@ mod tests {
     fn node() -> NodeRecord {
         NodeRecord {
             provision_state: "deploying".into(),
-            deploy_step: serde_json::from_value(json!({"interface": "deploy", "step": "write_image"})).unwrap(),
+            deploy_step: serde_json::from_value(json!({"interface": "deploy", "step": "write_image"})).expect("a step"),
             ..Default::default()
         }
     }
 
     fn at(seconds: i64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_796_000_000 + seconds).unwrap()
+        OffsetDateTime::from_unix_timestamp(1_796_000_000 + seconds).expect("a time")
     }
 
     #[test]
@@ -115,6 +170,12 @@ mod tests {
             rate: Some(50.0),
             elapsed_seconds: 6.0,
         };
+        assert_eq!(record(&mut node, &reported, at(10)), 300, "the write's first bytes");
+        let later = StepProgress {
+            done: Some(450),
+            ..reported.clone()
+        };
+        assert_eq!(record(&mut node, &later, at(12)), 150, "bytes since the last report");
         record(&mut node, &reported, at(10));
         let doc = &node.driver_internal_info[KEY];
         assert_eq!(doc["step"], "deploy.write_image");
@@ -155,7 +216,7 @@ mod tests {
             ..Default::default()
         };
         record(&mut node, &reported, at(0));
-        let doc = node.driver_internal_info[KEY].as_object().unwrap();
+        let doc = node.driver_internal_info[KEY].as_object().expect("an object");
         let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
         assert_eq!(keys, ["message", "since", "updated_at"]);
     }

@@ -161,7 +161,8 @@ impl FlowRecord {
 
     /// Mark `step` (at `index`) as the running one in `node`.
     pub fn start_step(&mut self, node: &mut NodeRecord, index: usize) {
-        if self.index != Some(index) {
+        let again = self.index == Some(index);
+        if !again {
             self.restarts = 0;
         }
         self.index = Some(index);
@@ -172,7 +173,7 @@ impl FlowRecord {
             .unwrap_or_default();
         *node.current_step_mut(self.flow) = doc;
         // The previous step's progress is not this one's.
-        crate::step_progress::clear(node);
+        crate::step_progress::step_started(node, again);
         self.store(node);
     }
 
@@ -191,7 +192,7 @@ impl FlowRecord {
             }
             node.current_step_mut(flow).clear();
         }
-        crate::step_progress::clear(node);
+        crate::step_progress::flow_ended(node);
     }
 }
 

@@ -307,11 +307,20 @@ impl Conductor {
         let mut record = FlowRecord::load(&task.node, flow)?;
         let mut index = record.first_to_run();
         while index < record.steps.len() {
+            let again = record.index == Some(index);
             record.start_step(&mut task.node, index);
             self.save(&mut task.node).await?;
             let step = record.steps[index].clone();
             let name = format!("{}.{}", step.interface, step.step);
             tracing::info!(node = %task.node.uuid, %flow, step = %name, index, "running step");
+            if !again {
+                let event = format!(
+                    "Step {name} started ({flow} step {} of {})",
+                    index + 1,
+                    record.steps.len()
+                );
+                self.db.add_history(&task.node.uuid, "INFO", &event).await?;
+            }
             crate::metrics::metrics().step_started(&task.node.uuid, &flow.to_string(), index, &name);
             let outcome = self.execute_step(task, &step).await.map_err(|source| FlowError::Step {
                 flow,
@@ -320,7 +329,7 @@ impl Conductor {
                 source,
             })?;
             match outcome {
-                StepOutcome::Done => {}
+                StepOutcome::Done => self.step_finished(task, &step).await?,
                 StepOutcome::Wait => return self.event(&mut task.node, "wait").await,
                 StepOutcome::NotStarted => {
                     FlowRecord::set_next(&mut task.node, flow, Next::Again);
@@ -337,6 +346,16 @@ impl Conductor {
         }
         let steps = record.steps;
         self.finish_flow(task, flow, &steps).await
+    }
+
+    /// The running `step` ended well: a history event with its time.
+    pub(super) async fn step_finished(&self, task: &Task, step: &Step) -> Result<(), FlowError> {
+        let took = crate::step_progress::step_seconds(&task.node)
+            .map(|s| format!(" in {s} s"))
+            .unwrap_or_default();
+        let event = format!("Step {}.{} finished{took}", step.interface, step.step);
+        self.db.add_history(&task.node.uuid, "INFO", &event).await?;
+        Ok(())
     }
 
     /// Run one step: power steps through the power interface, everything else by the
@@ -358,7 +377,7 @@ impl Conductor {
     async fn finish_flow(&self, task: &mut Task, flow: StepType, list: &[Step]) -> Result<(), FlowError> {
         let manual = task.node.target_provision_state.as_deref() == Some(state::MANAGEABLE);
         task.node.current_step_mut(flow).clear();
-        crate::step_progress::clear(&mut task.node);
+        crate::step_progress::flow_ended(&mut task.node);
         FlowRecord::set_next(&mut task.node, flow, Next::Following);
         let dii = &mut task.node.driver_internal_info;
         for key in [
@@ -502,7 +521,7 @@ impl Conductor {
         for flow in [StepType::Clean, StepType::Deploy, StepType::Service] {
             task.node.current_step_mut(flow).clear();
         }
-        crate::step_progress::clear(&mut task.node);
+        crate::step_progress::flow_ended(&mut task.node);
         if task.driver.deploy.uses_agent() {
             drivers::power_action(task, "power off")
                 .await

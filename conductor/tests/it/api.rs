@@ -2,10 +2,12 @@
 //! bad input (always 4xx, never 5xx), illegal transitions, locks, concurrent updates, the state
 //! walk with fake hardware, ports, vendor passthru, authentication, and recovery at start.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestConductor, call, call_version, client, fault, fixture, wait_for};
+use crate::support::{PATIENCE, TestConductor, call, call_version, client, fault, fixture, wait_for};
 
 fn keys(v: &Value) -> Vec<String> {
     v.as_object().expect("object").keys().cloned().collect()
@@ -388,6 +390,19 @@ async fn the_state_walk_with_fake_hardware() {
             .any(|e| e.starts_with("Deployment completed successfully")),
         "{events:?}"
     );
+    // Each step's start and end, with its place in the flow and its time.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Step deploy.deploy started (deploy step 1 of ")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Step deploy.deploy finished in ") && e.ends_with(" s")),
+        "{events:?}"
+    );
     let short = &history["history"][0];
     let keys: Vec<&str> = short.as_object().expect("event").keys().map(String::as_str).collect();
     assert_eq!(keys, ["uuid", "created_at", "severity", "event", "links"], "{short}");
@@ -641,6 +656,19 @@ async fn http_basic_auth_guards_the_api_but_not_discovery() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
+    // The dashboard and its data are the API's: the same credentials, or a prompt for them.
+    for path in ["/dashboard", "/dashboard/fleet"] {
+        let resp = client().get(c.url(path)).send().await.expect("send");
+        assert_eq!(resp.status(), 401, "{path}");
+        assert!(resp.headers().get("www-authenticate").is_some(), "{path}");
+        let resp = client()
+            .get(c.url(path))
+            .basic_auth("admin", Some("s3cret"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
     c.running.stop().await.expect("stops");
     // And off: the same request needs nothing.
     let open = TestConductor::start().await;
@@ -761,7 +789,7 @@ async fn a_restarted_conductor_releases_its_locks_and_resumes_abandoned_work() {
                 if record.provision_state == want && record.reservation.is_none() {
                     return record;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             panic!("{uuid} did not reach {want}: {:?}", db.node(&uuid).await);
         }
@@ -969,5 +997,66 @@ async fn chassis_group_nodes_and_are_deleted_only_when_empty() {
     assert_eq!(status, 204);
     let (status, _) = call(Method::GET, c.url(&format!("/v1/chassis/{uuid}")), None).await;
     assert_eq!(status, 404);
+    c.running.stop().await.expect("stops");
+}
+
+/// Issue 21: the dashboard is one self-contained page (nothing from another origin), and its
+/// chart's series holds the fleet's counts, sampled at start and then every interval.
+#[tokio::test]
+async fn the_dashboard_is_self_contained_and_its_series_counts_the_fleet() {
+    let c = TestConductor::start_with(|config| config.fleet_sample_interval = Duration::from_secs(1)).await;
+    for name in ["d1", "d2"] {
+        let (status, _) = call(
+            Method::POST,
+            c.url("/v1/nodes"),
+            Some(json!({"driver": "fake-hardware", "name": name})),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let resp = client().get(c.url("/dashboard")).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("text")
+            .starts_with("text/html")
+    );
+    let page = resp.text().await.expect("body");
+    assert!(page.contains("/v1/nodes/detail") && page.contains("/dashboard/fleet"));
+    for outside in ["src=\"", "href=\"http", "url(", "@import", "fetch(\"http"] {
+        assert!(
+            !page.contains(outside),
+            "the page loads nothing from elsewhere: {outside}"
+        );
+    }
+    // The first sample is taken at start (no nodes yet); a later one counts both.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let samples = loop {
+        let (status, fleet) = call(Method::GET, c.url("/dashboard/fleet"), None).await;
+        assert_eq!(status, 200, "{fleet}");
+        assert_eq!(fleet["interval_seconds"], 1);
+        let samples = fleet["samples"].as_array().expect("samples").clone();
+        if samples.last().is_some_and(|s| s["provision_state"]["enroll"] == 2) {
+            break samples;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sample counted the nodes: {fleet}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(samples.len() >= 2, "{samples:?}");
+    let last = samples.last().expect("a sample");
+    assert!(last["at"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{last}");
+    assert_eq!(last["power_state"]["none"], 2, "{last}");
     c.running.stop().await.expect("stops");
 }
