@@ -12,7 +12,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, Registry, register_gauge_with_registry,
+    register_int_counter_vec_with_registry, register_int_counter_with_registry,
+};
 
 /// Every metric of the agent; [`metrics`] is the process's one instance.
 #[derive(Debug)]
@@ -34,52 +37,41 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        // Fixed, distinct names: construction and registration cannot fail (the unit test
-        // checks that every family is there).
-        fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-            let _ = registry.register(Box::new(metric.clone()));
-            metric
-        }
-        let counter = |name: &str, help: &str| {
-            IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|e| unreachable!("{name}: {e}"))
-        };
-        let gauge = |name: &str, help: &str| {
-            Gauge::with_opts(Opts::new(name, help)).unwrap_or_else(|e| unreachable!("{name}: {e}"))
-        };
+        // Fixed, distinct names: building and registering cannot fail (the unit test checks
+        // that every family is there).
+        let failed = |name: &str, e: prometheus::Error| -> ! { unreachable!("{name}: {e}") };
         Metrics {
-            commands: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new("rivet_agent_commands_total", "Commands finished, by name and result."),
-                    &["command", "result"],
-                )
-                .unwrap_or_else(|e| unreachable!("commands: {e}")),
-            ),
-            image_bytes: register(
-                &registry,
-                counter(
-                    "rivet_agent_image_bytes_written_total",
-                    "Image bytes written to disks (the first MiB of each image is written last).",
-                ),
-            ),
-            image_rate: register(
-                &registry,
-                gauge(
-                    "rivet_agent_image_write_rate_bytes_per_second",
-                    "Rate of the current (or last) image write, in bytes per second.",
-                ),
-            ),
-            erase_bytes: register(
-                &registry,
-                counter("rivet_agent_erase_bytes_total", "Bytes overwritten by erase passes."),
-            ),
-            erase_progress: register(
-                &registry,
-                gauge(
-                    "rivet_agent_erase_progress_ratio",
-                    "Progress of the current (or last) erase pass of a device, from 0 to 1.",
-                ),
-            ),
+            commands: register_int_counter_vec_with_registry!(
+                "rivet_agent_commands_total",
+                "Commands finished, by name and result.",
+                &["command", "result"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("commands", e)),
+            image_bytes: register_int_counter_with_registry!(
+                "rivet_agent_image_bytes_written_total",
+                "Image bytes written to disks (the first MiB of each image is written last).",
+                registry
+            )
+            .unwrap_or_else(|e| failed("image bytes", e)),
+            image_rate: register_gauge_with_registry!(
+                "rivet_agent_image_write_rate_bytes_per_second",
+                "Rate of the current (or last) image write, in bytes per second.",
+                registry
+            )
+            .unwrap_or_else(|e| failed("image rate", e)),
+            erase_bytes: register_int_counter_with_registry!(
+                "rivet_agent_erase_bytes_total",
+                "Bytes overwritten by erase passes.",
+                registry
+            )
+            .unwrap_or_else(|e| failed("erase bytes", e)),
+            erase_progress: register_gauge_with_registry!(
+                "rivet_agent_erase_progress_ratio",
+                "Progress of the current (or last) erase pass of a device, from 0 to 1.",
+                registry
+            )
+            .unwrap_or_else(|e| failed("erase progress", e)),
             registry,
         }
     }

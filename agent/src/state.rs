@@ -167,7 +167,9 @@ impl AgentState {
     /// Whether the conductor takes measured progress in heartbeats (rivet-conductor offers it
     /// in its lookup answer; Ironic does not).
     pub fn conductor_takes_step_progress(&self) -> bool {
-        self.lookup_config()
+        let config = self.lookup_config.read().unwrap_or_else(PoisonError::into_inner);
+        config
+            .as_ref()
             .is_some_and(|c| c.extra.get(rivet_common::ramdisk::STEP_PROGRESS_CONFIG_KEY) == Some(&Value::Bool(true)))
     }
 
@@ -311,5 +313,66 @@ impl ImageWriter for AgentState {
         progress: Progress,
     ) -> Result<String, AgentError> {
         self.prepare_image(info, configdrive, progress).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BootParams, Settings};
+    use crate::progress::{Measure, Unit};
+
+    fn state() -> Arc<AgentState> {
+        let config = AgentConfig::resolve(Settings::default(), BootParams::default(), false).expect("config");
+        Arc::new(AgentState::new(
+            config,
+            Managers::default(),
+            DeviceView::new(Some(Vec::new()), false),
+        ))
+    }
+
+    /// Ironic's lookup answer (captured from Ironic 39), with `offer` added to its config.
+    fn lookup(offer: bool) -> rivet_common::ramdisk::LookupResponse {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/upstream/ironic/flow/conductor_lookup_200.json"
+        ))
+        .expect("fixture");
+        let mut answer: rivet_common::ramdisk::LookupResponse =
+            serde_json::from_value(fixture["body"].clone()).expect("a lookup answer");
+        if offer {
+            answer.config.extra.insert(
+                rivet_common::ramdisk::STEP_PROGRESS_CONFIG_KEY.into(),
+                Value::Bool(true),
+            );
+        }
+        answer
+    }
+
+    #[test]
+    fn measured_progress_goes_only_to_a_conductor_that_offers_to_take_it() {
+        let state = state();
+        let progress = state.progress();
+        let measure = Measure {
+            done: 5,
+            total: Some(10),
+            unit: Unit::Bytes,
+            rate: Some(2.0),
+        };
+        progress.measured("writing: 5 of 10 bytes", measure);
+        assert_eq!(state.status_message().as_deref(), Some("writing: 5 of 10 bytes"));
+        state.apply_lookup(&lookup(false));
+        assert!(!state.conductor_takes_step_progress(), "Ironic's answer offers nothing");
+        state.apply_lookup(&lookup(true));
+        assert!(state.conductor_takes_step_progress());
+        let sent = state.step_progress().expect("progress");
+        assert_eq!(
+            (sent.done, sent.total, sent.unit.as_deref()),
+            (Some(5), Some(10), Some("bytes"))
+        );
+        // The work's reports share the time of its first; clearing ends them.
+        progress.measured("writing: 8 of 10 bytes", Measure { done: 8, ..measure });
+        assert!(state.step_progress().expect("progress").elapsed_seconds >= sent.elapsed_seconds);
+        progress.clear();
+        assert_eq!((state.status_message(), state.step_progress()), (None, None));
     }
 }

@@ -23,7 +23,9 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry,
+    register_histogram_vec_with_registry, register_histogram_with_registry, register_int_counter_vec_with_registry,
+    register_int_counter_with_registry, register_int_gauge_vec_with_registry,
 };
 
 use crate::db::{Database, DbError};
@@ -42,6 +44,17 @@ struct RunningStep {
     index: usize,
     step: String,
     since: Instant,
+}
+
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The node counts could not be read.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The text encoder refused a family (metrics this module built never are).
+    #[error("the metrics could not be encoded: {0}")]
+    Encode(#[from] prometheus::Error),
 }
 
 /// Every metric of the conductor; [`metrics`] is the process's one instance.
@@ -84,99 +97,81 @@ fn flow_of(provision_state: &str) -> Option<&'static str> {
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        // Registering fixed, distinct names cannot fail; a failure would be a programming error
-        // caught by the unit test below, and the metric would merely be missing.
-        fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-            let _ = registry.register(Box::new(metric.clone()));
-            metric
-        }
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{name}: {e}"))
-        };
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{name}: {e}"))
-        };
+        // Fixed, distinct names: building and registering cannot fail (the unit test below
+        // checks that every family is there).
+        let failed = |name: &str, e: prometheus::Error| -> ! { unreachable!("{name}: {e}") };
         let histogram =
             |name: &str, help: &str, buckets: &[f64]| HistogramOpts::new(name, help).buckets(buckets.to_vec());
         Metrics {
-            nodes: register(
-                &registry,
-                gauge(
-                    "rivet_conductor_nodes",
-                    "Nodes by provision and power state (the whole fleet's, read from the database when scraped).",
-                    &["provision_state", "power_state"],
+            nodes: register_int_gauge_vec_with_registry!(
+                "rivet_conductor_nodes",
+                "Nodes by provision and power state (the whole fleet's, read from the database when scraped).",
+                &["provision_state", "power_state"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("nodes", e)),
+            flows: register_int_gauge_vec_with_registry!(
+                "rivet_conductor_flows_running",
+                "Nodes with a flow under way (working or waiting for their agent), by flow.",
+                &["flow"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("flows", e)),
+            step_seconds: register_histogram_vec_with_registry!(
+                histogram(
+                    "rivet_conductor_step_duration_seconds",
+                    "Duration of clean, deploy and service steps this conductor ran, from start to the next step or the end of the flow.",
+                    STEP_BUCKETS,
                 ),
-            ),
-            flows: register(
-                &registry,
-                gauge(
-                    "rivet_conductor_flows_running",
-                    "Nodes with a flow under way (working or waiting for their agent), by flow.",
-                    &["flow"],
-                ),
-            ),
-            step_seconds: register(
-                &registry,
-                HistogramVec::new(
-                    histogram(
-                        "rivet_conductor_step_duration_seconds",
-                        "Duration of clean, deploy and service steps this conductor ran, from start to the next step or the end of the flow.",
-                        STEP_BUCKETS,
-                    ),
-                    &["step", "result"],
-                )
-                .unwrap_or_else(|e| unreachable!("steps: {e}")),
-            ),
-            heartbeat_seconds: register(
-                &registry,
-                Histogram::with_opts(histogram(
+                &["step", "result"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("steps", e)),
+            heartbeat_seconds: register_histogram_with_registry!(
+                histogram(
                     "rivet_conductor_heartbeat_duration_seconds",
                     "Time to handle an agent heartbeat (POST /v1/heartbeat).",
                     SHORT_BUCKETS,
-                ))
-                .unwrap_or_else(|e| unreachable!("heartbeats: {e}")),
-            ),
-            agent_command_errors: register(
-                &registry,
-                counter(
-                    "rivet_conductor_agent_command_errors_total",
-                    "Agent commands that failed: refused, unreachable agent, or a failed result.",
-                    &["command"],
                 ),
-            ),
-            lock_wait_seconds: register(
-                &registry,
-                Histogram::with_opts(histogram(
+                registry
+            )
+            .unwrap_or_else(|e| failed("heartbeats", e)),
+            agent_command_errors: register_int_counter_vec_with_registry!(
+                "rivet_conductor_agent_command_errors_total",
+                "Agent commands that failed: refused, unreachable agent, or a failed result.",
+                &["command"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("agent command errors", e)),
+            lock_wait_seconds: register_histogram_with_registry!(
+                histogram(
                     "rivet_conductor_lock_wait_seconds",
                     "Time spent waiting for a node's lock before getting it.",
                     SHORT_BUCKETS,
-                ))
-                .unwrap_or_else(|e| unreachable!("locks: {e}")),
-            ),
-            db_connections: register(
-                &registry,
-                gauge(
-                    "rivet_conductor_db_connections",
-                    "This process's database pool connections, by state.",
-                    &["state"],
                 ),
-            ),
-            api_requests: register(
-                &registry,
-                counter(
-                    "rivet_conductor_api_requests_total",
-                    "API requests answered, by method and HTTP status.",
-                    &["method", "status"],
-                ),
-            ),
-            image_bytes: register(
-                &registry,
-                IntCounter::new(
-                    "rivet_conductor_image_bytes_written_total",
-                    "Image bytes the agents of this conductor's nodes reported written (write_image steps of agents that measure their progress).",
-                )
-                .unwrap_or_else(|e| unreachable!("image bytes: {e}")),
-            ),
+                registry
+            )
+            .unwrap_or_else(|e| failed("locks", e)),
+            db_connections: register_int_gauge_vec_with_registry!(
+                "rivet_conductor_db_connections",
+                "This process's database pool connections, by state.",
+                &["state"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("database connections", e)),
+            api_requests: register_int_counter_vec_with_registry!(
+                "rivet_conductor_api_requests_total",
+                "API requests answered, by method and HTTP status.",
+                &["method", "status"],
+                registry
+            )
+            .unwrap_or_else(|e| failed("api requests", e)),
+            image_bytes: register_int_counter_with_registry!(
+                "rivet_conductor_image_bytes_written_total",
+                "Image bytes the agents of this conductor's nodes reported written (write_image steps of agents that measure their progress).",
+                registry
+            )
+            .unwrap_or_else(|e| failed("image bytes", e)),
             registry,
             running: Mutex::new(HashMap::new()),
         }
@@ -250,8 +245,9 @@ impl Metrics {
     ///
     /// # Errors
     ///
-    /// The database could not be read.
-    pub async fn render(&self, db: &Database) -> Result<String, DbError> {
+    /// [`RenderError`]: the database could not be read, or (never with these metrics) the
+    /// encoder refused a family.
+    pub async fn render(&self, db: &Database) -> Result<String, RenderError> {
         let counts = db.node_state_counts().await?;
         self.nodes.reset();
         self.flows.reset();
@@ -272,12 +268,7 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(size.saturating_sub(idle)));
         let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .map_err(|e| DbError::Corrupt {
-                what: "metrics".into(),
-                reason: e.to_string(),
-            })?;
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }

@@ -262,7 +262,10 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
     let text = crate::metrics::metrics()
         .render(&state.conductor.db)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(|e| match e {
+            crate::metrics::RenderError::Database(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     Ok(([(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
 }
 

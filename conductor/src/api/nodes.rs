@@ -677,8 +677,45 @@ fn history_entry(ctx: &RequestContext, node: &str, event: &crate::model::History
     Value::Object(entry)
 }
 
+/// What history may be sorted by: the event's fields (`id`, Ironic's row number, is the order
+/// of recording).
+const HISTORY_SORT_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "uuid",
+    "severity",
+    "event",
+    "event_type",
+    "conductor",
+    "user",
+    "project",
+    "state",
+    "target_provision_state",
+    "duration_seconds",
+];
+
+/// The value of `event` that `sort_key` (one of [`HISTORY_SORT_KEYS`]) sorts history by.
+fn history_sort_value(event: &crate::model::HistoryEvent, sort_key: &str) -> Value {
+    match sort_key {
+        "uuid" => json!(event.uuid),
+        "severity" => json!(event.severity),
+        "event" => json!(event.event),
+        "event_type" => json!(event.event_type),
+        "conductor" => json!(event.conductor),
+        "user" => json!(event.user),
+        "project" => json!(event.project),
+        "state" => json!(event.state),
+        "target_provision_state" => json!(event.target_provision_state),
+        "duration_seconds" => json!(event.duration_seconds),
+        _ => json!(event.created_at),
+    }
+}
+
 /// `GET /v1/nodes/{node}/history[?detail=true]` (API 1.78): the node's events, oldest first
-/// (at most `node_history_max_size` are kept).
+/// (at most `node_history_max_size` are kept), paged as Ironic pages them: `limit`, `marker`
+/// (an event's UUID), `sort_key` (an event field, `created_at` by default) and `sort_dir`, with
+/// a `next` link when a page is full. Errors: 400 for a bad detail, limit, sort key or
+/// direction; 404 for an unknown node or marker.
 pub(super) async fn history(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -691,13 +728,67 @@ pub(super) async fn history(
         Some(text) => super::collection::boolean(&json!(text))
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for detail: {text}")))?,
     };
+    let sort_key = q.get("sort_key").map_or("created_at", String::as_str);
+    let sort_dir = q.get("sort_dir").map_or("asc", String::as_str);
+    if !["asc", "desc"].contains(&sort_dir) {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid sort direction: {sort_dir}. Acceptable values are 'asc' or 'desc'"
+        )));
+    }
+    let limit = match q.get("limit") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|l| *l > 0)
+                .and_then(|l| usize::try_from(l).ok())
+                .ok_or_else(|| ApiError::BadRequest("Limit must be positive".into()))?,
+        ),
+    };
+    if !HISTORY_SORT_KEYS.contains(&sort_key) {
+        return Err(ApiError::BadRequest(format!(
+            "The sort_key value {sort_key} is an invalid field for sorting"
+        )));
+    }
     let node = state.conductor.node(&ident).await?;
     let events = state.conductor.db.history(&node.uuid).await?;
+    let mut keyed: Vec<_> = events
+        .into_iter()
+        .map(|e| (history_sort_value(&e, sort_key), e))
+        .collect();
+    // Stable: events with the same key stay in the order they were recorded.
+    keyed.sort_by(|a, b| super::node_list::compare(&a.0, &b.0));
+    let mut events: Vec<_> = keyed.into_iter().map(|(_, e)| e).collect();
+    if sort_dir == "desc" {
+        events.reverse();
+    }
+    if let Some(marker) = q.get("marker") {
+        let at = events
+            .iter()
+            .position(|e| &e.uuid == marker)
+            .ok_or_else(|| ApiError::NotFound(format!("Node history record {marker} could not be found.")))?;
+        events.drain(..=at);
+    }
+    if let Some(limit) = limit {
+        events.truncate(limit);
+    }
     let entries: Vec<Value> = events
         .iter()
         .map(|e| history_entry(&ctx, &node.uuid, e, detail))
         .collect();
-    Ok(Json(json!({ "history": entries })))
+    let mut doc = json!({ "history": entries });
+    if let (Some(limit), Some(last)) = (limit, events.last())
+        && events.len() == limit
+    {
+        // A link that works: Ironic 39's repeats `marker` (`marker=None&...&marker=<uuid>`).
+        doc["next"] = json!(format!(
+            "{}/v1/nodes/{ident}/history?{}sort_key={sort_key}&sort_dir={sort_dir}&limit={limit}&marker={}",
+            ctx.base,
+            if detail { "detail=True&" } else { "" },
+            last.uuid
+        ));
+    }
+    Ok(Json(doc))
 }
 
 /// `GET /v1/nodes/{node}/history/{event}` (API 1.78): one event, in detail.

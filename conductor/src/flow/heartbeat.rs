@@ -131,7 +131,6 @@ impl Conductor {
             InBandStatus::Succeeded => {
                 // The agent ran this very step: whatever the record expected, the flow goes on
                 // after it, never runs it again.
-                self.step_finished(task, current).await?;
                 FlowRecord::set_next(&mut task.node, flow, Next::Following);
                 if current.reboot_requested == Some(true) {
                     deploy.reboot_to_agent(task).await.map_err(FlowError::Agent)?;

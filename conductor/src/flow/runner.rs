@@ -308,6 +308,11 @@ impl Conductor {
         let mut index = record.first_to_run();
         while index < record.steps.len() {
             let again = record.index == Some(index);
+            // A step ends when the flow moves past it, whichever way it ended well: at once,
+            // on its agent's report, or once the ramdisk it waited for came up.
+            if let Some(previous) = record.index.filter(|p| *p != index).and_then(|p| record.steps.get(p)) {
+                self.step_finished(task, previous).await?;
+            }
             record.start_step(&mut task.node, index);
             self.save(&mut task.node).await?;
             let step = record.steps[index].clone();
@@ -329,7 +334,7 @@ impl Conductor {
                 source,
             })?;
             match outcome {
-                StepOutcome::Done => self.step_finished(task, &step).await?,
+                StepOutcome::Done => {}
                 StepOutcome::Wait => return self.event(&mut task.node, "wait").await,
                 StepOutcome::NotStarted => {
                     FlowRecord::set_next(&mut task.node, flow, Next::Again);
@@ -344,11 +349,14 @@ impl Conductor {
             crate::crash_point::reached(crate::crash_point::BETWEEN_STEPS);
             index += 1;
         }
+        if let Some(last) = record.index.and_then(|i| record.steps.get(i)) {
+            self.step_finished(task, last).await?;
+        }
         let steps = record.steps;
         self.finish_flow(task, flow, &steps).await
     }
 
-    /// The running `step` ended well: a history event with its time.
+    /// The running `step` ended well: a history event with its time (from its start to now).
     pub(super) async fn step_finished(&self, task: &Task, step: &Step) -> Result<(), FlowError> {
         let took = crate::step_progress::step_seconds(&task.node)
             .map(|s| format!(" in {s} s"))

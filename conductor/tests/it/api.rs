@@ -1060,3 +1060,82 @@ async fn the_dashboard_is_self_contained_and_its_series_counts_the_fleet() {
     assert_eq!(last["power_state"]["none"], 2, "{last}");
     c.running.stop().await.expect("stops");
 }
+
+/// Issue 21: a node's history is paged as Ironic pages it (limit, marker, sort_key, sort_dir)
+/// with a `next` link that leads to the next page.
+#[tokio::test]
+async fn node_history_is_paged_with_a_next_link_that_works() {
+    let c = TestConductor::start().await;
+    let (_, node) = call(
+        Method::POST,
+        c.url("/v1/nodes"),
+        Some(json!({"driver": "fake-hardware", "name": "paged"})),
+    )
+    .await;
+    let uuid = node["uuid"].as_str().expect("uuid").to_owned();
+    for i in 0..5 {
+        c.running
+            .conductor
+            .db
+            .add_history(&uuid, "INFO", &format!("event {i}"))
+            .await
+            .expect("recorded");
+    }
+    let texts = |doc: &Value| -> Vec<String> {
+        doc["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|e| e["event"].as_str().expect("event").to_owned())
+            .collect()
+    };
+    let (status, first) = call(Method::GET, c.url("/v1/nodes/paged/history?limit=2"), None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(texts(&first), ["event 0", "event 1"]);
+    let mut seen = texts(&first);
+    let mut next = first["next"].as_str().map(str::to_owned);
+    let mut pages = 1;
+    while let Some(link) = next {
+        assert!(link.starts_with(&c.url("/v1/nodes/paged/history?")), "{link}");
+        let (status, page) = call(Method::GET, link, None).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(texts(&page));
+        next = page["next"].as_str().map(str::to_owned);
+        pages += 1;
+        assert!(pages <= 5, "the links end");
+    }
+    assert_eq!(seen, ["event 0", "event 1", "event 2", "event 3", "event 4"]);
+    let (_, newest) = call(
+        Method::GET,
+        c.url("/v1/nodes/paged/history?sort_dir=desc&limit=1&detail=true"),
+        None,
+    )
+    .await;
+    assert_eq!(texts(&newest), ["event 4"]);
+    assert!(
+        newest["next"].as_str().is_some_and(|l| l.contains("detail=True")),
+        "{newest}"
+    );
+    for (query, status, text) in [
+        ("limit=0", 400, "Limit must be positive"),
+        (
+            "sort_key=colour",
+            400,
+            "The sort_key value colour is an invalid field for sorting",
+        ),
+        (
+            "sort_dir=up",
+            400,
+            "Invalid sort direction: up. Acceptable values are 'asc' or 'desc'",
+        ),
+        (
+            "marker=00000000-0000-4000-8000-000000000000",
+            404,
+            "Node history record 00000000-0000-4000-8000-000000000000 could not be found.",
+        ),
+    ] {
+        let (got, body) = call(Method::GET, c.url(&format!("/v1/nodes/paged/history?{query}")), None).await;
+        assert_eq!((got, fault(&body)), (status, text.to_owned()), "{query}");
+    }
+    c.running.stop().await.expect("stops");
+}
