@@ -36,6 +36,32 @@ pub(super) fn boolean(value: &Value) -> Option<bool> {
     }
 }
 
+/// `sort_dir` of a listing's query: `asc` (the default) or `desc`. Errors: 400 otherwise.
+pub(super) fn sort_dir(query: &HashMap<String, String>) -> Result<&str, ApiError> {
+    let sort_dir = query.get("sort_dir").map_or("asc", String::as_str);
+    if ["asc", "desc"].contains(&sort_dir) {
+        Ok(sort_dir)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "Invalid sort direction: {sort_dir}. Acceptable values are 'asc' or 'desc'"
+        )))
+    }
+}
+
+/// `limit` of a listing's query: a positive count, or none. Errors: 400 otherwise.
+pub(super) fn limit(query: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
+    query
+        .get("limit")
+        .map(|text| {
+            text.parse::<i64>()
+                .ok()
+                .filter(|l| *l > 0)
+                .and_then(|l| usize::try_from(l).ok())
+                .ok_or_else(|| ApiError::BadRequest("Limit must be positive".into()))
+        })
+        .transpose()
+}
+
 fn truthy(text: &str) -> Result<bool, ApiError> {
     boolean(&json!(text)).ok_or_else(|| ApiError::BadRequest(format!("Invalid value for detail: {text}")))
 }
@@ -88,12 +114,7 @@ pub(super) fn list(
         }
     }
     let sort_key = query.get("sort_key").map_or("id", String::as_str);
-    let sort_dir = query.get("sort_dir").map_or("asc", String::as_str);
-    if !["asc", "desc"].contains(&sort_dir) {
-        return Err(ApiError::BadRequest(format!(
-            "Invalid sort direction: {sort_dir}. Acceptable values are 'asc' or 'desc'"
-        )));
-    }
+    let sort_dir = sort_dir(query)?;
     if listing.unsortable.contains(&sort_key)
         || (sort_key != "id" && !records.is_empty() && !known.iter().any(|k| k == sort_key))
     {
@@ -120,16 +141,7 @@ pub(super) fn list(
             .ok_or_else(|| ApiError::NotFound(format!("{label} {marker} could not be found.")))?;
         records.drain(..=at);
     }
-    let limit = match query.get("limit") {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|l| *l > 0)
-                .and_then(|l| usize::try_from(l).ok())
-                .ok_or_else(|| ApiError::BadRequest("Limit must be positive".into()))?,
-        ),
-    };
+    let limit = limit(query)?;
     if let Some(limit) = limit {
         records.truncate(limit);
     }

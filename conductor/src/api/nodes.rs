@@ -729,22 +729,8 @@ pub(super) async fn history(
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for detail: {text}")))?,
     };
     let sort_key = q.get("sort_key").map_or("created_at", String::as_str);
-    let sort_dir = q.get("sort_dir").map_or("asc", String::as_str);
-    if !["asc", "desc"].contains(&sort_dir) {
-        return Err(ApiError::BadRequest(format!(
-            "Invalid sort direction: {sort_dir}. Acceptable values are 'asc' or 'desc'"
-        )));
-    }
-    let limit = match q.get("limit") {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|l| *l > 0)
-                .and_then(|l| usize::try_from(l).ok())
-                .ok_or_else(|| ApiError::BadRequest("Limit must be positive".into()))?,
-        ),
-    };
+    let sort_dir = super::collection::sort_dir(&q)?;
+    let limit = super::collection::limit(&q)?;
     if !HISTORY_SORT_KEYS.contains(&sort_key) {
         return Err(ApiError::BadRequest(format!(
             "The sort_key value {sort_key} is an invalid field for sorting"

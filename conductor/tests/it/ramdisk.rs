@@ -67,6 +67,22 @@ async fn heartbeat_with(c: &TestConductor, uuid: &str, body: Value, version: &st
     }
 }
 
+/// Look the node up by its MAC at `version` as an agent does: the token the answer issues.
+async fn lookup_token(c: &TestConductor, version: &str) -> String {
+    let (status, found) = call_version(
+        Method::GET,
+        c.url(&format!("/v1/lookup?addresses={MAC}")),
+        None,
+        Some(version),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    found["config"]["agent_token"]
+        .as_str()
+        .expect("token issued")
+        .to_owned()
+}
+
 async fn node(c: &TestConductor, uuid: &str) -> Value {
     call(Method::GET, c.url(&format!("/v1/nodes/{uuid}")), None).await.1
 }
@@ -77,18 +93,7 @@ async fn node(c: &TestConductor, uuid: &str) -> Value {
 async fn an_agent_not_reachable_yet_is_retried_on_its_next_heartbeat() {
     let c = TestConductor::start_with(|c| c.require_tls = false).await;
     let uuid = node_in_clean_wait(&c).await;
-    let (status, found) = call_version(
-        Method::GET,
-        c.url(&format!("/v1/lookup?addresses={MAC}")),
-        None,
-        Some("1.68"),
-    )
-    .await;
-    assert_eq!(status, 200, "{found}");
-    let token = found["config"]["agent_token"]
-        .as_str()
-        .expect("token issued")
-        .to_owned();
+    let token = lookup_token(&c, "1.68").await;
     let callback = format!("http://127.0.0.1:{}", refused_port());
     for _ in 0..2 {
         let doc = heartbeat(&c, &uuid, &token, &callback).await;
@@ -148,15 +153,7 @@ async fn the_lookup_answer_has_ironic_s_keys_and_parses_as_the_common_type() {
 async fn measured_progress_is_in_the_node_while_the_agent_reports_it() {
     let c = TestConductor::start_with(|c| c.require_tls = false).await;
     let uuid = node_in_clean_wait(&c).await;
-    let (status, found) = call_version(
-        Method::GET,
-        c.url(&format!("/v1/lookup?addresses={MAC}")),
-        None,
-        Some("1.72"),
-    )
-    .await;
-    assert_eq!(status, 200, "{found}");
-    let token = found["config"]["agent_token"].as_str().expect("token").to_owned();
+    let token = lookup_token(&c, "1.72").await;
     let callback = format!("http://127.0.0.1:{}", refused_port());
     let message = "erasing /dev/vdb: pass 1/1 (zeros), 256 of 1024 MiB (25%), 64 MiB/s";
     let body = json!({
