@@ -129,10 +129,17 @@ impl Conductor {
         })
     }
 
-    /// Save a node (stamps `updated_at`).
+    /// Save a node (stamps `updated_at`), then record in its history the provision state
+    /// changes made to it since it was read ([`crate::model::Transition::recorded`]).
     pub async fn save(&self, node: &mut NodeRecord) -> Result<(), EngineError> {
         node.updated_at = Some(now_iso());
         self.db.update_node(node).await?;
+        // Once stored, the state changes made since the node was read join its history.
+        for transition in std::mem::take(&mut node.transitions) {
+            if transition.recorded() {
+                self.db.add_history(&node.uuid, "INFO", &transition.describe()).await?;
+            }
+        }
         Ok(())
     }
 

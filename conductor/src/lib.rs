@@ -163,9 +163,7 @@ pub async fn start_with(config: ConductorConfig, extensions: DriverExtensions) -
     });
     let api_only = config.cluster.api_only;
     let membership = async {
-        if !api_only {
-            conductor.register().await?;
-        }
+        conductor.register().await?;
         conductor.membership_tick().await?;
         if !api_only {
             conductor.recover_on_start().await?;

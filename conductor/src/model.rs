@@ -45,6 +45,44 @@ pub struct NodeRecord {
     pub service_step: JsonObject,
     pub created_at: String,
     pub updated_at: Option<String>,
+    /// Provision state changes made to this record since it was read, not stored with it:
+    /// saving the node records them in its history (`Conductor::save`).
+    pub transitions: Vec<Transition>,
+}
+
+/// One provision state change of a node ([`crate::states::fire`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The state left.
+    pub from: String,
+    /// The state entered.
+    pub to: String,
+    /// The state machine's event (`deploy`, `done`, `fail`, ...).
+    pub event: String,
+    /// Seconds the node had been in `from`, when known.
+    pub seconds_in_from: Option<i64>,
+}
+
+impl Transition {
+    /// Whether the node's history records it: every change but a flow's own back and forth
+    /// between working and waiting for its agent (`wait`, `resume`), which the step events
+    /// already show.
+    pub fn recorded(&self) -> bool {
+        !matches!(self.event.as_str(), "wait" | "resume")
+    }
+
+    /// The history event's text: `Provision state changed from available to deploying
+    /// (deploy) after 12 s`.
+    pub fn describe(&self) -> String {
+        let after = self
+            .seconds_in_from
+            .map(|s| format!(" after {s} s"))
+            .unwrap_or_default();
+        format!(
+            "Provision state changed from {} to {} ({}){after}",
+            self.from, self.to, self.event
+        )
+    }
 }
 
 /// A port as stored.

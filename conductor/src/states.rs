@@ -283,6 +283,17 @@ pub fn fire(node: &mut crate::model::NodeRecord, event: &str, target: Option<&st
         from: from.clone(),
         event: event.to_owned(),
     })?;
+    let seconds_in_from = node
+        .provision_updated_at
+        .as_deref()
+        .and_then(crate::time::parse)
+        .map(|since| (time::OffsetDateTime::now_utc() - since).whole_seconds().max(0));
+    node.transitions.push(crate::model::Transition {
+        from: from.clone(),
+        to: to.to_owned(),
+        event: event.to_owned(),
+        seconds_in_from,
+    });
     node.provision_state = to.to_owned();
     node.target_provision_state = if STABLE.contains(&to) {
         None

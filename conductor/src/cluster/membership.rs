@@ -111,6 +111,25 @@ mod tests {
         assert!(!is_alive(&record("c", "", 5, false), timeout, now));
     }
 
+    /// An API-only replica registers with no hardware type: alive (its locks are not a dead
+    /// conductor's), owner of nothing.
+    #[test]
+    fn a_member_without_hardware_types_is_alive_and_owns_nothing() {
+        let api_only = ConductorRecord {
+            drivers: Vec::new(),
+            ..record("api-only", "", 1, true)
+        };
+        let members = Members::new(
+            &[api_only, record("a", "", 1, true)],
+            Duration::from_secs(60),
+            OffsetDateTime::now_utc(),
+        );
+        assert!(members.is_alive("api-only"));
+        for i in 0..50 {
+            assert_eq!(members.owner(&node(&format!("node-{i}"), "")), Some("a"));
+        }
+    }
+
     #[test]
     fn nodes_belong_to_live_conductors_of_their_group() {
         let records = [

@@ -16,11 +16,11 @@ impl Conductor {
     }
 
     /// Refresh this conductor's row (registering it again if an operator deleted it) and read
-    /// the members. An `api_only` conductor only reads them.
+    /// the members.
     pub async fn refresh_membership(&self) -> Result<(), EngineError> {
         let started = std::time::Instant::now();
         let host = self.locks.host();
-        if !self.config.cluster.api_only && !self.db.touch_conductor(host).await? {
+        if !self.db.touch_conductor(host).await? {
             tracing::warn!("this conductor's membership row was gone: registering again");
             self.register().await?;
         }
@@ -60,13 +60,17 @@ impl Conductor {
     }
 
     /// Register this conductor in `conductors` (online, with its group and hardware types).
+    /// An `api_only` conductor registers with no hardware type: no ring has it, so it owns no
+    /// node, yet it is a live member, so the node locks it takes for a moment (a lookup's
+    /// token, an API write) are not broken as a dead conductor's.
     pub async fn register(&self) -> Result<(), EngineError> {
+        let types: &[String] = if self.config.cluster.api_only {
+            &[]
+        } else {
+            self.drivers.enabled_types()
+        };
         self.db
-            .register_conductor(
-                self.locks.host(),
-                self.drivers.enabled_types(),
-                &self.config.cluster.conductor_group,
-            )
+            .register_conductor(self.locks.host(), types, &self.config.cluster.conductor_group)
             .await?;
         Ok(())
     }

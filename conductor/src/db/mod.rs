@@ -259,6 +259,7 @@ impl Database {
             service_step: json_doc(row, "service_step")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            transitions: Vec::new(),
         })
     }
 

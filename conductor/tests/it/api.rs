@@ -390,6 +390,24 @@ async fn the_state_walk_with_fake_hardware() {
             .any(|e| e.starts_with("Deployment completed successfully")),
         "{events:?}"
     );
+    // Every state change but a flow's working/waiting back and forth, with the time in the
+    // state left.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Provision state changed from available to deploying (deploy) after ")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Provision state changed from deploying to active (done)")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("(wait)") || e.contains("(resume)")),
+        "{events:?}"
+    );
     // Each step's start and end, with its place in the flow and its time.
     assert!(
         events
