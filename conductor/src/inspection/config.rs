@@ -67,6 +67,22 @@ pub struct InspectorFile {
     pub inspect_wait_timeout: Option<u64>,
     pub built_in_rules: Option<PathBuf>,
     pub mask_secrets: Option<MaskSecrets>,
+    /// PCI devices the `pci-devices` hook counts into capabilities (Ironic's
+    /// `pci_device_alias`, there JSON strings, here tables).
+    pub pci_device_alias: Option<Vec<PciAlias>>,
+    /// `CIDR:physical_network` entries for the `physical-network` hook.
+    pub physical_network_cidr_map: Option<Vec<String>>,
+}
+
+/// A PCI device the `pci-devices` hook counts: `{vendor_id = "8086", product_id = "1572",
+/// name = "x710"}` (IDs as the agent reports them: four hex digits, lower case).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciAlias {
+    pub vendor_id: String,
+    pub product_id: String,
+    /// The capability the count goes to.
+    pub name: String,
 }
 
 /// The `[auto_discovery]` table: enrol machines that post inspection data and match no node.
@@ -142,12 +158,28 @@ pub struct InspectorConfig {
     /// Rules from `built_in_rules`, applied with the operator's.
     pub built_in_rules: Vec<Value>,
     pub mask_secrets: MaskSecrets,
+    /// PCI devices counted into capabilities by the `pci-devices` hook.
+    pub pci_device_alias: Vec<PciAlias>,
+    /// Networks and the physical network of the ports whose interface has an address in them,
+    /// first match first (`physical-network` hook).
+    pub physical_network_cidr_map: Vec<(super::cidr::Cidr, String)>,
 }
 
-/// Rivet's default hooks: every hook it has, which are Ironic's defaults
-/// (`ramdisk-error,validate-interfaces,ports,architecture`) and the hooks that fill the
-/// properties a scheduler reads (docs/compatibility.md says why).
-pub const DEFAULT_HOOKS: &[&str] = super::hooks::HOOKS;
+/// Rivet's default hooks: Ironic's defaults (`ramdisk-error,validate-interfaces,ports,
+/// architecture`) and the hooks that fill the properties a scheduler reads
+/// (docs/compatibility.md says why); `pci-devices` and `physical-network` need configuration.
+pub const DEFAULT_HOOKS: &[&str] = &[
+    "ramdisk-error",
+    "validate-interfaces",
+    "ports",
+    "architecture",
+    "memory",
+    "cpus",
+    "root-device",
+    "boot-mode",
+    "cpu-capabilities",
+    "local-link-connection",
+];
 
 impl InspectorConfig {
     /// Resolve and check: hooks known and after the hooks they need; built-in rules readable,
@@ -197,8 +229,28 @@ impl InspectorConfig {
             inspect_wait_timeout: Duration::from_secs(file.inspect_wait_timeout.unwrap_or(1800)),
             built_in_rules,
             mask_secrets: file.mask_secrets.unwrap_or_default(),
+            pci_device_alias: file.pci_device_alias.unwrap_or_default(),
+            physical_network_cidr_map: file
+                .physical_network_cidr_map
+                .unwrap_or_default()
+                .iter()
+                .map(|entry| physical_network_entry(entry))
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// One `CIDR:physical_network` entry (split at the last colon, so IPv6 networks work, as
+/// Ironic splits it). A network with host bits set is refused here: Ironic fails every
+/// inspection on it.
+fn physical_network_entry(entry: &str) -> Result<(super::cidr::Cidr, String), String> {
+    let invalid = |why: String| format!("[inspector] physical_network_cidr_map: {entry:?}: {why}");
+    let (cidr, network) = entry
+        .rsplit_once(':')
+        .filter(|(_, n)| !n.trim().is_empty())
+        .ok_or_else(|| invalid("not CIDR:physical_network".into()))?;
+    let cidr = super::cidr::Cidr::parse_strict(cidr.trim()).map_err(invalid)?;
+    Ok((cidr, network.trim().to_owned()))
 }
 
 /// Hooks known and after the hooks they need.

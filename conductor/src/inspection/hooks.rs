@@ -24,12 +24,14 @@ pub const HOOKS: &[&str] = &[
     "boot-mode",
     "cpu-capabilities",
     "local-link-connection",
+    "pci-devices",
+    "physical-network",
 ];
 
 /// Hooks that need another hook earlier in the list (Ironic's `dependencies`).
 pub fn dependency(hook: &str) -> Option<&'static str> {
     match hook {
-        "ports" | "local-link-connection" => Some("validate-interfaces"),
+        "ports" | "local-link-connection" | "physical-network" => Some("validate-interfaces"),
         _ => None,
     }
 }
@@ -158,6 +160,10 @@ pub fn run(
             }
             "local-link-connection" => {
                 local_link_connection(node, input.inventory, input.plugin_data, &mut ports, &mut changes)
+            }
+            "pci-devices" => pci_devices(config, node, input.plugin_data)?,
+            "physical-network" => {
+                physical_network(config, input.inventory, input.plugin_data, &mut ports, &mut changes)
             }
             _ => {}
         }
@@ -485,6 +491,91 @@ fn update_capabilities(node: &mut NodeRecord, new: &[(String, String)]) -> Resul
     Ok(())
 }
 
+/// The `pci-devices` hook: for each configured alias, how many of the PCI devices the agent
+/// listed (`plugin_data.pci_devices`, from its `pci-devices` collector) have its vendor and
+/// product IDs, as the capability `name:count` (only aliases found).
+fn pci_devices(config: &InspectorConfig, node: &mut NodeRecord, plugin_data: &Value) -> Result<(), String> {
+    let Some(devices) = plugin_data.get("pci_devices").and_then(Value::as_array) else {
+        if !config.pci_device_alias.is_empty() {
+            tracing::warn!(node = %node.uuid, "no PCI devices in the inspection data (is the pci-devices collector on?)");
+        }
+        return Ok(());
+    };
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    for device in devices {
+        let ids = (
+            device.get("vendor_id").and_then(Value::as_str),
+            device.get("product_id").and_then(Value::as_str),
+        );
+        let Some(alias) = config
+            .pci_device_alias
+            .iter()
+            .find(|a| ids == (Some(a.vendor_id.as_str()), Some(a.product_id.as_str())))
+        else {
+            continue;
+        };
+        match counts.iter_mut().find(|(name, _)| *name == alias.name) {
+            Some(slot) => slot.1 += 1,
+            None => counts.push((alias.name.clone(), 1)),
+        }
+    }
+    if counts.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(node = %node.uuid, ?counts, "PCI devices found");
+    let caps: Vec<(String, String)> = counts.into_iter().map(|(name, n)| (name, n.to_string())).collect();
+    update_capabilities(node, &caps)
+}
+
+/// The `physical-network` hook: each port whose interface has an address (IPv4 first, then
+/// IPv6) in a network of `physical_network_cidr_map` gets that network's physical network.
+fn physical_network(
+    config: &InspectorConfig,
+    inventory: &Value,
+    plugin_data: &Value,
+    ports: &mut [PortRecord],
+    changes: &mut PortChanges,
+) {
+    if config.physical_network_cidr_map.is_empty() {
+        return;
+    }
+    let all = plugin_data.get("all_interfaces").and_then(Value::as_object);
+    let created: BTreeSet<String> = changes.created.iter().map(|p| p.uuid.clone()).collect();
+    for iface in inventory
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = iface.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !all.is_some_and(|a| a.contains_key(name)) {
+            continue;
+        }
+        let mac = mac_of(iface).to_lowercase();
+        let Some(port) = ports.iter_mut().find(|p| p.address == mac) else {
+            continue;
+        };
+        let found = ["ipv4_address", "ipv6_address"]
+            .iter()
+            .filter_map(|key| iface.get(*key).and_then(Value::as_str))
+            .filter_map(|text| text.parse::<std::net::IpAddr>().ok())
+            .find_map(|ip| {
+                config
+                    .physical_network_cidr_map
+                    .iter()
+                    .find(|(cidr, _)| cidr.contains(ip))
+                    .map(|(_, network)| network.clone())
+            });
+        let Some(network) = found else {
+            continue;
+        };
+        if port.attrs.get("physical_network").and_then(Value::as_str) != Some(network.as_str()) {
+            port.attrs.insert("physical_network".into(), json!(network));
+            record_change(changes, &created, port);
+        }
+    }
+}
+
 /// The `local-link-connection` hook: a port's `switch_id` (chassis ID when it is a MAC),
 /// `port_id` and `switch_info` (system name) from the LLDP TLVs its interface received, where
 /// the port does not have them yet.
@@ -535,6 +626,95 @@ fn local_link_connection(
         }
         if changed {
             record_change(changes, &created, port);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspection::config::{InspectorFile, PciAlias};
+
+    fn config(file: InspectorFile) -> InspectorConfig {
+        InspectorConfig::resolve(file).expect("a valid configuration")
+    }
+
+    fn port(mac: &str) -> PortRecord {
+        PortRecord {
+            uuid: format!("port-{mac}"),
+            address: mac.into(),
+            ..Default::default()
+        }
+    }
+
+    fn inventory() -> Value {
+        json!({"interfaces": [
+            {"name": "eth0", "mac_address": "52:54:00:00:00:01", "ipv4_address": "192.0.2.10"},
+            {"name": "eth1", "mac_address": "52:54:00:00:00:02", "ipv4_address": null, "ipv6_address": "2001:db8::7"},
+            {"name": "eth2", "mac_address": "52:54:00:00:00:03", "ipv4_address": "198.51.100.1"},
+        ]})
+    }
+
+    #[test]
+    fn pci_devices_are_counted_by_alias_into_capabilities() {
+        let config = config(InspectorFile {
+            pci_device_alias: Some(vec![PciAlias {
+                vendor_id: "8086".into(),
+                product_id: "1572".into(),
+                name: "x710".into(),
+            }]),
+            ..Default::default()
+        });
+        let mut node = NodeRecord::default();
+        node.properties.insert("capabilities".into(), json!("boot_mode:uefi"));
+        let plugin_data = json!({"pci_devices": [
+            {"vendor_id": "8086", "product_id": "1572", "bus": "0000:01:00.0"},
+            {"vendor_id": "8086", "product_id": "1572", "bus": "0000:01:00.1"},
+            {"vendor_id": "15b3", "product_id": "1017", "bus": "0000:02:00.0"},
+        ]});
+        pci_devices(&config, &mut node, &plugin_data).expect("counted");
+        assert_eq!(node.properties["capabilities"], "boot_mode:uefi,x710:2");
+        // Nothing listed, nothing changed.
+        let mut untouched = NodeRecord::default();
+        pci_devices(&config, &mut untouched, &json!({})).expect("no data");
+        assert!(untouched.properties.get("capabilities").is_none());
+    }
+
+    #[test]
+    fn ports_get_the_physical_network_of_their_interface_s_address() {
+        let config = config(InspectorFile {
+            physical_network_cidr_map: Some(vec!["192.0.2.0/24:physnet-a".into(), "2001:db8::/64:physnet-b".into()]),
+            ..Default::default()
+        });
+        let plugin_data = json!({"all_interfaces": {"eth0": {}, "eth1": {}, "eth2": {}}});
+        let mut ports = vec![
+            port("52:54:00:00:00:01"),
+            port("52:54:00:00:00:02"),
+            port("52:54:00:00:00:03"),
+        ];
+        let mut changes = PortChanges::default();
+        physical_network(&config, &inventory(), &plugin_data, &mut ports, &mut changes);
+        let networks: Vec<Option<&str>> = ports
+            .iter()
+            .map(|p| p.attrs.get("physical_network").and_then(Value::as_str))
+            .collect();
+        assert_eq!(networks, [Some("physnet-a"), Some("physnet-b"), None]);
+        assert_eq!(changes.updated.len(), 2, "only the ports that changed are saved");
+    }
+
+    #[test]
+    fn a_cidr_map_entry_must_be_a_network_and_a_name() {
+        for bad in [
+            "192.0.2.1/24:physnet",
+            "192.0.2.0/24",
+            "192.0.2.0/24:",
+            "nonsense:physnet",
+        ] {
+            let refused = InspectorConfig::resolve(InspectorFile {
+                physical_network_cidr_map: Some(vec![bad.into()]),
+                ..Default::default()
+            });
+            assert!(refused.is_err(), "{bad}");
         }
     }
 }

@@ -11,6 +11,7 @@
 //! Upstream: `ironic/conductor/inspection.py`, `ironic/drivers/modules/inspect_utils.py`,
 //! `ironic/api/controllers/v1/ramdisk.py` (`continue_inspection`).
 
+pub mod cidr;
 pub mod config;
 pub mod discovery;
 pub mod hooks;

@@ -62,6 +62,14 @@ async fn members(bmc: &Redfish, resource: &Value, name: &str) -> Result<Vec<Valu
     Ok(out)
 }
 
+/// A count as BMCs write it: a number, or a number in a string (sushy-tools' processors; sushy
+/// reads both).
+fn count(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
 /// Redfish's `InstructionSet` as an inventory architecture (sushy's mapping).
 fn architecture(instruction_set: Option<&str>) -> &'static str {
     match instruction_set {
@@ -107,7 +115,7 @@ pub async fn collect(bmc: &Redfish) -> Result<(Value, Map<String, Value>), Drive
     let mut cpu = json!({"count": 0, "architecture": ""});
     let processors = members(bmc, &system, "Processors").await?;
     if let Some(first) = processors.first() {
-        let threads: u64 = processors.iter().filter_map(|p| p["TotalThreads"].as_u64()).sum();
+        let threads: u64 = processors.iter().filter_map(|p| count(&p["TotalThreads"])).sum();
         cpu["count"] = json!(threads);
         if let Some(model) = first["Model"].as_str() {
             cpu["model_name"] = json!(model);
@@ -251,5 +259,22 @@ impl Inspect for RedfishInspect {
 
     fn essential_properties(&self) -> &'static [&'static str] {
         &["memory_mb", "local_gb", "cpu_arch"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_may_be_written_as_strings() {
+        assert_eq!(count(&json!(4)), Some(4));
+        assert_eq!(
+            count(&json!("2")),
+            Some(2),
+            "sushy-tools writes TotalThreads as a string"
+        );
+        assert_eq!(count(&json!("two")), None);
+        assert_eq!(count(&Value::Null), None);
     }
 }

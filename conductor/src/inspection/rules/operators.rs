@@ -194,32 +194,14 @@ fn py_order(a: &Value, b: &Value, sign: &str) -> Result<Ordering, RuleError> {
 /// `address in subnet` (netaddr's rules: a bare address is a /32 or /128 network).
 fn in_net(address: &Value, subnet: &Value) -> Result<bool, RuleError> {
     let subnet = py_str(subnet);
-    let (net, prefix) = match subnet.split_once('/') {
-        Some((n, p)) => (n, Some(p)),
-        None => (subnet.as_str(), None),
-    };
-    let invalid = || RuleError::execution(format!("invalid value: invalid IPNetwork {subnet}"));
-    let net: IpAddr = net.trim().parse().map_err(|_| invalid())?;
-    let bits = if net.is_ipv4() { 32 } else { 128 };
-    let prefix: u32 = match prefix {
-        Some(p) => p.trim().parse().ok().filter(|p| *p <= bits).ok_or_else(invalid)?,
-        None => bits,
-    };
+    let net = crate::inspection::cidr::Cidr::parse_lenient(&subnet)
+        .ok_or_else(|| RuleError::execution(format!("invalid value: invalid IPNetwork {subnet}")))?;
     let address = py_str(address);
     let addr: IpAddr = address
         .trim()
         .parse()
         .map_err(|_| RuleError::execution(format!("failed to detect a valid IP address from '{address}'")))?;
-    let to_bits = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    if addr.is_ipv4() != net.is_ipv4() {
-        return Ok(false);
-    }
-    let shift = bits - prefix;
-    let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
-    Ok(to_bits(addr) & mask == to_bits(net) & mask)
+    Ok(net.contains(addr))
 }
 
 #[cfg(test)]
