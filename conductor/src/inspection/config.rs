@@ -165,29 +165,23 @@ pub struct InspectorConfig {
     pub physical_network_cidr_map: Vec<(super::cidr::Cidr, String)>,
 }
 
-/// Rivet's default hooks: Ironic's defaults (`ramdisk-error,validate-interfaces,ports,
-/// architecture`) and the hooks that fill the properties a scheduler reads
-/// (docs/compatibility.md says why); `pci-devices` and `physical-network` need configuration.
-pub const DEFAULT_HOOKS: &[&str] = &[
-    "ramdisk-error",
-    "validate-interfaces",
-    "ports",
-    "architecture",
-    "memory",
-    "cpus",
-    "root-device",
-    "boot-mode",
-    "cpu-capabilities",
-    "local-link-connection",
-];
+/// Rivet's default hooks: every hook it has but those that need configuration
+/// ([`super::hooks::OPTIONAL`]), which are Ironic's defaults (`ramdisk-error,
+/// validate-interfaces,ports,architecture`) and the hooks that fill the properties a scheduler
+/// reads (docs/compatibility.md says why).
+pub fn default_hooks() -> Vec<String> {
+    super::hooks::HOOKS
+        .iter()
+        .filter(|h| !super::hooks::OPTIONAL.contains(h))
+        .map(|h| (*h).to_owned())
+        .collect()
+}
 
 impl InspectorConfig {
     /// Resolve and check: hooks known and after the hooks they need; built-in rules readable,
     /// a JSON list (YAML written in its JSON form is the same document), each valid.
     pub fn resolve(file: InspectorFile) -> Result<Self, String> {
-        let hooks: Vec<String> = file
-            .hooks
-            .unwrap_or_else(|| DEFAULT_HOOKS.iter().map(|h| (*h).to_owned()).collect());
+        let hooks: Vec<String> = file.hooks.unwrap_or_else(default_hooks);
         let redfish_hooks: Vec<String> = file.redfish_hooks.unwrap_or_else(|| {
             ["validate-interfaces", "ports", "architecture"]
                 .iter()

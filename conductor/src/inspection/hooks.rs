@@ -28,6 +28,10 @@ pub const HOOKS: &[&str] = &[
     "physical-network",
 ];
 
+/// Hooks that do nothing until configured (`pci_device_alias`, `physical_network_cidr_map`):
+/// not in the default list.
+pub const OPTIONAL: &[&str] = &["pci-devices", "physical-network"];
+
 /// Hooks that need another hook earlier in the list (Ironic's `dependencies`).
 pub fn dependency(hook: &str) -> Option<&'static str> {
     match hook {
@@ -491,6 +495,30 @@ fn update_capabilities(node: &mut NodeRecord, new: &[(String, String)]) -> Resul
     Ok(())
 }
 
+/// The inventory's interfaces that `validate-interfaces` kept (`plugin_data.all_interfaces`)
+/// and that have a port, each with the index of its port in `ports`.
+fn interfaces_with_ports<'i>(
+    inventory: &'i Value,
+    plugin_data: &Value,
+    ports: &[PortRecord],
+) -> Vec<(&'i Value, usize)> {
+    let all = plugin_data.get("all_interfaces").and_then(Value::as_object);
+    inventory
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|iface| {
+            let name = iface.get("name").and_then(Value::as_str).unwrap_or_default();
+            all.is_some_and(|a| a.contains_key(name))
+        })
+        .filter_map(|iface| {
+            let mac = mac_of(iface).to_lowercase();
+            ports.iter().position(|p| p.address == mac).map(|at| (iface, at))
+        })
+        .collect()
+}
+
 /// The `pci-devices` hook: for each configured alias, how many of the PCI devices the agent
 /// listed (`plugin_data.pci_devices`, from its `pci-devices` collector) have its vendor and
 /// product IDs, as the capability `name:count` (only aliases found).
@@ -539,22 +567,9 @@ fn physical_network(
     if config.physical_network_cidr_map.is_empty() {
         return;
     }
-    let all = plugin_data.get("all_interfaces").and_then(Value::as_object);
     let created: BTreeSet<String> = changes.created.iter().map(|p| p.uuid.clone()).collect();
-    for iface in inventory
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = iface.get("name").and_then(Value::as_str).unwrap_or_default();
-        if !all.is_some_and(|a| a.contains_key(name)) {
-            continue;
-        }
-        let mac = mac_of(iface).to_lowercase();
-        let Some(port) = ports.iter_mut().find(|p| p.address == mac) else {
-            continue;
-        };
+    for (iface, at) in interfaces_with_ports(inventory, plugin_data, ports) {
+        let port = &mut ports[at];
         let found = ["ipv4_address", "ipv6_address"]
             .iter()
             .filter_map(|key| iface.get(*key).and_then(Value::as_str))
@@ -586,33 +601,20 @@ fn local_link_connection(
     ports: &mut [PortRecord],
     changes: &mut PortChanges,
 ) {
-    let all = plugin_data.get("all_interfaces").and_then(Value::as_object);
     let created: BTreeSet<String> = changes.created.iter().map(|p| p.uuid.clone()).collect();
-    for iface in inventory
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = iface.get("name").and_then(Value::as_str).unwrap_or_default();
-        if !all.is_some_and(|a| a.contains_key(name)) {
-            continue;
-        }
-        let mac = mac_of(iface).to_lowercase();
-        let Some(port) = ports.iter_mut().find(|p| p.address == mac) else {
-            continue;
-        };
+    for (iface, at) in interfaces_with_ports(inventory, plugin_data, ports) {
+        let port = &mut ports[at];
         let tlvs = plugin_data
             .get("lldp_raw")
-            .and_then(|r| r.get(name))
+            .and_then(|r| r.get(iface.get("name").and_then(Value::as_str).unwrap_or_default()))
             .filter(|t| !t.is_null())
             .or_else(|| iface.get("lldp").filter(|t| !t.is_null()));
         let Some(tlvs) = tlvs.and_then(Value::as_array) else {
-            tracing::warn!(node = %node.uuid, %mac, "no LLDP data for this interface");
+            tracing::warn!(node = %node.uuid, mac = %port.address, "no LLDP data for this interface");
             continue;
         };
         let Some(found) = lldp::local_link(tlvs) else {
-            tracing::warn!(node = %node.uuid, %mac, "LLDP data could not be parsed");
+            tracing::warn!(node = %node.uuid, mac = %port.address, "LLDP data could not be parsed");
             continue;
         };
         let llc = port.attrs.entry("local_link_connection").or_insert_with(|| json!({}));
