@@ -541,6 +541,16 @@ impl NodeRecord {
         }
     }
 
+    /// `interface.step` of the step the node's flow (by its provision state) runs, if any.
+    pub fn running_step_name(&self) -> Option<String> {
+        let step = self.current_step(crate::states::flow_of(&self.provision_state)?);
+        Some(format!(
+            "{}.{}",
+            step.get("interface")?.as_str()?,
+            step.get("step")?.as_str()?
+        ))
+    }
+
     /// The running step of `flow`, to set or clear.
     pub fn current_step_mut(&mut self, flow: StepType) -> &mut JsonObject {
         match flow {

@@ -4,27 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::engine::Conductor;
 use crate::model::NodeRecord;
 use crate::states::state;
 
 /// What a waiting node waits for, in words.
 pub fn waiting_for(node: &NodeRecord) -> String {
-    let Some(flow) = crate::states::flow_of(&node.provision_state) else {
+    if crate::states::flow_of(&node.provision_state).is_none() {
         return "the agent".into();
-    };
-    let step = node.current_step(flow);
+    }
     if !node.driver_internal_info.contains_key("agent_url") {
         return "the agent's first heartbeat (the ramdisk did not boot, look up or reach the conductor)".into();
     }
-    match (
-        step.get("interface").and_then(Value::as_str),
-        step.get("step").and_then(Value::as_str),
-    ) {
-        (Some(i), Some(s)) => format!("the agent to finish step {i}.{s}"),
-        _ => "the agent to report its steps".into(),
+    match node.running_step_name() {
+        Some(name) => format!("the agent to finish step {name}"),
+        None => "the agent to report its steps".into(),
     }
 }
 

@@ -25,7 +25,6 @@ use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::model::NodeRecord;
-use crate::states;
 
 /// The key in `driver_internal_info`.
 pub const KEY: &str = "step_progress";
@@ -62,7 +61,7 @@ pub fn record(node: &mut NodeRecord, reported: &StepProgress, now: OffsetDateTim
     let written = image_bytes_since(node, reported);
     let mut doc = Map::new();
     doc.insert("message".into(), json!(reported.message));
-    if let Some(step) = running_step(node) {
+    if let Some(step) = node.running_step_name() {
         doc.insert("step".into(), json!(step));
     }
     let elapsed = reported.elapsed_seconds.max(0.0);
@@ -103,7 +102,7 @@ pub fn record(node: &mut NodeRecord, reported: &StepProgress, now: OffsetDateTim
 /// Bytes of the running `write_image` step's image reported since the stored report (all of
 /// them at the step's first report).
 fn image_bytes_since(node: &NodeRecord, reported: &StepProgress) -> u64 {
-    let writing = running_step(node).is_some_and(|s| s.ends_with(".write_image"));
+    let writing = node.running_step_name().is_some_and(|s| s.ends_with(".write_image"));
     let (Some(done), true, Some("bytes")) = (reported.done, writing, reported.unit.as_deref()) else {
         return 0;
     };
@@ -126,16 +125,6 @@ pub fn flow_ended(node: &mut NodeRecord) {
     clear(node);
     node.driver_internal_info.remove(STATUS_MESSAGE);
     node.driver_internal_info.remove(STARTED_AT);
-}
-
-/// `interface.step` of the step the node's flow runs, if any.
-fn running_step(node: &NodeRecord) -> Option<String> {
-    let step = node.current_step(states::flow_of(&node.provision_state)?);
-    Some(format!(
-        "{}.{}",
-        step.get("interface")?.as_str()?,
-        step.get("step")?.as_str()?
-    ))
 }
 
 fn round(value: f64, digits: i32) -> f64 {
