@@ -531,6 +531,43 @@ pub fn shown_provision_state(state: &str, version: ApiVersion) -> Option<&str> {
 }
 
 impl NodeRecord {
+    /// Ironic's `get_updated_capabilities`: `key:value` pairs, comma-separated, updated in place
+    /// and added at the end, in `properties.capabilities`.
+    ///
+    /// Errors: the current string has a pair without `:`.
+    pub fn update_capabilities(&mut self, new: &[(String, String)]) -> Result<(), String> {
+        let current = self
+            .properties
+            .get("capabilities")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut caps: Vec<(String, String)> = Vec::new();
+        if !current.is_empty() {
+            for pair in current.split(',') {
+                let (k, v) = pair
+                    .split_once(':')
+                    .ok_or_else(|| format!("Invalid capabilities string '{current}'."))?;
+                match caps.iter_mut().find(|(key, _)| key == k) {
+                    Some(slot) => slot.1 = v.to_owned(),
+                    None => caps.push((k.to_owned(), v.to_owned())),
+                }
+            }
+        }
+        for (k, v) in new {
+            match caps.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => caps.push((k.clone(), v.clone())),
+            }
+        }
+        let joined = caps
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.properties.insert("capabilities".into(), json!(joined));
+        Ok(())
+    }
+
     /// The running step of `flow` (`clean_step`, `deploy_step` or `service_step`); empty when
     /// none runs.
     pub fn current_step(&self, flow: StepType) -> &JsonObject {

@@ -1,9 +1,12 @@
-//! Target RAID configurations (API 1.12): the logical disk properties one may name, and the
-//! rules a `target_raid_config` must follow before it is stored. The rules are those of Ironic's
+//! RAID configurations (API 1.12): the logical disk properties one may name, the rules a
+//! `target_raid_config` must follow before it is stored, the part of it a step asks for, and
+//! what a configuration that was built changes in the node. The rules are those of Ironic's
 //! RAID configuration schema (`ironic/drivers/raid_config_schema.json`, checked by
 //! `ironic/common/raid.py`); the descriptions are Rivet's own.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::model::NodeRecord;
 
 /// Each logical disk property with what it means (`GET /v1/drivers/{driver}/raid/
 /// logical_disk_properties`).
@@ -115,6 +118,112 @@ pub fn validate(config: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The node's `target_raid_config` with the root volume left out unless `create_root_volume`,
+/// and the other volumes unless `create_nonroot_volumes` (the arguments of a
+/// `raid.create_configuration` clean step; Ironic's `filter_target_raid_config`).
+///
+/// Errors: the node has no target configuration, or none is left after the filtering (Ironic's
+/// messages, for `last_error`).
+pub fn filter_target(
+    node: &NodeRecord,
+    create_root_volume: bool,
+    create_nonroot_volumes: bool,
+) -> Result<Value, String> {
+    let target = node.attr("target_raid_config");
+    let Some(config) = target.as_object().filter(|c| !c.is_empty()) else {
+        return Err(format!("Node {} has no target RAID configuration.", node.uuid));
+    };
+    let mut config = config.clone();
+    let mut skipped = Vec::new();
+    let is_root = |d: &Value| d.get("is_root_volume").and_then(Value::as_bool).unwrap_or(false);
+    let mut disks: Vec<Value> = config
+        .get("logical_disks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !create_root_volume {
+        disks.retain(|d| !is_root(d));
+        skipped.push("skipping root volume");
+    }
+    if !create_nonroot_volumes {
+        disks.retain(is_root);
+        skipped.push("skipping non-root volumes");
+    }
+    if disks.is_empty() {
+        return Err(format!(
+            "Node {} has empty target RAID configuration after {}.",
+            node.uuid,
+            skipped.join(" and ")
+        ));
+    }
+    config.insert("logical_disks".into(), Value::Array(disks));
+    Ok(Value::Object(config))
+}
+
+/// Record a RAID configuration that was built (`current`: `{"logical_disks": [...]}` as the
+/// agent reports it) in the node, as Ironic's `update_raid_info` does: `raid_config` becomes
+/// `current` plus `last_updated`; a root volume sets `properties.local_gb` (unless its size is
+/// `MAX`), `properties.root_device` (from its `root_device_hint`) and the `raid_level`
+/// capability.
+///
+/// Errors: `current` is not an object, names more than one root volume, or the node's
+/// capabilities string is malformed; the node is then unchanged.
+pub fn update_raid_info(node: &mut NodeRecord, current: &Value) -> Result<(), String> {
+    let Some(config) = current.as_object() else {
+        return Err(format!("the RAID configuration built is not an object: {current}"));
+    };
+    let disks = config
+        .get("logical_disks")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let roots: Vec<&Value> = disks
+        .iter()
+        .filter(|d| d.get("is_root_volume").and_then(Value::as_bool) == Some(true))
+        .collect();
+    if roots.len() > 1 {
+        return Err(format!(
+            "Raid config cannot have more than one root volume. {} root volumes were specified",
+            roots.len()
+        ));
+    }
+    let mut updated = node.clone();
+    let mut config = config.clone();
+    config.insert("last_updated".into(), json!(crate::time::now_python_str()));
+    updated.attrs.insert("raid_config".into(), Value::Object(config));
+    if let Some(root) = roots.first() {
+        match root.get("size_gb") {
+            Some(Value::String(max)) if max == "MAX" => {}
+            Some(size) => {
+                let gb = size
+                    .as_u64()
+                    .or_else(|| size.as_str()?.parse().ok())
+                    .ok_or_else(|| format!("the root volume's size_gb is not a number: {size}"))?;
+                updated.properties.insert("local_gb".into(), json!(gb));
+            }
+            None => {}
+        }
+        if let Some(hint) = root.get("root_device_hint") {
+            updated.properties.insert("root_device".into(), hint.clone());
+        }
+        let level = match root.get("raid_level") {
+            Some(Value::String(level)) => level.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        updated.update_capabilities(&[("raid_level".into(), level)])?;
+    }
+    *node = updated;
+    Ok(())
+}
+
+/// A RAID configuration was deleted: no `raid_config`, no `properties.root_device` (Ironic's
+/// `_delete_configuration_final`).
+pub fn clear_raid_info(node: &mut NodeRecord) {
+    node.properties.remove("root_device");
+    node.attrs.insert("raid_config".into(), json!({}));
+}
+
 /// A list of disk names, or of at least two disk descriptions (objects).
 fn physical_disks_ok(value: &Value) -> bool {
     match value.as_array() {
@@ -186,5 +295,96 @@ mod tests {
             let err = validate(&config).expect_err("must be refused");
             assert!(err.contains(want), "{config}: {err} does not say {want:?}");
         }
+    }
+
+    fn node_with_target(target: Value) -> NodeRecord {
+        let mut node = NodeRecord {
+            uuid: "n1".into(),
+            ..Default::default()
+        };
+        node.attrs.insert("target_raid_config".into(), target);
+        node
+    }
+
+    #[test]
+    fn the_target_is_filtered_by_root_and_other_volumes() {
+        let node = node_with_target(json!({"logical_disks": [
+            {"raid_level": "1", "size_gb": 10, "is_root_volume": true},
+            {"raid_level": "0", "size_gb": "MAX"},
+        ]}));
+        let names = |v: Value| -> Vec<Value> {
+            v["logical_disks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["raid_level"].clone())
+                .collect()
+        };
+        assert_eq!(
+            names(filter_target(&node, true, true).unwrap()),
+            [json!("1"), json!("0")]
+        );
+        assert_eq!(names(filter_target(&node, false, true).unwrap()), [json!("0")]);
+        assert_eq!(names(filter_target(&node, true, false).unwrap()), [json!("1")]);
+        assert_eq!(
+            filter_target(&node, false, false).unwrap_err(),
+            "Node n1 has empty target RAID configuration after skipping root volume and skipping non-root volumes."
+        );
+        assert_eq!(
+            filter_target(&node_with_target(json!({})), true, true).unwrap_err(),
+            "Node n1 has no target RAID configuration."
+        );
+    }
+
+    #[test]
+    fn a_built_root_volume_sets_size_hint_and_capability() {
+        let mut node = node_with_target(json!({}));
+        node.properties.insert("capabilities".into(), json!("boot_mode:uefi"));
+        let built = json!({"logical_disks": [
+            {"raid_level": "1", "size_gb": 10, "is_root_volume": true, "controller": "software",
+             "root_device_hint": {"name": "/dev/md0"}},
+            {"raid_level": "0", "size_gb": "MAX", "controller": "software"},
+        ]});
+        update_raid_info(&mut node, &built).unwrap();
+        assert_eq!(node.properties["local_gb"], json!(10));
+        assert_eq!(node.properties["root_device"], json!({"name": "/dev/md0"}));
+        assert_eq!(node.properties["capabilities"], json!("boot_mode:uefi,raid_level:1"));
+        let stored = node.attr("raid_config");
+        assert_eq!(stored["logical_disks"], built["logical_disks"]);
+        assert!(stored["last_updated"].as_str().is_some_and(|t| t.contains(' ')));
+
+        clear_raid_info(&mut node);
+        assert_eq!(node.attr("raid_config"), json!({}));
+        assert!(!node.properties.contains_key("root_device"));
+        assert_eq!(
+            node.properties["local_gb"],
+            json!(10),
+            "deleting leaves the size as Ironic does"
+        );
+    }
+
+    #[test]
+    fn a_built_configuration_that_breaks_the_rules_changes_nothing() {
+        let mut node = node_with_target(json!({}));
+        let two_roots = json!({"logical_disks": [
+            {"raid_level": "1", "size_gb": 10, "is_root_volume": true},
+            {"raid_level": "1", "size_gb": 10, "is_root_volume": true},
+        ]});
+        let before = node.clone();
+        assert!(
+            update_raid_info(&mut node, &two_roots)
+                .unwrap_err()
+                .contains("more than one root volume")
+        );
+        assert!(update_raid_info(&mut node, &json!("none")).is_err());
+        node.properties.insert("capabilities".into(), json!("broken"));
+        let one_root = json!({"logical_disks": [{"raid_level": "1", "size_gb": 10, "is_root_volume": true}]});
+        assert!(
+            update_raid_info(&mut node, &one_root)
+                .unwrap_err()
+                .contains("Invalid capabilities")
+        );
+        node.properties.remove("capabilities");
+        assert_eq!(node, before);
     }
 }

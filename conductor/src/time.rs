@@ -25,6 +25,16 @@ pub fn now_naive() -> String {
         .expect("a UTC time formats")
 }
 
+/// Python's `str(datetime.utcnow())` (a space between date and time, naive UTC):
+/// `2026-11-23 04:23:58.510583`, as Ironic writes `raid_config.last_updated`.
+pub fn now_python_str() -> String {
+    OffsetDateTime::now_utc()
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+        ))
+        .expect("a UTC time formats")
+}
+
 /// Parse either form back (naive times are UTC).
 pub fn parse(text: &str) -> Option<OffsetDateTime> {
     let trimmed = text.trim_end_matches("+00:00").trim_end_matches('Z');

@@ -81,7 +81,7 @@ class Pair:
         # replaces the defaults below (for example {"power": ["fake", "redfish"]}).
         enabled = {"bios": ["no-bios"], "boot": ["fake"], "console": ["no-console"], "deploy": ["fake", "direct"],
                    "firmware": ["no-firmware"], "inspect": list(inspect), "management": ["fake"],
-                   "network": ["noop"], "power": ["fake"], "raid": ["no-raid"], "rescue": ["no-rescue"],
+                   "network": ["noop"], "power": ["fake"], "raid": ["agent", "no-raid"], "rescue": ["no-rescue"],
                    "storage": ["noop"], "vendor": ["no-vendor"]}
         enabled.update(interfaces or {})
         self.work = tempfile.mkdtemp(prefix=prefix)

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod management;
 pub mod network;
 pub mod power;
+pub mod raid;
 pub mod registry;
 pub mod tool;
 
@@ -141,6 +142,19 @@ pub trait Interface: Send + Sync + std::fmt::Debug {
             step.step
         )))
     }
+
+    /// One of this interface's steps ran in the agent and succeeded; `command_result` is the
+    /// agent's (`{"<flow>_result": ..., "<flow>_step": ...}`). Take what it built into the node
+    /// (upstream's post-step hooks). An error fails the step.
+    fn in_band_step_succeeded(
+        &self,
+        _node: &mut NodeRecord,
+        _flow: StepType,
+        _step: &Step,
+        _command_result: Option<&Value>,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// Booting: what the machine boots next (ramdisk or instance).
@@ -252,8 +266,8 @@ pub enum InBandStatus {
     Failed(String),
     /// The agent's hardware managers changed since the steps were listed.
     VersionMismatch,
-    /// The step finished.
-    Succeeded,
+    /// The step finished; the agent's `command_result`.
+    Succeeded(Option<Value>),
     /// The agent sent a status Rivet does not know.
     Unknown(String),
 }

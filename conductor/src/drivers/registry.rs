@@ -159,6 +159,11 @@ pub static INTERFACES: &[Entry] = &[
     row("bios", "no-bios", Support::Every, || none("bios", "no-bios")),
     row("raid", "fake", FAKE, || Implementation::Other(Arc::new(fake::FakeRaid))),
     row("raid", "no-raid", Support::Every, || none("raid", "no-raid")),
+    // The ramdisk's RAID steps (IPA's software RAID): after `no-raid`, as Ironic's generic
+    // hardware types list it, so that a node builds RAID only when asked to.
+    row("raid", "agent", BUILT_IN, || {
+        Implementation::Other(Arc::new(super::raid::agent::AgentRaid))
+    }),
     row("console", "fake", FAKE, || {
         Implementation::Other(Arc::new(fake::FakeInterface { name: "fake" }))
     }),

@@ -128,10 +128,20 @@ impl Conductor {
                 step: current.step.clone(),
                 status,
             }),
-            InBandStatus::Succeeded => {
+            InBandStatus::Succeeded(result) => {
                 // The agent ran this very step: whatever the record expected, the flow goes on
                 // after it, never runs it again.
                 FlowRecord::set_next(&mut task.node, flow, Next::Following);
+                if let Some(iface) = task.driver.interface(&current.interface).cloned() {
+                    iface
+                        .in_band_step_succeeded(&mut task.node, flow, current, result.as_ref())
+                        .map_err(|source| FlowError::Step {
+                            flow,
+                            step: format!("{}.{}", current.interface, current.step),
+                            node: task.node.uuid.clone(),
+                            source,
+                        })?;
+                }
                 if current.reboot_requested == Some(true) {
                     deploy.reboot_to_agent(task).await.map_err(FlowError::Agent)?;
                     task.node

@@ -140,7 +140,7 @@ pub fn run(
                 .pointer("/boot/current_boot_mode")
                 .and_then(Value::as_str)
             {
-                Some(mode) => update_capabilities(node, &[("boot_mode".into(), mode.to_owned())])?,
+                Some(mode) => node.update_capabilities(&[("boot_mode".into(), mode.to_owned())])?,
                 None => tracing::warn!(node = %node.uuid, "no boot mode in the inventory"),
             },
             "cpu-capabilities" => {
@@ -159,7 +159,7 @@ pub fn run(
                         .filter(|(flag, _)| flags.contains(flag.as_str()))
                         .map(|(_, name)| (name.clone(), "true".to_owned()))
                         .collect();
-                    update_capabilities(node, &caps)?;
+                    node.update_capabilities(&caps)?;
                 }
             }
             "local-link-connection" => {
@@ -460,41 +460,6 @@ fn root_device(
     Ok(())
 }
 
-/// Ironic's `get_updated_capabilities`: `key:value` pairs, comma-separated, updated in place
-/// and added at the end.
-fn update_capabilities(node: &mut NodeRecord, new: &[(String, String)]) -> Result<(), String> {
-    let current = node
-        .properties
-        .get("capabilities")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let mut caps: Vec<(String, String)> = Vec::new();
-    if !current.is_empty() {
-        for pair in current.split(',') {
-            let (k, v) = pair
-                .split_once(':')
-                .ok_or_else(|| format!("Invalid capabilities string '{current}'."))?;
-            match caps.iter_mut().find(|(key, _)| key == k) {
-                Some(slot) => slot.1 = v.to_owned(),
-                None => caps.push((k.to_owned(), v.to_owned())),
-            }
-        }
-    }
-    for (k, v) in new {
-        match caps.iter_mut().find(|(key, _)| key == k) {
-            Some(slot) => slot.1 = v.clone(),
-            None => caps.push((k.clone(), v.clone())),
-        }
-    }
-    let joined = caps
-        .iter()
-        .map(|(k, v)| format!("{k}:{v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    node.properties.insert("capabilities".into(), json!(joined));
-    Ok(())
-}
-
 /// The inventory's interfaces that `validate-interfaces` kept (`plugin_data.all_interfaces`)
 /// and that have a port, each with the index of its port in `ports`.
 fn interfaces_with_ports<'i>(
@@ -552,7 +517,7 @@ fn pci_devices(config: &InspectorConfig, node: &mut NodeRecord, plugin_data: &Va
     }
     tracing::info!(node = %node.uuid, ?counts, "PCI devices found");
     let caps: Vec<(String, String)> = counts.into_iter().map(|(name, n)| (name, n.to_string())).collect();
-    update_capabilities(node, &caps)
+    node.update_capabilities(&caps)
 }
 
 /// The `physical-network` hook: each port whose interface has an address (IPv4 first, then

@@ -133,7 +133,13 @@ fn cached_steps(node: &NodeRecord, flow: StepType) -> Vec<Step> {
     };
     groups
         .iter()
-        .filter(|(interface, _)| flow == StepType::Service || interface.as_str() == "deploy")
+        .filter(|(interface, _)| {
+            // Ironic's agent-backed interfaces each take the agent's steps of their kind: the
+            // deploy interface (this one) always, the RAID interface when it is `agent`.
+            flow == StepType::Service
+                || interface.as_str() == "deploy"
+                || (interface.as_str() == "raid" && node.interface("raid") == "agent")
+        })
         .flat_map(|(_, list)| serde_json::from_value::<Vec<Step>>(list.clone()).unwrap_or_default())
         .collect()
 }
@@ -229,7 +235,7 @@ pub fn in_band_status(commands: &[CommandResult], flow: StepType, current: &Step
                 .and_then(|r| r.get(format!("{flow}_step")))
                 .and_then(|e| serde_json::from_value::<Step>(e.clone()).ok());
             if echoed.is_some_and(|e| e.same_step(current)) {
-                InBandStatus::Succeeded
+                InBandStatus::Succeeded(last.command_result.clone())
             } else {
                 InBandStatus::OtherCommand { running: false }
             }
