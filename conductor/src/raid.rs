@@ -315,23 +315,29 @@ mod tests {
         let names = |v: Value| -> Vec<Value> {
             v["logical_disks"]
                 .as_array()
-                .unwrap()
+                .expect("as expected")
                 .iter()
                 .map(|d| d["raid_level"].clone())
                 .collect()
         };
         assert_eq!(
-            names(filter_target(&node, true, true).unwrap()),
+            names(filter_target(&node, true, true).expect("as expected")),
             [json!("1"), json!("0")]
         );
-        assert_eq!(names(filter_target(&node, false, true).unwrap()), [json!("0")]);
-        assert_eq!(names(filter_target(&node, true, false).unwrap()), [json!("1")]);
         assert_eq!(
-            filter_target(&node, false, false).unwrap_err(),
+            names(filter_target(&node, false, true).expect("as expected")),
+            [json!("0")]
+        );
+        assert_eq!(
+            names(filter_target(&node, true, false).expect("as expected")),
+            [json!("1")]
+        );
+        assert_eq!(
+            filter_target(&node, false, false).expect_err("refused"),
             "Node n1 has empty target RAID configuration after skipping root volume and skipping non-root volumes."
         );
         assert_eq!(
-            filter_target(&node_with_target(json!({})), true, true).unwrap_err(),
+            filter_target(&node_with_target(json!({})), true, true).expect_err("refused"),
             "Node n1 has no target RAID configuration."
         );
     }
@@ -345,7 +351,7 @@ mod tests {
              "root_device_hint": {"name": "/dev/md0"}},
             {"raid_level": "0", "size_gb": "MAX", "controller": "software"},
         ]});
-        update_raid_info(&mut node, &built).unwrap();
+        update_raid_info(&mut node, &built).expect("as expected");
         assert_eq!(node.properties["local_gb"], json!(10));
         assert_eq!(node.properties["root_device"], json!({"name": "/dev/md0"}));
         assert_eq!(node.properties["capabilities"], json!("boot_mode:uefi,raid_level:1"));
@@ -373,7 +379,7 @@ mod tests {
         let before = node.clone();
         assert!(
             update_raid_info(&mut node, &two_roots)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("more than one root volume")
         );
         assert!(update_raid_info(&mut node, &json!("none")).is_err());
@@ -381,7 +387,7 @@ mod tests {
         let one_root = json!({"logical_disks": [{"raid_level": "1", "size_gb": 10, "is_root_volume": true}]});
         assert!(
             update_raid_info(&mut node, &one_root)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("Invalid capabilities")
         );
         node.properties.remove("capabilities");

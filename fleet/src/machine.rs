@@ -91,7 +91,10 @@ impl Default for MachineControl {
 /// The simulated hardware manager inside each machine's agent. Its steps are the in-band steps
 /// of a real deployment: `erase_devices_metadata` and `erase_devices` (cleaning),
 /// `write_image` (what `standby.prepare_image` runs), and `sim_configure` (cleaning and
-/// service, with a required argument and not abortable).
+/// service, with a required argument and not abortable); and those of a hardware RAID
+/// controller, as a vendor's manager offers them under the `raid` interface:
+/// `create_configuration` and `delete_configuration` (cleaning), `apply_configuration`
+/// (deployment), which build the logical disks asked for on controller `sim-raid`.
 #[derive(Debug)]
 pub struct SimHardwareManager {
     node: String,
@@ -126,11 +129,46 @@ fn step(name: &str, priority: i64, step_type: StepType) -> Step {
     Step {
         step: name.into(),
         priority: Some(priority),
-        interface: "deploy".into(),
+        interface: if RAID_STEPS.contains(&name) { "raid" } else { "deploy" }.into(),
         reboot_requested: Some(false),
         abortable: (step_type != StepType::Deploy).then_some(true),
         ..Default::default()
     }
+}
+
+/// The simulated RAID controller's steps.
+const RAID_STEPS: &[&str] = &["create_configuration", "delete_configuration", "apply_configuration"];
+
+/// What the simulated controller builds for a target configuration: each logical disk on
+/// controller `sim-raid`, named `volume-<n>` unless it has a name, the root volume with the
+/// hint that finds it (`/dev/sdb`, the first disk after the controller's own). Errors: no
+/// logical disk asked for.
+fn built_raid(target: Option<&Value>) -> Result<Value, ManagerError> {
+    let disks = target
+        .and_then(|t| t.get("logical_disks"))
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            ManagerError::Failed(AgentError::new(
+                ErrorKind::InvalidCommandParams,
+                "no logical disks to build",
+            ))
+        })?;
+    let built: Vec<Value> = disks
+        .iter()
+        .enumerate()
+        .map(|(n, disk)| {
+            let mut disk = disk.as_object().cloned().unwrap_or_default();
+            disk.insert("controller".into(), json!("sim-raid"));
+            disk.entry("volume_name")
+                .or_insert_with(|| json!(format!("volume-{n}")));
+            if disk.get("is_root_volume") == Some(&json!(true)) {
+                disk.insert("root_device_hint".into(), json!({"name": "/dev/sdb"}));
+            }
+            Value::Object(disk)
+        })
+        .collect();
+    Ok(json!({"logical_disks": built}))
 }
 
 #[async_trait]
@@ -166,13 +204,32 @@ impl HardwareManager for SimHardwareManager {
             )]
             .into(),
         );
+        let mut apply = step("apply_configuration", 0, step_type);
+        apply.argsinfo = Field::Value(
+            [
+                ("raid_config", "The RAID configuration to apply", true),
+                ("delete_existing", "Delete the existing configuration first", false),
+            ]
+            .map(|(name, description, required)| {
+                (
+                    name.to_owned(),
+                    ArgSpec {
+                        description: description.into(),
+                        required,
+                    },
+                )
+            })
+            .into(),
+        );
         Ok(match step_type {
             StepType::Clean => vec![
                 step("erase_devices_metadata", 99, step_type),
                 step("erase_devices", 10, step_type),
                 configure,
+                step("create_configuration", 0, step_type),
+                step("delete_configuration", 0, step_type),
             ],
-            StepType::Deploy => vec![step("write_image", 0, step_type), configure],
+            StepType::Deploy => vec![step("write_image", 0, step_type), configure, apply],
             StepType::Service => vec![configure],
         })
     }
@@ -185,6 +242,7 @@ impl HardwareManager for SimHardwareManager {
             "write_image",
         ]
         .contains(&name)
+            && !RAID_STEPS.contains(&name)
         {
             return Err(ManagerError::NotImplemented);
         }
@@ -236,6 +294,10 @@ impl HardwareManager for SimHardwareManager {
                 json!({"result": format!("prepare_image: image ({id}) written to device /dev/sda root_uuid=0x12345678")})
             }
             "sim_configure" => json!({"configured": ctx.args.get("level").cloned()}),
+            // The conductor puts the part of the target it asks for in driver_internal_info
+            // (Ironic's AgentRAID does the same).
+            "create_configuration" => built_raid(ctx.node.internal_info_value("target_raid_config"))?,
+            "apply_configuration" => built_raid(ctx.args.get("raid_config"))?,
             _ => Value::Null,
         })
     }

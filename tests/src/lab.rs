@@ -83,7 +83,8 @@ impl Lab {
             .collect()
     }
 
-    /// Driver extensions: hardware type `sim-hardware` with `sim` power and management.
+    /// Driver extensions: hardware type `sim-hardware` with `sim` power and management, and the
+    /// `agent` RAID interface for the machines' simulated RAID controller.
     pub fn extensions(&self) -> DriverExtensions {
         DriverExtensions {
             hardware_types: vec![HardwareType::machine(
@@ -94,6 +95,7 @@ impl Lab {
                     ("management", vec!["sim"]),
                     ("power", vec!["sim"]),
                     ("rescue", vec!["agent", "no-rescue"]),
+                    ("raid", vec!["no-raid", "agent"]),
                 ],
             )],
             interfaces: vec![

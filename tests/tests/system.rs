@@ -580,3 +580,99 @@ async fn automated_cleaning_runs_the_configured_runbook() {
     assert_eq!(node["provision_state"], "manageable");
     system.conductor.stop().await.expect("stops");
 }
+
+/// RAID through the `agent` RAID interface with a real agent whose hardware manager is a RAID
+/// controller's (the simulated machine's): manual cleaning builds the node's target
+/// configuration and the conductor records what was built (`raid_config`, the root volume's
+/// size, device hint and RAID level); a deploy step builds the configuration it is given; a
+/// deletion clears it; a creation without a target fails, saying so, before the agent is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raid_is_built_deployed_and_deleted_through_the_agents_raid_steps() {
+    let system = System::start(|_| {}).await;
+    let (uuid, _) = system.node(1).await;
+    let path = format!("/v1/nodes/{uuid}");
+    let (status, node) = system
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!([{"op": "replace", "path": "/raid_interface", "value": "agent"}])),
+        )
+        .await;
+    assert_eq!(status, 200, "{node}");
+    let target = json!({"logical_disks": [
+        {"raid_level": "1", "size_gb": 100, "is_root_volume": true},
+        {"raid_level": "0", "size_gb": "MAX", "volume_name": "scratch"},
+    ]});
+    let (status, body) = system
+        .call(Method::PUT, &format!("{path}/states/raid"), Some(target))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+
+    let clean = |step: &str| json!({"target": "clean", "clean_steps": [{"interface": "raid", "step": step}]});
+    system.provision(&uuid, clean("create_configuration")).await;
+    let node = system.wait_state(&uuid, "manageable").await;
+    let built = node["raid_config"]["logical_disks"]
+        .as_array()
+        .expect("logical disks built");
+    assert_eq!(built.len(), 2, "{node}");
+    assert!(built.iter().all(|d| d["controller"] == "sim-raid"), "{built:?}");
+    assert_eq!(built[0]["volume_name"], "volume-0");
+    assert_eq!(built[1]["volume_name"], "scratch");
+    assert!(node["raid_config"]["last_updated"].is_string(), "{node}");
+    assert_eq!(node["properties"]["local_gb"], 100);
+    assert_eq!(node["properties"]["root_device"], json!({"name": "/dev/sdb"}));
+    assert_eq!(node["properties"]["capabilities"], "raid_level:1");
+    let journal = system.lab.journal_of(&uuid);
+    assert!(
+        journal.iter().any(|e| e == "agent create_configuration done"),
+        "{journal:?}"
+    );
+
+    system.provision(&uuid, clean("delete_configuration")).await;
+    let node = system.wait_state(&uuid, "manageable").await;
+    assert_eq!(node["raid_config"], json!({}), "{node}");
+    assert!(node["properties"].get("root_device").is_none(), "{node}");
+
+    // A deploy step builds the configuration given as its argument.
+    system.provision(&uuid, json!({"target": "provide"})).await;
+    system.wait_state(&uuid, "available").await;
+    let apply = json!({"interface": "raid", "step": "apply_configuration", "priority": 90,
+        "args": {"raid_config": {"logical_disks": [{"raid_level": "5", "size_gb": 40, "is_root_volume": true}]}}});
+    system
+        .provision(&uuid, json!({"target": "active", "deploy_steps": [apply]}))
+        .await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert_eq!(node["raid_config"]["logical_disks"][0]["raid_level"], "5", "{node}");
+    assert_eq!(node["properties"]["local_gb"], 40);
+    assert_eq!(node["properties"]["capabilities"], "raid_level:5");
+
+    // No target: the creation fails before the agent is asked, and says why.
+    system.provision(&uuid, json!({"target": "deleted"})).await;
+    system.wait_state(&uuid, "available").await;
+    system.provision(&uuid, json!({"target": "manage"})).await;
+    system.wait_state(&uuid, "manageable").await;
+    let (status, body) = system
+        .call(Method::PUT, &format!("{path}/states/raid"), Some(json!({})))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let runs_before = system
+        .lab
+        .journal_of(&uuid)
+        .iter()
+        .filter(|e| *e == "agent create_configuration")
+        .count();
+    system.provision(&uuid, clean("create_configuration")).await;
+    let node = system.wait_state(&uuid, "clean failed").await;
+    let error = node["last_error"].as_str().expect("last_error");
+    assert!(error.contains("has no target RAID configuration"), "{error}");
+    let runs_after = system
+        .lab
+        .journal_of(&uuid)
+        .iter()
+        .filter(|e| *e == "agent create_configuration")
+        .count();
+    assert_eq!(runs_before, runs_after, "the agent was not asked");
+    system.conductor.stop().await.expect("stops");
+}
