@@ -1,6 +1,7 @@
 //! Disks as the agent's policy sees them: which devices exist and which may be touched
 //! ([`devices`], the allowlist), which one receives the OS ([`hints`]), and how a disk is erased
-//! ([`erase`], with the drives' own firmware erase in [`secure_erase`]).
+//! ([`erase`], with the drives' own firmware erase in [`secure_erase`]), and how disks are
+//! joined into software RAID arrays ([`software_raid`]).
 //!
 //! It sits between the block-device layer below ([`crate::blockdev`]: sizes, sector sizes,
 //! partition tables) and its two users above: the image writer ([`crate::image`]) and the
@@ -11,3 +12,4 @@ pub mod devices;
 pub mod erase;
 pub mod hints;
 pub mod secure_erase;
+pub mod software_raid;

@@ -89,6 +89,36 @@ fn nvram_step(step_type: StepType) -> Step {
     s
 }
 
+/// The software RAID steps (`disk::software_raid`), under the `raid` interface as upstream's.
+fn raid_step(name: &str, step_type: StepType) -> Step {
+    let mut s = step(name, "raid", step_type);
+    if name == "apply_configuration" {
+        // The argument texts are upstream's: Ironic shows them to operators as they are.
+        s.abortable = None;
+        s.argsinfo = rivet_common::field::Field::Value(
+            [
+                ("raid_config", "The RAID configuration to apply.", true),
+                (
+                    "delete_existing",
+                    "Setting this to 'True' indicates to delete existing RAID configuration prior to creating the new configuration. Default value is 'True'.",
+                    false,
+                ),
+            ]
+            .map(|(arg, description, required)| {
+                (
+                    arg.to_owned(),
+                    ArgSpec {
+                        description: description.into(),
+                        required,
+                    },
+                )
+            })
+            .into(),
+        );
+    }
+    s
+}
+
 /// The steps this manager implements, per flow (upstream's definitions and order).
 pub fn generic_steps(step_type: StepType) -> Vec<Step> {
     let with_priority = |mut s: Step, priority: i64| {
@@ -102,14 +132,20 @@ pub fn generic_steps(step_type: StepType) -> Vec<Step> {
             step("erase_devices_express", "deploy", step_type),
             step("erase_pstore", "deploy", step_type),
             nvram_step(step_type),
+            raid_step("delete_configuration", step_type),
+            raid_step("create_configuration", step_type),
             step("burnin_cpu", "deploy", step_type),
             step("burnin_memory", "deploy", step_type),
         ],
         StepType::Deploy => vec![
             step("erase_devices_metadata", "deploy", step_type),
             nvram_step(step_type),
+            raid_step("apply_configuration", step_type),
         ],
         StepType::Service => vec![
+            raid_step("delete_configuration", step_type),
+            raid_step("apply_configuration", step_type),
+            raid_step("create_configuration", step_type),
             step("burnin_cpu", "deploy", step_type),
             step("burnin_memory", "deploy", step_type),
         ],
@@ -491,6 +527,69 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
     }
 }
 
+/// A `raid` step: software RAID built, applied or deleted on a blocking thread (mdadm and sfdisk
+/// run to the end once started).
+///
+/// `create_configuration` builds the part of the target the conductor asked for
+/// (`driver_internal_info.target_raid_config`, which Ironic and rivet-conductor fill from
+/// `create_root_volume`/`create_nonroot_volumes`), else the node's whole `target_raid_config`;
+/// IPA reads only the latter, so it builds the whole target whatever the step's arguments say.
+/// `apply_configuration` builds its `raid_config` argument, after deleting what exists unless
+/// `delete_existing` is false; the configuration is checked before anything is deleted.
+async fn software_raid(ctx: &StepContext, name: &str) -> Result<Value, ManagerError> {
+    use crate::disk::software_raid::{build, delete, plan};
+    let non_empty = |v: &&Value| v.as_object().is_some_and(|o| !o.is_empty());
+    let config = match name {
+        "create_configuration" => Some(
+            ctx.node
+                .internal_info_value("target_raid_config")
+                .filter(non_empty)
+                .or_else(|| ctx.node.extra.get("target_raid_config").filter(non_empty))
+                .cloned()
+                .ok_or_else(|| failed(ErrorKind::SoftwareRaid, "the node has no target_raid_config to build"))?,
+        ),
+        "apply_configuration" => Some(ctx.args.get("raid_config").cloned().ok_or_else(|| {
+            failed(
+                ErrorKind::InvalidCommandParams,
+                "apply_configuration needs the argument raid_config",
+            )
+        })?),
+        _ => None,
+    };
+    let delete_first = match ctx.args.get("delete_existing") {
+        None | Some(Value::Null) => name == "apply_configuration",
+        Some(Value::Bool(b)) => *b && name == "apply_configuration",
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
+            s.eq_ignore_ascii_case("true") && name == "apply_configuration"
+        }
+        Some(other) => {
+            return Err(failed(
+                ErrorKind::InvalidCommandParams,
+                format!("delete_existing must be a boolean, got {other}"),
+            ));
+        }
+    };
+    let (node, devices, progress) = (ctx.node.clone(), ctx.devices.clone(), ctx.progress.clone());
+    let name = name.to_owned();
+    let work = move || -> Result<Value, AgentError> {
+        let report = |message: String| progress.report(message);
+        let disks = devices.list_disks();
+        let capabilities = node.property("capabilities").and_then(Value::as_str);
+        let Some(config) = config else {
+            return delete(&disks, &devices, &report);
+        };
+        let planned = plan(&config, &disks, capabilities)?;
+        if delete_first {
+            delete(&disks, &devices, &report)?;
+        }
+        build(&planned, &config, &devices, &report)
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| failed(ErrorKind::SoftwareRaid, format!("{name} crashed: {e}")))?
+        .map_err(ManagerError::Failed)
+}
+
 /// The `write_image` deploy step: `standby.prepare_image` run directly, answering its result.
 async fn write_image(ctx: &StepContext) -> Result<Value, ManagerError> {
     let writer = ctx.image_writer.clone().ok_or_else(|| {
@@ -591,6 +690,7 @@ impl HardwareManager for GenericHardwareManager {
             "erase_devices_metadata" | "erase_devices_express" => erase_all(&ctx, false).await,
             "erase_devices" => erase_all(&ctx, true).await,
             "write_image" => write_image(&ctx).await,
+            "create_configuration" | "delete_configuration" | "apply_configuration" => software_raid(&ctx, name).await,
             _ => Err(ManagerError::NotImplemented),
         }
     }

@@ -270,3 +270,75 @@ async fn a_vendor_erase_block_device_takes_the_disk_or_passes_it_on() {
         agent.shutdown();
     }
 }
+
+/// An agent allowed to modify `devices` only.
+async fn agent_for_all(devices: &[&LoopDevice]) -> rivet_agent::RunningAgent {
+    let mut settings = base_settings();
+    settings.standalone = Some(true);
+    settings.agent_token = Some(TOKEN.into());
+    let patterns: Vec<String> = devices.iter().map(|d| format!("{}*", d.path)).collect();
+    settings.disk_allow = Some(patterns.join(",").parse().expect("patterns"));
+    settings.hardware_managers_dir = Some("/nonexistent".into());
+    rivet_agent::start(resolve(settings)).await.expect("agent starts")
+}
+
+async fn raid_step(agent: &rivet_agent::RunningAgent, step: &str, node_extra: Value) -> Value {
+    let mut node = json!({"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "properties": {}, "instance_info": {}, "driver_internal_info": {}});
+    for (k, v) in node_extra.as_object().cloned().unwrap_or_default() {
+        node[k] = v;
+    }
+    let params = json!({"step": {"step": step, "priority": 0, "interface": "raid"}, "node": node, "ports": []});
+    command(agent, "clean.execute_clean_step", params).await
+}
+
+/// Software RAID never builds over data: a holder with a partition table is refused before
+/// either disk is written, with the way out in the message; and a deletion with no array and
+/// no RAID member on the disks changes nothing on them.
+#[tokio::test]
+async fn software_raid_refuses_a_disk_with_data_and_deletes_nothing_that_is_not_raid() {
+    let size = 64u64 << 20;
+    let (used, empty) = (LoopDevice::with_content(size, None, true), LoopDevice::new(size));
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet", &used.path])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    std::io::Write::write_all(sfdisk.stdin.as_mut().expect("stdin"), b"label: gpt\n,,L\n").expect("write table");
+    assert!(sfdisk.wait().expect("sfdisk").success());
+    let (used_before, empty_before) = (read_at(&used.path, 0, 1 << 20), read_at(&empty.path, 0, 1 << 20));
+    let agent = agent_for_all(&[&used, &empty]).await;
+
+    let target = json!({"logical_disks": [{"raid_level": "1", "size_gb": "MAX", "controller": "software",
+        "physical_disks": [used.path, empty.path]}]});
+    let r = raid_step(&agent, "create_configuration", json!({"target_raid_config": target})).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert_eq!(r["command_error"]["type"], "SoftwareRAIDError", "{r}");
+    let message = r["command_error"]["details"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("{} holds gpt", used.path)) && message.contains("raid.delete_configuration"),
+        "{message}"
+    );
+
+    let r = raid_step(&agent, "create_configuration", json!({})).await;
+    assert_eq!(r["command_status"], "FAILED", "{r}");
+    assert!(r.to_string().contains("no target_raid_config"), "{r}");
+
+    let r = raid_step(&agent, "delete_configuration", json!({})).await;
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["command_result"]["clean_result"],
+        json!({"deleted_arrays": [], "cleared_disks": []}),
+        "{r}"
+    );
+    assert_eq!(
+        read_at(&used.path, 0, 1 << 20),
+        used_before,
+        "the partitioned disk is untouched"
+    );
+    assert_eq!(
+        read_at(&empty.path, 0, 1 << 20),
+        empty_before,
+        "the empty disk is untouched"
+    );
+    agent.shutdown();
+}
