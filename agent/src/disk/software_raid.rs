@@ -416,6 +416,7 @@ pub fn delete(disks: &[BlockDevice], devices: &DeviceView, report: &dyn Fn(Strin
                 devices.check_destructive(&disk.disk.name)?;
                 report(format!("clearing the RAID superblock of {path}"));
                 mdadm(&["--zero-superblock", &path])?;
+                tracing::info!(device = %path, "software RAID member cleared");
                 if !holders.contains(&disk.disk.name) {
                     holders.push(disk.disk.name.clone());
                 }
