@@ -548,9 +548,10 @@ mod tests {
         ];
         for (config, want) in cases {
             let err = plan(&config, &disks(), None).expect_err("refused");
-            assert_eq!(
-                err.kind == ErrorKind::SoftwareRaid || err.kind == ErrorKind::InvalidCommandParams,
-                true
+            assert!(
+                matches!(err.kind, ErrorKind::SoftwareRaid | ErrorKind::InvalidCommandParams),
+                "{config}: {:?}",
+                err.kind
             );
             assert!(err.details.contains(want), "{config}: {}", err.details);
         }
