@@ -9,12 +9,7 @@ use serde_json::{Value, json};
 use crate::support::{LoopDevice, TOKEN, base_settings, command, resolve, run};
 
 async fn agent_for(device: &LoopDevice) -> rivet_agent::RunningAgent {
-    let mut settings = base_settings();
-    settings.standalone = Some(true);
-    settings.agent_token = Some(TOKEN.into());
-    settings.disk_allow = Some(format!("{}*", device.path).parse().expect("pattern"));
-    settings.hardware_managers_dir = Some("/nonexistent".into());
-    rivet_agent::start(resolve(settings)).await.expect("agent starts")
+    agent_for_all(&[device]).await
 }
 
 async fn clean_step(agent: &rivet_agent::RunningAgent, step: &str, dii: Value) -> Value {
@@ -22,6 +17,17 @@ async fn clean_step(agent: &rivet_agent::RunningAgent, step: &str, dii: Value) -
         "node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123", "properties": {}, "instance_info": {}, "driver_internal_info": dii},
         "ports": []});
     command(agent, "clean.execute_clean_step", params).await
+}
+
+/// Write a GPT with one Linux partition over the whole of `path` (a test's loop device).
+fn gpt_with_one_partition(path: &str) {
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet", path])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    std::io::Write::write_all(sfdisk.stdin.as_mut().expect("stdin"), b"label: gpt\n,,L\n").expect("write table");
+    assert!(sfdisk.wait().expect("sfdisk").success());
 }
 
 fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
@@ -37,13 +43,7 @@ async fn erase_devices_metadata_removes_tables_and_file_systems() {
     let size = 64u64 << 20;
     let device = LoopDevice::with_content(size, None, true);
     // A GPT with one Linux partition holding an ext4 file system, made by the test.
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--quiet", &device.path])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("sfdisk");
-    std::io::Write::write_all(sfdisk.stdin.as_mut().expect("stdin"), b"label: gpt\n,,L\n").expect("write table");
-    assert!(sfdisk.wait().expect("sfdisk").success());
+    gpt_with_one_partition(&device.path);
     // Some kernels in containers do not rescan loop devices: let partx add what is missing.
     run(Command::new("partx").args(["--update", &device.path]));
     // No udevd here, so no /dev/loopNp1: make the file system at the partition's offset.
@@ -271,7 +271,7 @@ async fn a_vendor_erase_block_device_takes_the_disk_or_passes_it_on() {
     }
 }
 
-/// An agent allowed to modify `devices` only.
+/// A standalone agent allowed to modify `devices` only.
 async fn agent_for_all(devices: &[&LoopDevice]) -> rivet_agent::RunningAgent {
     let mut settings = base_settings();
     settings.standalone = Some(true);
@@ -298,13 +298,7 @@ async fn raid_step(agent: &rivet_agent::RunningAgent, step: &str, node_extra: Va
 async fn software_raid_refuses_a_disk_with_data_and_deletes_nothing_that_is_not_raid() {
     let size = 64u64 << 20;
     let (used, empty) = (LoopDevice::with_content(size, None, true), LoopDevice::new(size));
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--quiet", &used.path])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("sfdisk");
-    std::io::Write::write_all(sfdisk.stdin.as_mut().expect("stdin"), b"label: gpt\n,,L\n").expect("write table");
-    assert!(sfdisk.wait().expect("sfdisk").success());
+    gpt_with_one_partition(&used.path);
     let (used_before, empty_before) = (read_at(&used.path, 0, 1 << 20), read_at(&empty.path, 0, 1 << 20));
     let agent = agent_for_all(&[&used, &empty]).await;
 
