@@ -214,6 +214,24 @@ fn udev_properties(root: &SysRoot, kname: &str) -> BTreeMap<String, String> {
 
 /// Probe a device or image file with libblkid (read-only).
 pub fn probe(path: &Path) -> Result<Probe, String> {
+    probe_state(path).map(|(_, found)| found)
+}
+
+/// [`probe`] for a check that a device holds nothing before it is written: a result libblkid
+/// cannot decide (signatures that conflict, which it reports as no value at all) is an error,
+/// not an empty device.
+pub fn probe_unambiguous(path: &Path) -> Result<Probe, String> {
+    match probe_state(path)? {
+        (blkid::prober::ProbeState::Ambivalent, _) => Err(format!(
+            "{} carries signatures that conflict (blkid -p {} lists them)",
+            path.display(),
+            path.display()
+        )),
+        (_, found) => Ok(found),
+    }
+}
+
+fn probe_state(path: &Path) -> Result<(blkid::prober::ProbeState, Probe), String> {
     let prober =
         blkid::prober::Prober::new_from_filename(path).map_err(|e| format!("probing {}: {e}", path.display()))?;
     prober.enable_superblocks(true).map_err(|e| e.to_string())?;
@@ -226,10 +244,10 @@ pub fn probe(path: &Path) -> Result<Probe, String> {
     prober
         .set_partitions_flags(blkid::PartitionsFlags::ENTRY_DETAILS)
         .map_err(|e| e.to_string())?;
-    prober
+    let state = prober
         .do_safe_probe()
         .map_err(|e| format!("probing {}: {e}", path.display()))?;
-    Ok(probe_values(&prober))
+    Ok((state, probe_values(&prober)))
 }
 
 /// What a finished probe found (a value the probe was not asked for is absent, so `None`).

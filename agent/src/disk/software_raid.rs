@@ -15,8 +15,8 @@
 //! Deletion stops every running array on the disks the agent sees, clears the md superblock of
 //! each member, also of members of arrays not running, and erases the partition tables of their
 //! disks ([`super::erase::erase_metadata`]). An array with a member on a disk the agent may not
-//! modify is refused before anything is written; one on no disk the agent sees (under an
-//! allowlist) is left alone.
+//! modify (under an allowlist: one with fewer members on the allowed disks than it has) is
+//! refused before anything is written; a running one on no disk the agent sees is left alone.
 //!
 //! Planning ([`plan`]) reads nothing but its arguments, so its rules are unit-tested; building
 //! and deleting run mdadm and need the kernel's md driver (tested in the lab's VM).
@@ -187,11 +187,20 @@ fn holders(index: usize, disk: &JsonObject, candidates: &[&BlockDevice]) -> Resu
                 } else {
                     format!("/dev/{name}")
                 };
+                if out.contains(&path) {
+                    return Err(raid_error(format!(
+                        "logical disk {index}: {path} is named twice in physical_disks"
+                    )));
+                }
                 candidates.iter().find(|d| d.disk.name == path)
             }
+            // A hint takes the first matching disk not taken yet, so the same hint given twice
+            // picks two disks (as IPA's `get_block_devices_for_raid`).
             Value::Object(hint) => {
                 let hints = super::hints::parse(hint)?;
-                candidates.iter().find(|d| super::hints::matches(d, &hints))
+                candidates
+                    .iter()
+                    .find(|d| !out.contains(&d.disk.name) && super::hints::matches(d, &hints))
             }
             other => {
                 return Err(raid_error(format!(
@@ -201,14 +210,9 @@ fn holders(index: usize, disk: &JsonObject, candidates: &[&BlockDevice]) -> Resu
         };
         let name = found.map(|d| d.disk.name.clone()).ok_or_else(|| {
             raid_error(format!(
-                "logical disk {index}: physical disk {entry} matches none of the disks this agent sees"
+                "logical disk {index}: physical disk {entry} matches none of the disks this agent sees (or none not taken already)"
             ))
         })?;
-        if out.contains(&name) {
-            return Err(raid_error(format!(
-                "logical disk {index}: {name} is named twice in physical_disks"
-            )));
-        }
         out.push(name);
     }
     Ok(out)
@@ -228,35 +232,95 @@ fn free_md_devices(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Build `plan` (made from `config`): check every holder, partition each, create each array.
-/// `report` hears what is being done. Answers `{"logical_disks": [...]}`: the logical disks
-/// asked for, in `config`'s order, each with the md device that holds it in `raid_device`.
+/// Build `plan` (made from `config` over `disks`): check every holder, partition each, create
+/// each array. `report` hears what is being done. Answers `{"logical_disks": [...]}`: the
+/// logical disks asked for, in `config`'s order, each with the md device that holds it in
+/// `raid_device`.
 ///
-/// Errors: a holder the agent may not modify (`ProtectedDeviceError`, before anything is
-/// written), a holder that holds data, a partitioning or mdadm failure (the arrays built so
-/// far stay; `delete_configuration` removes them).
-pub fn build(plan: &Plan, config: &Value, devices: &DeviceView, report: &dyn Fn(String)) -> Result<Value, AgentError> {
+/// Errors: a holder the agent may not modify (`ProtectedDeviceError`), a holder that holds data
+/// or whose content blkid cannot tell, all before anything is written; a partitioning or mdadm
+/// failure, after which what this call built is undone (arrays stopped, their superblocks
+/// cleared, the tables it wrote erased) and the error says so.
+pub fn build(
+    plan: &Plan,
+    config: &Value,
+    disks: &[BlockDevice],
+    devices: &DeviceView,
+    report: &dyn Fn(String),
+) -> Result<Value, AgentError> {
     let holders = plan.holders();
     for holder in &holders {
         devices.check_destructive(holder)?;
-        let found = super::devices::probe(Path::new(holder)).unwrap_or_default();
+        let found = super::devices::probe_unambiguous(Path::new(holder)).map_err(|e| {
+            raid_error(format!(
+                "cannot tell whether {holder} holds data, so it is not used for software RAID: {e}"
+            ))
+        })?;
         if let Some(what) = found.pttype.as_ref().or(found.fstype.as_ref()) {
             return Err(raid_error(format!(
-                "{holder} holds {what}: run raid.delete_configuration or erase the disk before building software RAID on it"
+                "{holder} holds {what}: run raid.delete_configuration (or erase_devices_metadata) before building software RAID on it"
             )));
         }
     }
+    let mut done = Built::default();
+    match build_checked(plan, config, devices, report, &mut done) {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            let undone = match done.undo(disks, devices) {
+                Ok(()) => "what it had built was undone".to_owned(),
+                Err(undo) => format!("undoing what it had built failed too: {}", undo.details),
+            };
+            Err(AgentError::new(e.kind, format!("{}; {undone}", e.details)))
+        }
+    }
+}
+
+/// What [`build`] has written so far, to undo on failure.
+#[derive(Debug, Default)]
+struct Built {
+    partitioned: Vec<String>,
+    arrays: Vec<(String, Vec<String>)>,
+}
+
+impl Built {
+    /// Stop the arrays, clear their members, erase the tables written (every holder was
+    /// checked allowed and empty before it was partitioned).
+    fn undo(&self, disks: &[BlockDevice], devices: &DeviceView) -> Result<(), AgentError> {
+        for (md, members) in self.arrays.iter().rev() {
+            mdadm(&["--stop", md])?;
+            for member in members {
+                mdadm(&["--zero-superblock", member])?;
+            }
+        }
+        for holder in &self.partitioned {
+            if let Some(disk) = disks.iter().find(|d| &d.disk.name == holder) {
+                super::erase::erase_metadata(disk, devices)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_checked(
+    plan: &Plan,
+    config: &Value,
+    devices: &DeviceView,
+    report: &dyn Fn(String),
+    done: &mut Built,
+) -> Result<Value, AgentError> {
     let mut partitions: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for holder in &holders {
+    for holder in plan.holders() {
         report(format!("partitioning {holder} for software RAID"));
+        done.partitioned.push(holder.clone());
         crate::tools::run(
             ErrorKind::SoftwareRaid,
             "sfdisk",
-            &["--quiet", "--wipe", "always", holder],
-            Some(&plan.sfdisk_script(holder)),
+            &["--quiet", "--wipe", "always", &holder],
+            Some(&plan.sfdisk_script(&holder)),
         )?;
-        let expected = plan.arrays.iter().filter(|a| a.holders.contains(holder)).count();
-        partitions.insert(holder.clone(), partition_nodes(holder, expected)?);
+        let expected = plan.arrays.iter().filter(|a| a.holders.contains(&holder)).count();
+        let nodes = partition_nodes(&holder, expected)?;
+        partitions.insert(holder, nodes);
     }
     // The md drivers may not be loaded (the Rivet ramdisk loads them on demand): load each
     // level's; a driver built into the kernel or already loaded makes modprobe a no-op. Outside
@@ -312,6 +376,7 @@ pub fn build(plan: &Plan, config: &Value, devices: &DeviceView, report: &dyn Fn(
         args.extend(members.iter().map(String::as_str));
         mdadm(&args)?;
         tracing::info!(device = %md, level = %array.level, members = ?members, "software RAID array created");
+        done.arrays.push((md.clone(), members));
         if let Some(disk) = answered.get_mut(array.index) {
             disk["raid_device"] = json!(md);
         }
@@ -362,9 +427,13 @@ fn disk_of(kname: &str) -> String {
 /// the disks the agent sees. Answers the arrays stopped and the disks whose RAID metadata and
 /// partition tables were erased.
 ///
-/// Errors: a running array with a member on a disk the agent may not modify
-/// (`ProtectedDeviceError`, before anything is written), or a failing mdadm.
+/// Errors: before anything is written, a running array with a member on a disk the agent may
+/// not modify, or (under an allowlist) an array whose members are not all on disks it may
+/// modify (`ProtectedDeviceError`). Then, as IPA does, a failure on one array does not stop the
+/// others: the step fails at the end, naming each failure; a disk whose member could not be
+/// cleared keeps its partition table.
 pub fn delete(disks: &[BlockDevice], devices: &DeviceView, report: &dyn Fn(String)) -> Result<Value, AgentError> {
+    let refuse = |what: String| AgentError::new(ErrorKind::ProtectedDevice, what);
     let mut arrays = Vec::new();
     for md in running_arrays() {
         let members = crate::inventory::sorted_entries(&Path::new("/sys/block").join(&md).join("slaves"));
@@ -377,28 +446,17 @@ pub fn delete(disks: &[BlockDevice], devices: &DeviceView, report: &dyn Fn(Strin
         for holder in &holders {
             devices
                 .check_destructive(holder)
-                .map_err(|e| AgentError::new(e.kind, format!("/dev/{md} cannot be deleted: {}", e.details)))?;
+                .map_err(|e| refuse(format!("/dev/{md} cannot be deleted: {}", e.details)))?;
         }
         arrays.push((md, members));
     }
-    let mut holders: Vec<String> = Vec::new();
-    for (md, members) in &arrays {
-        report(format!("stopping /dev/{md}"));
-        let dev = format!("/dev/{md}");
-        if let Err(e) = crate::tools::run(ErrorKind::SoftwareRaid, "wipefs", &["-af", &dev], None) {
-            tracing::warn!(device = %dev, error = %e.details, "signatures on the array not wiped");
-        }
-        mdadm(&["--stop", &dev])?;
-        for member in members {
-            mdadm(&["--zero-superblock", &format!("/dev/{member}")])?;
-            let disk = format!("/dev/{}", disk_of(member));
-            if !holders.contains(&disk) {
-                holders.push(disk);
-            }
-        }
-        tracing::info!(device = %dev, members = ?members, "software RAID array deleted");
-    }
-    // Members of arrays that are not running (built by an earlier boot and not assembled).
+    // Members of arrays that are not running (built by an earlier boot and not assembled), by
+    // their array's UUID.
+    let running_members: Vec<String> = arrays
+        .iter()
+        .flat_map(|(_, members)| members.iter().map(|m| format!("/dev/{m}")))
+        .collect();
+    let mut idle: Vec<(String, String, Option<String>)> = Vec::new();
     for disk in disks.iter().filter(|d| !d.kname.starts_with("md")) {
         let mut paths = vec![disk.disk.name.clone()];
         paths.extend(
@@ -406,33 +464,90 @@ pub fn delete(disks: &[BlockDevice], devices: &DeviceView, report: &dyn Fn(Strin
                 .into_iter()
                 .map(|p| format!("/dev/{}", p.name)),
         );
-        for path in paths {
-            let member = super::devices::probe(Path::new(&path))
-                .ok()
-                .and_then(|p| p.fstype)
-                .as_deref()
-                == Some("linux_raid_member");
-            if member {
+        for path in paths.into_iter().filter(|p| !running_members.contains(p)) {
+            let Ok(found) = super::devices::probe(Path::new(&path)) else {
+                continue;
+            };
+            if found.fstype.as_deref() == Some("linux_raid_member") {
                 devices.check_destructive(&disk.disk.name)?;
-                report(format!("clearing the RAID superblock of {path}"));
-                mdadm(&["--zero-superblock", &path])?;
-                tracing::info!(device = %path, "software RAID member cleared");
-                if !holders.contains(&disk.disk.name) {
-                    holders.push(disk.disk.name.clone());
-                }
+                idle.push((path, disk.disk.name.clone(), found.uuid));
             }
         }
     }
+    if devices.has_allowlist() {
+        // The rest of an idle array may lie on disks outside the allowlist: count its members.
+        for (path, _, uuid) in &idle {
+            let expected = mdadm(&["--examine", "--export", path])?.lines().find_map(|l| {
+                l.strip_prefix("MD_DEVICES=")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            });
+            let found = idle.iter().filter(|(_, _, u)| u == uuid).count();
+            if expected.is_some_and(|n| found < n) {
+                return Err(refuse(format!(
+                    "the software RAID array of {path} has {} members, {found} of them on disks this agent may modify: not deleted",
+                    expected.unwrap_or_default()
+                )));
+            }
+        }
+    }
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut holders: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    let mut clear = |member: &str, disk: String, failures: &mut Vec<String>| match mdadm(&["--zero-superblock", member])
+    {
+        Ok(_) => {
+            tracing::info!(device = %member, "software RAID member cleared");
+            if !holders.contains(&disk) {
+                holders.push(disk);
+            }
+        }
+        Err(e) => {
+            failures.push(e.details);
+            kept.push(disk);
+        }
+    };
+    let mut stopped = Vec::new();
+    for (md, members) in &arrays {
+        report(format!("stopping /dev/{md}"));
+        let dev = format!("/dev/{md}");
+        if let Err(e) = crate::tools::run(ErrorKind::SoftwareRaid, "wipefs", &["-af", &dev], None) {
+            tracing::warn!(device = %dev, error = %e.details, "signatures on the array not wiped");
+        }
+        if let Err(e) = mdadm(&["--stop", &dev]) {
+            failures.push(e.details);
+            continue;
+        }
+        stopped.push(dev.clone());
+        for member in members {
+            clear(
+                &format!("/dev/{member}"),
+                format!("/dev/{}", disk_of(member)),
+                &mut failures,
+            );
+        }
+        tracing::info!(device = %dev, members = ?members, "software RAID array deleted");
+    }
+    for (path, disk, _) in &idle {
+        report(format!("clearing the RAID superblock of {path}"));
+        clear(path, disk.clone(), &mut failures);
+    }
+    holders.retain(|h| !kept.contains(h));
     for holder in &holders {
         if let Some(disk) = disks.iter().find(|d| &d.disk.name == holder) {
             report(format!("erasing the partition table of {holder}"));
-            super::erase::erase_metadata(disk, devices)?;
+            if let Err(e) = super::erase::erase_metadata(disk, devices) {
+                failures.push(e.details);
+            }
         }
     }
-    Ok(json!({
-        "deleted_arrays": arrays.iter().map(|(md, _)| format!("/dev/{md}")).collect::<Vec<_>>(),
-        "cleared_disks": holders,
-    }))
+    if !failures.is_empty() {
+        return Err(raid_error(format!(
+            "deleting the software RAID configuration failed: {}",
+            failures.join("; ")
+        )));
+    }
+    Ok(json!({"deleted_arrays": stopped, "cleared_disks": holders}))
 }
 
 #[cfg(test)]
@@ -483,6 +598,20 @@ mod tests {
             plan.sfdisk_script("/dev/vdb"),
             "label: gpt\nsize=2GiB, type=R\ntype=R\n"
         );
+    }
+
+    #[test]
+    fn the_same_hint_twice_takes_two_disks() {
+        let config = json!({"logical_disks": [
+            software("1", json!("MAX"), json!({"physical_disks": [{"size": "<= 10"}, {"size": "<= 10"}]})),
+        ]});
+        let planned = plan(&config, &disks(), None).expect("plan");
+        assert_eq!(planned.holders(), ["/dev/vdb", "/dev/vdc"]);
+        let config = json!({"logical_disks": [
+            software("1", json!("MAX"), json!({"physical_disks": [{"size": "<= 10"}, {"size": "<= 10"}, {"size": "<= 10"}]})),
+        ]});
+        let err = plan(&config, &disks(), None).expect_err("only two such disks");
+        assert!(err.details.contains("none not taken already"), "{}", err.details);
     }
 
     #[test]
@@ -562,7 +691,7 @@ mod tests {
         let view = DeviceView::new(Some(vec![glob::Pattern::new("/dev/loop*").expect("glob")]), false);
         let config = json!({"logical_disks": [software("1", json!(1), json!({"physical_disks": ["vdb", "vdc"]}))]});
         let plan = plan(&config, &disks(), None).expect("plan");
-        let err = build(&plan, &config, &view, &|_| {}).expect_err("refused");
+        let err = build(&plan, &config, &disks(), &view, &|_| {}).expect_err("refused");
         assert_eq!(err.kind, ErrorKind::ProtectedDevice);
         assert!(err.details.contains("/dev/vdb"), "{}", err.details);
     }

@@ -582,7 +582,7 @@ async fn software_raid(ctx: &StepContext, name: &str) -> Result<Value, ManagerEr
         if delete_first {
             delete(&disks, &devices, &report)?;
         }
-        build(&planned, &config, &devices, &report)
+        build(&planned, &config, &disks, &devices, &report)
     };
     tokio::task::spawn_blocking(work)
         .await

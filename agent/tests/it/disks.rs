@@ -246,7 +246,7 @@ async fn a_vendor_erase_block_device_takes_the_disk_or_passes_it_on() {
         let mut settings = base_settings();
         settings.standalone = Some(true);
         settings.agent_token = Some(TOKEN.into());
-        settings.disk_allow = Some(format!("{}*", device.path).parse().expect("pattern"));
+        settings.disk_allow = Some(format!("{0},{0}p*", device.path).parse().expect("pattern"));
         settings.hardware_managers_dir = Some(managers.path().to_owned());
         let agent = rivet_agent::start(resolve(settings)).await.expect("agent starts");
         let r = clean_step(&agent, "erase_devices", json!({})).await;
@@ -276,7 +276,11 @@ async fn agent_for_all(devices: &[&LoopDevice]) -> rivet_agent::RunningAgent {
     let mut settings = base_settings();
     settings.standalone = Some(true);
     settings.agent_token = Some(TOKEN.into());
-    let patterns: Vec<String> = devices.iter().map(|d| format!("{}*", d.path)).collect();
+    // The device and its partitions only: `/dev/loop1*` would also match `/dev/loop10`.
+    let patterns: Vec<String> = devices
+        .iter()
+        .flat_map(|d| [d.path.clone(), format!("{}p*", d.path)])
+        .collect();
     settings.disk_allow = Some(patterns.join(",").parse().expect("patterns"));
     settings.hardware_managers_dir = Some("/nonexistent".into());
     rivet_agent::start(resolve(settings)).await.expect("agent starts")
