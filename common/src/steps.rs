@@ -89,6 +89,36 @@ pub struct ArgSpec {
 /// Arguments a step accepts, by name.
 pub type ArgsInfo = BTreeMap<String, ArgSpec>;
 
+/// An [`ArgsInfo`] from `(name, description, required)` rows, as step definitions write them.
+pub fn args_info(rows: &[(&str, &str, bool)]) -> ArgsInfo {
+    rows.iter()
+        .map(|(name, description, required)| {
+            (
+                (*name).to_owned(),
+                ArgSpec {
+                    description: (*description).to_owned(),
+                    required: *required,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A boolean step argument `name` of `args`: `default` when absent or null; a JSON boolean, or
+/// the strings `true`/`false` in any case (what a command line's `--args` may carry; upstream's
+/// Python would take any non-empty string as true, `"false"` included).
+///
+/// Errors: any other value, returned for the caller's message.
+pub fn bool_arg<'a>(args: Option<&'a JsonObject>, name: &str, default: bool) -> Result<bool, &'a serde_json::Value> {
+    match args.and_then(|a| a.get(name)) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(other),
+    }
+}
+
 /// A step as agents list it and conductors cache and run it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Step {
@@ -197,5 +227,33 @@ impl StepsResult {
             steps,
             hardware_manager_version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_boolean_argument_is_a_boolean_or_its_word() {
+        let args = json!({"t": true, "f": "FALSE", "n": null, "s": "yes", "i": 1});
+        let args = args.as_object();
+        assert_eq!(bool_arg(args, "t", false), Ok(true));
+        assert_eq!(bool_arg(args, "f", true), Ok(false));
+        assert_eq!(bool_arg(args, "n", true), Ok(true));
+        assert_eq!(bool_arg(args, "absent", false), Ok(false));
+        assert_eq!(bool_arg(None, "absent", true), Ok(true));
+        assert_eq!(bool_arg(args, "s", true), Err(&json!("yes")));
+        assert_eq!(bool_arg(args, "i", true), Err(&json!(1)));
+    }
+
+    #[test]
+    fn args_info_is_built_from_rows() {
+        let info = args_info(&[("level", "How much", true), ("dry", "Only say", false)]);
+        assert_eq!(info.len(), 2);
+        assert!(info["level"].required && !info["dry"].required);
+        assert_eq!(info["dry"].description, "Only say");
     }
 }

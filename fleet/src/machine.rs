@@ -12,7 +12,7 @@ use rivet_agent::hardware::{HardwareManager, ManagerError, StepContext, SupportL
 use rivet_common::field::Field;
 use rivet_common::inventory::{Inventory, NetworkInterface};
 use rivet_common::node::{Node, Port};
-use rivet_common::steps::{ArgSpec, Step, StepType};
+use rivet_common::steps::{Step, StepType, args_info};
 use serde_json::{Value, json};
 
 /// What the machines saw, in order and when: `"<node>: <what>"` entries from the agents (and,
@@ -194,33 +194,12 @@ impl HardwareManager for SimHardwareManager {
         // when asked (priority 0): by manual cleaning, servicing, a deploy template or the user.
         let mut configure = step("sim_configure", 0, step_type);
         configure.abortable = Some(false);
-        configure.argsinfo = Field::Value(
-            [(
-                "level".to_owned(),
-                ArgSpec {
-                    description: "How much to configure".into(),
-                    required: true,
-                },
-            )]
-            .into(),
-        );
+        configure.argsinfo = Field::Value(args_info(&[("level", "How much to configure", true)]));
         let mut apply = step("apply_configuration", 0, step_type);
-        apply.argsinfo = Field::Value(
-            [
-                ("raid_config", "The RAID configuration to apply", true),
-                ("delete_existing", "Delete the existing configuration first", false),
-            ]
-            .map(|(name, description, required)| {
-                (
-                    name.to_owned(),
-                    ArgSpec {
-                        description: description.into(),
-                        required,
-                    },
-                )
-            })
-            .into(),
-        );
+        apply.argsinfo = Field::Value(args_info(&[
+            ("raid_config", "The RAID configuration to apply", true),
+            ("delete_existing", "Delete the existing configuration first", false),
+        ]));
         Ok(match step_type {
             StepType::Clean => vec![
                 step("erase_devices_metadata", 99, step_type),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rivet_common::inventory::Inventory;
 use rivet_common::node::{Node, Port};
-use rivet_common::steps::{ArgSpec, Step, StepType};
+use rivet_common::steps::{Step, StepType, args_info};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -75,17 +75,11 @@ fn step(name: &str, interface: &str, step_type: StepType) -> Step {
 
 fn nvram_step(step_type: StepType) -> Step {
     let mut s = step("clean_uefi_nvram", "deploy", step_type);
-    s.argsinfo = rivet_common::field::Field::Value(
-        [(
-            "match_patterns".to_owned(),
-            ArgSpec {
-                description: r#"Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that pattern will be deleted. Default value is '["^HD\(", "shim.*\.efi", "grub.*\.efi"]'"#
-                    .into(),
-                required: false,
-            },
-        )]
-        .into(),
-    );
+    s.argsinfo = rivet_common::field::Field::Value(args_info(&[(
+        "match_patterns",
+        r#"Json blob contains a list of regex patterns where any UEFI NVRAM entry matching that pattern will be deleted. Default value is '["^HD\(", "shim.*\.efi", "grub.*\.efi"]'"#,
+        false,
+    )]));
     s
 }
 
@@ -95,26 +89,14 @@ fn raid_step(name: &str, step_type: StepType) -> Step {
     if name == "apply_configuration" {
         // The argument texts are upstream's: Ironic shows them to operators as they are.
         s.abortable = None;
-        s.argsinfo = rivet_common::field::Field::Value(
-            [
-                ("raid_config", "The RAID configuration to apply.", true),
-                (
-                    "delete_existing",
-                    "Setting this to 'True' indicates to delete existing RAID configuration prior to creating the new configuration. Default value is 'True'.",
-                    false,
-                ),
-            ]
-            .map(|(arg, description, required)| {
-                (
-                    arg.to_owned(),
-                    ArgSpec {
-                        description: description.into(),
-                        required,
-                    },
-                )
-            })
-            .into(),
-        );
+        s.argsinfo = rivet_common::field::Field::Value(args_info(&[
+            ("raid_config", "The RAID configuration to apply.", true),
+            (
+                "delete_existing",
+                "Setting this to 'True' indicates to delete existing RAID configuration prior to creating the new configuration. Default value is 'True'.",
+                false,
+            ),
+        ]));
     }
     s
 }
@@ -556,19 +538,13 @@ async fn software_raid(ctx: &StepContext, name: &str) -> Result<Value, ManagerEr
         })?),
         _ => None,
     };
-    let delete_first = match ctx.args.get("delete_existing") {
-        None | Some(Value::Null) => name == "apply_configuration",
-        Some(Value::Bool(b)) => *b && name == "apply_configuration",
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
-            s.eq_ignore_ascii_case("true") && name == "apply_configuration"
-        }
-        Some(other) => {
-            return Err(failed(
-                ErrorKind::InvalidCommandParams,
-                format!("delete_existing must be a boolean, got {other}"),
-            ));
-        }
-    };
+    let delete_existing = rivet_common::steps::bool_arg(Some(&ctx.args), "delete_existing", true).map_err(|other| {
+        failed(
+            ErrorKind::InvalidCommandParams,
+            format!("delete_existing must be a boolean, got {other}"),
+        )
+    })?;
+    let delete_first = name == "apply_configuration" && delete_existing;
     let (node, devices, progress) = (ctx.node.clone(), ctx.devices.clone(), ctx.progress.clone());
     let name = name.to_owned();
     let work = move || -> Result<Value, AgentError> {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rivet_common::field::Field;
-use rivet_common::steps::{ArgSpec, Step, StepType};
+use rivet_common::steps::{Step, StepType, args_info};
 use serde_json::{Value, json};
 
 use super::{
@@ -139,16 +139,7 @@ fn step(name: &str, interface: &str, priority: i64, args: Option<(&str, &str, bo
         interface: interface.into(),
         abortable: Some(false),
         argsinfo: match args {
-            Some((arg, description, required)) => Field::Value(
-                [(
-                    arg.to_owned(),
-                    ArgSpec {
-                        description: description.into(),
-                        required,
-                    },
-                )]
-                .into(),
-            ),
+            Some(row) => Field::Value(args_info(&[row])),
             None => Field::Null,
         },
         requires_ramdisk: Some(false),

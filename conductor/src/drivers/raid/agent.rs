@@ -16,20 +16,15 @@ use crate::model::NodeRecord;
 #[derive(Debug)]
 pub struct AgentRaid;
 
-/// A boolean step argument, `default` when absent. Errors: any other JSON type.
+/// A boolean step argument ([`rivet_common::steps::bool_arg`]), `default` when absent.
+/// Errors: any other value.
 fn flag(step: &Step, name: &str, default: bool) -> Result<bool, DriverError> {
-    match step.args.as_ref().and_then(|a| a.get(name)) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        // As a command line's --args may carry them; Ironic's Python takes any non-empty
-        // string as true, "false" included, which no operator means.
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(other) => Err(DriverError::Invalid(format!(
+    rivet_common::steps::bool_arg(step.args.as_ref(), name, default).map_err(|other| {
+        DriverError::Invalid(format!(
             "raid.{}: argument {name} must be a boolean, got {other}",
             step.step
-        ))),
-    }
+        ))
+    })
 }
 
 #[async_trait]
