@@ -423,7 +423,7 @@ async fn overwrite(disk: &crate::disk::devices::BlockDevice, ctx: &StepContext) 
     let settings = EraseSettings::of(ctx);
     let (disk, devices, progress) = (disk.clone(), ctx.devices.clone(), ctx.progress.clone());
     let name = disk.disk.name.clone();
-    on_blocking_thread(&name, move || {
+    on_blocking_thread(ErrorKind::BlockDeviceErase, &format!("erase of {name}"), move || {
         crate::disk::erase::erase_device(
             &disk,
             &devices,
@@ -436,17 +436,16 @@ async fn overwrite(disk: &crate::disk::devices::BlockDevice, ctx: &StepContext) 
     .await
 }
 
-/// Run the erase `work` of disk `name` on a blocking thread; a panic there is an erase error.
-async fn on_blocking_thread(
-    name: &str,
-    work: impl FnOnce() -> Result<(), AgentError> + Send + 'static,
-) -> Result<(), AgentError> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(AgentError::new(
-            ErrorKind::BlockDeviceErase,
-            format!("erase of {name} crashed: {e}"),
-        ))
-    })
+/// Run `work` (disk tools and ioctls that run to the end once started) on a blocking thread;
+/// a panic there is an error of `kind` saying `what` crashed.
+async fn on_blocking_thread<T: Send + 'static>(
+    kind: ErrorKind,
+    what: &str,
+    work: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(AgentError::new(kind, format!("{what} crashed: {e}"))))
 }
 
 /// One disk of a full erase: the managers in rank order through `erase_block_device` (the
@@ -484,7 +483,10 @@ async fn erase_all(ctx: &StepContext, full: bool) -> Result<Value, ManagerError>
                 erase_one(disk, ctx).await
             } else {
                 let devices = ctx.devices.clone();
-                on_blocking_thread(&name, move || crate::disk::erase::erase_metadata(&disk, &devices)).await
+                on_blocking_thread(ErrorKind::BlockDeviceErase, &format!("erase of {name}"), move || {
+                    crate::disk::erase::erase_metadata(&disk, &devices)
+                })
+                .await
             };
             (name, outcome)
         }));
@@ -546,7 +548,6 @@ async fn software_raid(ctx: &StepContext, name: &str) -> Result<Value, ManagerEr
     })?;
     let delete_first = name == "apply_configuration" && delete_existing;
     let (node, devices, progress) = (ctx.node.clone(), ctx.devices.clone(), ctx.progress.clone());
-    let name = name.to_owned();
     let work = move || -> Result<Value, AgentError> {
         let report = |message: String| progress.report(message);
         let disks = devices.list_disks();
@@ -560,9 +561,8 @@ async fn software_raid(ctx: &StepContext, name: &str) -> Result<Value, ManagerEr
         }
         build(&planned, &config, &disks, &devices, &report)
     };
-    tokio::task::spawn_blocking(work)
+    on_blocking_thread(ErrorKind::SoftwareRaid, name, work)
         .await
-        .map_err(|e| failed(ErrorKind::SoftwareRaid, format!("{name} crashed: {e}")))?
         .map_err(ManagerError::Failed)
 }
 
