@@ -150,6 +150,9 @@ pub struct FileConfig {
     /// Seconds a rescue ramdisk may take to call back (Ironic's `rescue_callback_timeout`).
     pub rescue_callback_timeout: Option<u64>,
     pub check_provision_state_interval: Option<f64>,
+    /// Longest pause, in seconds, a reserved `wait` step gets (Ironic's
+    /// `max_conductor_wait_step_seconds`; 0 to 1800).
+    pub max_conductor_wait_step_seconds: Option<u64>,
     /// Seconds between samples of the fleet's node counts (the dashboard's chart).
     pub fleet_sample_interval: Option<u64>,
     /// Samples kept (the oldest go first).
@@ -228,6 +231,9 @@ pub struct ConductorConfig {
     pub service_callback_timeout: Duration,
     pub rescue_callback_timeout: Duration,
     pub check_provision_state_interval: Duration,
+    /// Longest pause a reserved `wait` step gets; a longer request is cut to it, with a warning
+    /// in the node's history, as Ironic does.
+    pub max_conductor_wait_step_seconds: u64,
     /// Between samples of the fleet's node counts, for the dashboard's chart.
     pub fleet_sample_interval: Duration,
     /// How many samples the database keeps.
@@ -392,6 +398,10 @@ impl ConductorConfig {
             check_provision_state_interval: Duration::from_secs_f64(
                 file.check_provision_state_interval.unwrap_or(60.0).clamp(0.05, 86400.0),
             ),
+            max_conductor_wait_step_seconds: file
+                .max_conductor_wait_step_seconds
+                .unwrap_or(30)
+                .min(crate::steps::MAX_WAIT_STEP_SECONDS),
             fleet_sample_interval: Duration::from_secs(file.fleet_sample_interval.unwrap_or(60).clamp(1, 86400)),
             fleet_samples_kept: file.fleet_samples_kept.unwrap_or(1440).clamp(1, 100_000),
             fast_track: file.fast_track.unwrap_or(false),

@@ -82,9 +82,9 @@ pub fn metrics() -> &'static Metrics {
 /// The flow a provision state belongs to, for `rivet_conductor_flows_running`.
 fn flow_of(provision_state: &str) -> Option<&'static str> {
     Some(match provision_state {
-        "cleaning" | "clean wait" => "clean",
-        "deploying" | "wait call-back" => "deploy",
-        "servicing" | "service wait" => "service",
+        "cleaning" | "clean wait" | "clean hold" => "clean",
+        "deploying" | "wait call-back" | "deploy hold" => "deploy",
+        "servicing" | "service wait" | "service hold" => "service",
         "inspecting" | "inspect wait" => "inspect",
         "rescuing" | "rescue wait" | "unrescuing" => "rescue",
         "verifying" => "verify",

@@ -209,13 +209,13 @@ pub fn resume_target(state: &str, target: Option<&str>) -> Option<&'static str> 
     })
 }
 
-/// The step flow a provision state belongs to: its working state and its wait state.
+/// The step flow a provision state belongs to: its working, wait and hold states.
 pub fn flow_of(state: &str) -> Option<rivet_common::steps::StepType> {
     use rivet_common::steps::StepType;
     match state {
-        CLEANING | CLEANWAIT => Some(StepType::Clean),
-        DEPLOYING | DEPLOYWAIT => Some(StepType::Deploy),
-        SERVICING | SERVICEWAIT => Some(StepType::Service),
+        CLEANING | CLEANWAIT | CLEANHOLD => Some(StepType::Clean),
+        DEPLOYING | DEPLOYWAIT | DEPLOYHOLD => Some(StepType::Deploy),
+        SERVICING | SERVICEWAIT | SERVICEHOLD => Some(StepType::Service),
         _ => None,
     }
 }

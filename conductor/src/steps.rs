@@ -81,8 +81,39 @@ pub fn automated(steps: Vec<Step>, flow: StepType) -> Vec<Step> {
     order(steps.into_iter().filter(|s| s.priority() > 0).collect(), flow)
 }
 
-/// Step names handled by the conductor itself in any flow.
+/// Step names handled by the conductor itself in any flow, whatever interface they name
+/// (Ironic's reserved functional steps): the power actions, and the flow control `hold` and
+/// `wait` ([`crate::flow::reserved`]).
 pub const RESERVED: &[&str] = &["power_on", "power_off", "reboot", "hold", "wait"];
+
+/// Longest pause a `wait` step may ask for, in seconds: the upper bound Ironic puts on
+/// `max_conductor_wait_step_seconds`.
+pub const MAX_WAIT_STEP_SECONDS: u64 = 1800;
+
+/// The pause a reserved `wait` step asks for: `Ok(None)` without a `seconds` argument (the flow
+/// waits for the agent's next heartbeat), else whole seconds. Ironic reads `int(seconds)`, so a
+/// number or a string of digits; a whole float (`30.0`) is taken too.
+///
+/// # Errors
+/// A negative, fractional or non-numeric `seconds`, in words.
+pub fn wait_seconds(step: &Step) -> Result<Option<u64>, String> {
+    let Some(given) = step.args.as_ref().and_then(|a| a.get("seconds")) else {
+        return Ok(None);
+    };
+    let seconds = match given {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    seconds.map(Some).ok_or_else(|| {
+        format!(
+            "{}.wait: argument \"seconds\" must be a whole number of seconds, 0 or more; got {given}",
+            step.interface
+        )
+    })
+}
 
 /// Check user steps against the driver's steps; returns them ready to run, in user order.
 /// All problems are reported together.
@@ -118,7 +149,10 @@ pub fn validate_user_steps(user: &[Value], known: &[Step], flow: StepType) -> Re
         };
         step.args = args.clone();
         if RESERVED.contains(&name) {
-            out.push(step);
+            match wait_seconds(&step) {
+                Err(e) if name == "wait" => errors.push(e),
+                _ => out.push(step),
+            }
             continue;
         }
         let Some(def) = known.iter().find(|k| k.interface == interface && k.step == name) else {
@@ -253,5 +287,37 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// The reserved `wait` step takes whole seconds as Ironic's `int(seconds)` does; anything
+    /// else is refused with the step list, before the flow starts.
+    #[test]
+    fn wait_steps_take_whole_seconds() {
+        let wait = |args: Value| {
+            validate_user_steps(
+                &[json!({"interface": "deploy", "step": "wait", "args": args})],
+                &[],
+                StepType::Clean,
+            )
+        };
+        let seconds = |args: Value| wait_seconds(&wait(args).expect("valid")[0]).expect("seconds");
+        assert_eq!(seconds(json!({})), None, "no seconds: wait for the next heartbeat");
+        assert_eq!(seconds(json!({"seconds": 30})), Some(30));
+        assert_eq!(seconds(json!({"seconds": "30"})), Some(30));
+        assert_eq!(seconds(json!({"seconds": 5.0})), Some(5));
+        assert_eq!(seconds(json!({"seconds": 0})), Some(0));
+        for bad in [json!(-1), json!(2.5), json!("soon"), json!(null), json!([1])] {
+            let err = wait(json!({"seconds": bad})).expect_err("refused");
+            assert!(
+                err.contains("deploy.wait: argument \"seconds\" must be a whole number"),
+                "{err}"
+            );
+        }
+        let hold = validate_user_steps(
+            &[json!({"interface": "deploy", "step": "hold", "args": {"seconds": "x"}})],
+            &[],
+            StepType::Service,
+        );
+        assert!(hold.is_ok(), "only wait reads seconds: {hold:?}");
     }
 }

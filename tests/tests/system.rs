@@ -415,6 +415,144 @@ async fn allocations_deploy_templates_and_runbooks_drive_real_agents() {
     system.conductor.stop().await.expect("stops");
 }
 
+/// The reserved flow-control steps with real agents. `hold` stops a manual cleaning, a
+/// deployment and a servicing between agent steps until `unhold`, which goes on at once (Ironic
+/// 39 drops these steps: docs/compatibility.md); `wait` without seconds goes
+/// on at the agent's next heartbeat and with seconds after its pause, cut to
+/// `max_conductor_wait_step_seconds` with a warning; `abort` of a hold stops the flow at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hold_and_wait_steps_pause_flows_until_unhold_or_abort() {
+    let system = System::start(|config| config.max_conductor_wait_step_seconds = 1).await;
+    let (uuid, _) = system.node(1).await;
+    let (aborted, _) = system.node(2).await;
+    for node in [&uuid, &aborted] {
+        system.provision(node, json!({"target": "manage"})).await;
+        system.wait_state(node, "manageable").await;
+    }
+    let count = |step: &str| {
+        let entry = format!("agent {step}");
+        system.lab.journal_of(&uuid).iter().filter(|e| **e == entry).count()
+    };
+    let unhold = async |state: &str, step: &str| {
+        let node = system.wait_state(&uuid, state).await;
+        let flow = state.split(' ').next().expect("flow");
+        assert_eq!(node[format!("{flow}_step")]["step"], "hold", "{node}");
+        let before = count(step);
+        // Held: heartbeats come and go, nothing runs.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
+        assert_eq!(node["provision_state"], state);
+        assert_eq!(count(step), before, "nothing runs while held");
+        system.provision(&uuid, json!({"target": "unhold"})).await;
+        before
+    };
+
+    system
+        .provision(
+            &uuid,
+            json!({"target": "clean", "clean_steps": [
+                {"interface": "deploy", "step": "sim_configure", "args": {"level": "high"}},
+                {"interface": "deploy", "step": "hold"},
+                {"interface": "deploy", "step": "wait"},
+                {"interface": "deploy", "step": "wait", "args": {"seconds": 3600}},
+                {"interface": "deploy", "step": "erase_devices_metadata"},
+            ]}),
+        )
+        .await;
+    let before = unhold("clean hold", "erase_devices_metadata").await;
+    assert_eq!(count("sim_configure"), 1, "the step before the hold ran");
+    system.wait_state(&uuid, "manageable").await;
+    assert_eq!(
+        count("erase_devices_metadata"),
+        before + 1,
+        "the flow went on after unhold"
+    );
+    let (_, history) = system
+        .call(Method::GET, &format!("/v1/nodes/{uuid}/history"), None)
+        .await;
+    for text in [
+        "Held by step deploy.hold",
+        "Released from hold",
+        "asked to wait 3600 s; the conductor waits at most 1 s",
+    ] {
+        assert!(history.to_string().contains(text), "{text}: {history}");
+    }
+
+    system.provision(&uuid, json!({"target": "provide"})).await;
+    system.wait_state(&uuid, "available").await;
+    system
+        .provision(
+            &uuid,
+            json!({"target": "active", "deploy_steps": [{"interface": "deploy", "step": "hold", "priority": 70}]}),
+        )
+        .await;
+    unhold("deploy hold", "sim_configure").await;
+    let node = system.wait_state(&uuid, "active").await;
+    let deployed: Vec<&str> = node["driver_internal_info"]["deploy_steps"]
+        .as_array()
+        .expect("deploy_steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    let at = |name: &str| deployed.iter().position(|s| *s == name).unwrap_or(usize::MAX);
+    assert!(
+        at("write_image") < at("hold") && at("hold") < at("prepare_instance_boot"),
+        "{deployed:?}"
+    );
+
+    system
+        .provision(
+            &uuid,
+            json!({"target": "service", "service_steps": [
+                {"interface": "deploy", "step": "hold"},
+                {"interface": "deploy", "step": "sim_configure", "args": {"level": "low"}},
+            ]}),
+        )
+        .await;
+    let before = unhold("service hold", "sim_configure").await;
+    system.wait_state(&uuid, "active").await;
+    assert_eq!(
+        count("sim_configure"),
+        before + 1,
+        "the service step after the hold ran"
+    );
+
+    // A bad pause is refused with the request; an abort of a hold stops at once.
+    let (status, body) = system
+        .call(
+            Method::PUT,
+            &format!("/v1/nodes/{aborted}/states/provision"),
+            Some(json!({"target": "clean", "clean_steps": [{"interface": "deploy", "step": "wait", "args": {"seconds": "soon"}}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("must be a whole number of seconds"), "{body}");
+    system
+        .provision(
+            &aborted,
+            json!({"target": "clean", "clean_steps": [
+                {"interface": "deploy", "step": "hold"},
+                {"interface": "deploy", "step": "erase_devices_metadata"},
+            ]}),
+        )
+        .await;
+    system.wait_state(&aborted, "clean hold").await;
+    system.provision(&aborted, json!({"target": "abort"})).await;
+    let node = system.wait_state(&aborted, "clean failed").await;
+    let error = node["last_error"].as_str().expect("last_error");
+    assert!(error.contains("step \"hold\""), "{error}");
+    assert_eq!(node["power_state"], "power off", "the ramdisk is powered off");
+    assert!(
+        !system
+            .lab
+            .journal_of(&aborted)
+            .iter()
+            .any(|e| e == "agent erase_devices_metadata"),
+        "no step runs after the abort"
+    );
+    system.conductor.stop().await.expect("stops");
+}
+
 /// Rescue through real agents (issue 22): an active node is rescued with a password, the agent
 /// is handed its hash and stops, the node is `rescue`; unrescue boots the instance again. A
 /// ramdisk that never calls back ends in `rescue failed` after the timeout, powered off.

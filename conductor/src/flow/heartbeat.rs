@@ -73,6 +73,11 @@ impl Conductor {
             self.build_step_list(task, flow)?;
             return self.run_steps(task, flow).await;
         };
+        if super::reserved::FlowControl::is_flow_control(&current.step) {
+            // The conductor ran this step itself (a `wait` for this very heartbeat): no agent
+            // command to ask about, the flow goes on after it.
+            return self.continue_steps(task, flow).await;
+        }
         self.process_next_step(task, flow, &current).await
     }
 
@@ -193,7 +198,7 @@ impl Conductor {
 
     /// The current step is done (or must run again): go on with the list, unless the operator
     /// asked to abort after this step.
-    async fn continue_steps(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
+    pub(super) async fn continue_steps(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
         let current = task.node.current_step(flow);
         if current.get("abort_after").and_then(Value::as_bool) == Some(true) {
             let step = current.get("step").and_then(Value::as_str).unwrap_or("-").to_owned();

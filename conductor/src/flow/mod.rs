@@ -7,6 +7,7 @@
 //! * [`heartbeat`]: a heartbeat while the flow waits for its agent; the deploy interface says
 //!   where the agent is with the step ([`crate::drivers::InBandStatus`]), the flow decides.
 //! * [`resume`]: a conductor start re-drives every flow it left mid-way.
+//! * [`reserved`]: the reserved steps `hold` and `wait`, which the conductor runs itself.
 //!
 //! Entry points, each with the node locked: `Conductor::start_flow` (operator verbs,
 //! `engine`), `Conductor::on_heartbeat` (`ramdisk`, after the beat is checked and recorded),
@@ -17,6 +18,7 @@
 mod error;
 pub mod heartbeat;
 pub mod record;
+pub mod reserved;
 pub mod resume;
 pub mod runner;
 

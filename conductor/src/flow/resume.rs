@@ -76,8 +76,8 @@ impl Conductor {
     /// * an in-band step was running: the node waits for the agent's next heartbeat, which shows
     ///   whether the agent has the command (then its result is taken as usual) or never got it
     ///   (then it is sent again);
-    /// * an out-of-band step that is safe to repeat (power actions, the deploy interface's own
-    ///   steps, `fake` interfaces) runs again;
+    /// * an out-of-band step that is safe to repeat (the reserved power actions and `wait`, the
+    ///   deploy interface's own steps, `fake` interfaces) runs again;
     /// * any other out-of-band step fails the node: it may have half-happened. So does a step
     ///   that [`MAX_STEP_RESTARTS`] restarts found running.
     async fn resume_flow(&self, task: &mut Task, stopped: &str) -> Result<(), FlowError> {
@@ -115,16 +115,16 @@ impl Conductor {
         }
         record.restarts += 1;
         let deploy = task.driver.deploy.clone();
-        if deploy.is_in_band(&task.node, flow, &step) {
+        let reserved = crate::steps::RESERVED.contains(&step.step.as_str());
+        if !reserved && deploy.is_in_band(&task.node, flow, &step) {
             record.next = Next::AskAgent;
             record.store(&mut task.node);
             self.resumed(task, &format!("Conductor {host} stopped during {flow} step {name}; waiting for the agent to show whether it has the step"))
                 .await?;
             return self.event(&mut task.node, "wait").await;
         }
-        let repeatable = crate::drivers::power::step_target(&step).is_some()
-            || task.node.interface(&step.interface) == "fake"
-            || deploy.is_repeatable(flow, &step);
+        let repeatable =
+            reserved || task.node.interface(&step.interface) == "fake" || deploy.is_repeatable(flow, &step);
         if repeatable {
             record.next = Next::Again;
             record.store(&mut task.node);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rivet_common::steps::{Step, StepType};
 use serde_json::{Value, json};
 
-use super::{FlowError, FlowRecord, Next};
+use super::{FlowError, FlowRecord, Next, reserved};
 use crate::agent_session;
 use crate::drivers::{self, DriverError, StepOutcome, Task};
 use crate::engine::Conductor;
@@ -44,7 +44,19 @@ impl Conductor {
                 self.cache_vendor(task).await;
                 self.event(&mut task.node, "done").await
             }
-            ("manage" | "unhold", _) => Ok(()),
+            ("manage", _) => Ok(()),
+            // Released from a `hold` step, the node is in its flow's wait state: the flow goes
+            // on now with the step after the hold (see `reserved`); a step for an agent that is
+            // not up waits for its heartbeat as usual.
+            ("unhold", s) => match states::flow_of(s) {
+                Some(flow) => {
+                    self.db
+                        .add_history(&task.node.uuid, "INFO", "Released from hold: the flow goes on")
+                        .await?;
+                    self.continue_steps(task, flow).await
+                }
+                None => Ok(()),
+            },
             ("provide", state::CLEANING) => self.start_cleaning(task, false).await,
             ("clean", state::CLEANING) => self.start_cleaning(task, true).await,
             ("inspect", state::INSPECTING) => self.start_inspection(task).await,
@@ -327,6 +339,13 @@ impl Conductor {
                 self.db.add_history(&task.node.uuid, "INFO", &event).await?;
             }
             crate::metrics::metrics().step_started(&task.node.uuid, &flow.to_string(), index, &name);
+            if reserved::FlowControl::is_flow_control(&step.step) {
+                if !self.run_flow_control(task, flow, &step).await? {
+                    return Ok(());
+                }
+                index += 1;
+                continue;
+            }
             let outcome = self.execute_step(task, &step).await.map_err(|source| FlowError::Step {
                 flow,
                 step: name,
@@ -509,9 +528,14 @@ impl Conductor {
         }
         let flow = states::flow_of(&task.node.provision_state);
         let step = flow.map(|f| task.node.current_step(f).clone()).unwrap_or_default();
+        let flow_control = step
+            .get("step")
+            .and_then(Value::as_str)
+            .is_some_and(reserved::FlowControl::is_flow_control);
         if let Some(flow) = flow
             && !step.is_empty()
             && step.get("abortable").and_then(Value::as_bool) != Some(true)
+            && !flow_control
         {
             task.node
                 .current_step_mut(flow)
