@@ -60,7 +60,8 @@ impl Conductor {
             format!(
                 "listen_host = \"127.0.0.1\"\nlisten_port = {port}\nhost = \"crash-test-conductor\"\n\
                  database_url = \"sqlite://{}/rivet.sqlite\"\nenabled_hardware_types = [\"fake-hardware\"]\n\
-                 ramdisk_heartbeat_timeout = 3\ncheck_provision_state_interval = 0.5\nfast_track = true\n",
+                 ramdisk_heartbeat_timeout = 3\ncheck_provision_state_interval = 0.5\nfast_track = true\n\
+                 max_conductor_wait_step_seconds = 60\n",
                 dir.display()
             ),
         )
@@ -278,6 +279,10 @@ enum Phase {
     Deploying,
 }
 
+/// One test at a time: the kills must land while nodes move, which a second test competing for
+/// the two cores would make a matter of luck.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a run saw.
 struct Run {
     cleaning_kills: usize,
@@ -291,9 +296,6 @@ struct Run {
 /// armed at the start of one phase; every node must reach active and no in-band step may run
 /// twice.
 async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>) -> Run {
-    // One run at a time: the kills must land while nodes move, which a second run competing for
-    // the two cores would make a matter of luck.
-    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -437,4 +439,92 @@ async fn a_conductor_dying_at_each_step_boundary_loses_no_node() {
             );
         }
     }
+}
+
+/// A conductor killed while one node is held by a `hold` step and another pauses in a `wait`
+/// step (the `fake` deploy interface: no agent). The held node is not in a working state, so the
+/// restart leaves it held, and `unhold` carries it on; the pause is a working state whose step
+/// repeats harmlessly, so it runs again. Both end `manageable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_killed_during_hold_and_wait_steps_loses_neither() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut conductor = Conductor::new(dir.path(), port);
+    conductor.start();
+    let http = http();
+    let base = conductor.url.clone();
+    let mut uuids = Vec::new();
+    for name in ["held", "paused"] {
+        let body = json!({"driver": "fake-hardware", "deploy_interface": "fake", "name": name});
+        let (status, node) = call(&http, &format!("{base}/v1/nodes"), reqwest::Method::POST, Some(body)).await;
+        assert_eq!(status, 201, "{node}");
+        uuids.push(node["uuid"].as_str().expect("uuid").to_owned());
+    }
+    set_all(&http, &mut conductor, &uuids, "manage").await;
+    drive(&http, &mut conductor, "manageable", None, &mut 0).await;
+    let (held, paused) = (&uuids[0], &uuids[1]);
+    for (uuid, steps) in [
+        (held, json!([{"interface": "deploy", "step": "hold"}])),
+        (
+            paused,
+            json!([{"interface": "deploy", "step": "wait", "args": {"seconds": 5}}]),
+        ),
+    ] {
+        let body = json!({"target": "clean", "clean_steps": steps});
+        let url = format!("{base}/v1/nodes/{uuid}/states/provision");
+        let (status, answer) = call(&http, &url, reqwest::Method::PUT, Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let until = |uuid: &str, want: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}/v1/nodes/{uuid}"));
+        async move {
+            let deadline = Instant::now() + BUDGET;
+            loop {
+                let (_, node) = call(&http, &url, reqwest::Method::GET, None).await;
+                let state = node["provision_state"].as_str().unwrap_or_default().to_owned();
+                if state == want {
+                    return node;
+                }
+                assert!(!state.ends_with("failed"), "{url}: {node}");
+                assert!(Instant::now() < deadline, "{url} never reached {want}: {node}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until(held, "clean hold").await;
+    let node = until(paused, "cleaning").await;
+    assert_eq!(node["clean_step"]["step"], "wait", "{node}");
+
+    conductor.kill();
+    conductor.start();
+    until(paused, "manageable").await;
+    let (_, history) = call(
+        &http,
+        &format!("{base}/v1/nodes/{paused}/history"),
+        reqwest::Method::GET,
+        None,
+    )
+    .await;
+    assert!(
+        history
+            .to_string()
+            .contains("stopped during clean step deploy.wait; the step runs again"),
+        "{history}\n{}",
+        conductor.log_of(paused)
+    );
+    let node = until(held, "clean hold").await;
+    assert_eq!(
+        node["clean_step"]["step"], "hold",
+        "still held after the restart: {node}"
+    );
+    let url = format!("{base}/v1/nodes/{held}/states/provision");
+    let (status, answer) = call(&http, &url, reqwest::Method::PUT, Some(json!({"target": "unhold"}))).await;
+    assert_eq!(status, 202, "{answer}");
+    until(held, "manageable").await;
+    conductor.kill();
 }
