@@ -17,6 +17,7 @@ pub fn waiting_for(node: &NodeRecord) -> String {
         return "the agent's first heartbeat (the ramdisk did not boot, look up or reach the conductor)".into();
     }
     match node.running_step_name() {
+        Some(name) if name.ends_with(".wait") => format!("the agent's next heartbeat, which step {name} waits for"),
         Some(name) => format!("the agent to finish step {name}"),
         None => "the agent to report its steps".into(),
     }
@@ -152,4 +153,31 @@ where
             round().await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A callback timeout says what the node waited for: its first heartbeat, an agent step, or
+    /// the heartbeat a reserved `wait` step waits for.
+    #[test]
+    fn the_timeout_names_what_was_awaited() {
+        let mut node = NodeRecord {
+            provision_state: "clean wait".into(),
+            ..Default::default()
+        };
+        assert!(waiting_for(&node).starts_with("the agent's first heartbeat"));
+        node.driver_internal_info
+            .insert("agent_url".into(), json!("https://127.0.0.1:9999"));
+        assert_eq!(waiting_for(&node), "the agent to report its steps");
+        for (step, words) in [
+            ("erase_devices", "the agent to finish step deploy.erase_devices"),
+            ("wait", "the agent's next heartbeat, which step deploy.wait waits for"),
+        ] {
+            node.clean_step = serde_json::from_value(json!({"interface": "deploy", "step": step})).expect("a step");
+            assert_eq!(waiting_for(&node), words);
+        }
+    }
 }
