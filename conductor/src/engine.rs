@@ -407,6 +407,14 @@ impl Conductor {
         let lock = self.locks.acquire(node_uuid).await?;
         let result = async {
             let node = self.node(node_uuid).await?;
+            if node.provision_state == state::SERVICEFAIL && node.maintenance {
+                // Ironic's words and status (InvalidState, 409): a failed service step put the
+                // node in maintenance, and the operator takes it out before going back.
+                return Err(EngineError::Conflict(format!(
+                    "Can not abort service on node \"{}\" while it is in maintenance mode. Please remove the node from maintenance prior to issuing the request to abort the service operation.",
+                    node.uuid
+                )));
+            }
             let mut task = self.task(node).await?;
             self.abort_flow(&mut task).await.map_err(EngineError::from)
         }

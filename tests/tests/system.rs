@@ -553,6 +553,92 @@ async fn hold_and_wait_steps_pause_flows_until_unhold_or_abort() {
     system.conductor.stop().await.expect("stops");
 }
 
+/// `abort` of a servicing returns the node to `active` with its instance booted from its disk
+/// again, as Ironic's `do_node_service_abort` does: at once from a `service hold`, and from
+/// `service failed` once the operator has taken the node out of the maintenance its failed step
+/// put it in (refused before, 409, as Ironic refuses it). It used to leave `service failed` with
+/// the machine powered off, or `active` powered off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aborted_servicing_returns_the_instance_to_active() {
+    let system = System::start(|_| {}).await;
+    let (uuid, control) = system.node(1).await;
+    for (target, state) in [("manage", "manageable"), ("provide", "available"), ("active", "active")] {
+        system.provision(&uuid, json!({ "target": target })).await;
+        system.wait_state(&uuid, state).await;
+    }
+    let configured = || {
+        system
+            .lab
+            .journal_of(&uuid)
+            .iter()
+            .filter(|e| *e == "agent sim_configure")
+            .count()
+    };
+    let steps = json!([
+        {"interface": "deploy", "step": "hold"},
+        {"interface": "deploy", "step": "sim_configure", "args": {"level": "low"}},
+    ]);
+    system
+        .provision(&uuid, json!({"target": "service", "service_steps": steps}))
+        .await;
+    system.wait_state(&uuid, "service hold").await;
+    system.provision(&uuid, json!({"target": "abort"})).await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert_eq!(
+        node["last_error"],
+        "By request, the service operation was aborted during or after the completion of step \"deploy.hold\""
+    );
+    assert_eq!(node["power_state"], "power on", "the instance boots again");
+    assert_eq!(node["service_step"], json!({}));
+    assert_eq!(configured(), 0, "no step ran after the abort");
+
+    *control.fail_step.lock().expect("lock") = Some("sim_configure".into());
+    let steps = json!([{"interface": "deploy", "step": "sim_configure", "args": {"level": "low"}}]);
+    system
+        .provision(&uuid, json!({"target": "service", "service_steps": steps}))
+        .await;
+    let node = system.wait_state(&uuid, "service failed").await;
+    assert_eq!(node["maintenance"], true, "{node}");
+    let abort = json!({"target": "abort"});
+    let path = format!("/v1/nodes/{uuid}/states/provision");
+    let (status, body) = system.call(Method::PUT, &path, Some(abort.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("while it is in maintenance mode"), "{body}");
+    let (status, body) = system
+        .call(Method::DELETE, &format!("/v1/nodes/{uuid}/maintenance"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    system.provision(&uuid, abort).await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert_eq!(node["last_error"], "By request, the service operation was aborted");
+    assert_eq!(node["power_state"], "power on", "the instance boots again");
+
+    // A step that cannot be interrupted: the abort comes once it has ended, to the same place.
+    *control.fail_step.lock().expect("lock") = None;
+    *control.slow_step.lock().expect("lock") = Some(("sim_configure".into(), Duration::from_secs(2)));
+    system
+        .provision(&uuid, json!({"target": "service", "service_steps": steps}))
+        .await;
+    let mut running = false;
+    for _ in 0..400 {
+        let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
+        if node["provision_state"] == "service wait" && node["service_step"]["step"] == "sim_configure" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running, "the slow step never ran");
+    system.provision(&uuid, json!({"target": "abort"})).await;
+    let node = system.wait_state(&uuid, "active").await;
+    assert_eq!(
+        node["last_error"],
+        "By request, the service operation was aborted during or after the completion of step \"deploy.sim_configure\""
+    );
+    assert_eq!(node["power_state"], "power on", "the instance boots again");
+    system.conductor.stop().await.expect("stops");
+}
+
 /// Rescue through real agents (issue 22): an active node is rescued with a password, the agent
 /// is handed its hash and stops, the node is `rescue`; unrescue boots the instance again. A
 /// ramdisk that never calls back ends in `rescue failed` after the timeout, powered off.

@@ -201,6 +201,11 @@ impl Conductor {
     pub(super) async fn continue_steps(&self, task: &mut Task, flow: StepType) -> Result<(), FlowError> {
         let current = task.node.current_step(flow);
         if current.get("abort_after").and_then(Value::as_bool) == Some(true) {
+            if flow == StepType::Service {
+                // Back to `active` with the instance booted, as an abort at once does.
+                let current = current.clone();
+                return self.abort_service(task, &current).await;
+            }
             let step = current.get("step").and_then(Value::as_str).unwrap_or("-").to_owned();
             fire(&mut task.node, "abort", None)?;
             return Err(FlowError::AbortedAfter { flow, step });

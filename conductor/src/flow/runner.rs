@@ -526,6 +526,9 @@ impl Conductor {
         if task.node.provision_state == state::RESCUEWAIT {
             return self.abort_rescue(task).await;
         }
+        if task.node.provision_state == state::SERVICEFAIL {
+            return self.abort_service(task, &rivet_common::JsonObject::new()).await;
+        }
         let flow = states::flow_of(&task.node.provision_state);
         let step = flow.map(|f| task.node.current_step(f).clone()).unwrap_or_default();
         let flow_control = step
@@ -542,6 +545,9 @@ impl Conductor {
                 .insert("abort_after".into(), json!(true));
             self.save(&mut task.node).await?;
             return Ok(());
+        }
+        if flow == Some(StepType::Service) {
+            return self.abort_service(task, &step).await;
         }
         let message = format!(
             "By request, the {} operation was aborted during or after the completion of step \"{}\"",
@@ -567,6 +573,45 @@ impl Conductor {
             if let Err(e) = boot.clean_up_ramdisk(task).await {
                 tracing::warn!(node = %task.node.uuid, "after the abort, cleaning up the ramdisk boot failed: {e}");
             }
+        }
+        self.save(&mut task.node).await?;
+        self.db.add_history(&task.node.uuid, "ERROR", &message).await?;
+        Ok(())
+    }
+
+    /// `abort` of a servicing, at once or after it failed (Ironic's `do_node_service_abort`):
+    /// through `service failed` back to `active`, the ramdisk powered off and the instance booted
+    /// from its disk again by the deploy interface's service tear-down. The instance was running
+    /// before the servicing and runs after it. A tear-down that fails leaves the node `active`
+    /// with the reason in `last_error`, as Ironic's does.
+    pub(super) async fn abort_service(
+        &self,
+        task: &mut Task,
+        step: &rivet_common::JsonObject,
+    ) -> Result<(), FlowError> {
+        let mut message = "By request, the service operation was aborted".to_owned();
+        if let (Some(interface), Some(name)) = (
+            step.get("interface").and_then(Value::as_str),
+            step.get("step").and_then(Value::as_str),
+        ) {
+            message.push_str(&format!(
+                " during or after the completion of step \"{interface}.{name}\""
+            ));
+        }
+        if task.node.provision_state != state::SERVICEFAIL {
+            fire(&mut task.node, "fail", None)?;
+        }
+        fire(&mut task.node, "abort", None)?;
+        FlowRecord::clear_all(&mut task.node);
+        task.node.last_error = Some(message.clone());
+        let deploy = task.driver.deploy.clone();
+        if let Err(e) = deploy.tear_down_service(task).await {
+            let failure = format!("Failed to tear down service after aborting the operation: {e}");
+            tracing::error!(node = %task.node.uuid, "{failure}");
+            task.node.last_error = Some(failure.clone());
+            self.save(&mut task.node).await?;
+            self.db.add_history(&task.node.uuid, "ERROR", &failure).await?;
+            return Ok(());
         }
         self.save(&mut task.node).await?;
         self.db.add_history(&task.node.uuid, "ERROR", &message).await?;
