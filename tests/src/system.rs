@@ -112,6 +112,23 @@ impl System {
         assert_eq!(status, 202, "{body}: {answer}");
     }
 
+    /// Wait (bounded) until the node is in `state` running `step` of its flow (`flow_step`:
+    /// `clean_step`, `deploy_step`, `service_step`), as an agent runs it; answers the node.
+    pub async fn wait_step(&self, uuid: &str, state: &str, flow_step: &str, step: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, node) = self.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
+            if node["provision_state"] == state && node[flow_step]["step"] == step {
+                return node;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {uuid} never ran {step} in {state}: {node}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Wait (bounded) for a provision state; fail early on a failure state.
     pub async fn wait_state(&self, uuid: &str, want: &str) -> Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;

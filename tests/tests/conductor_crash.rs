@@ -77,6 +77,18 @@ impl Conductor {
         }
     }
 
+    /// A conductor on a free loopback port, its database in `dir`, started.
+    fn started(dir: &Path) -> Conductor {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut conductor = Conductor::new(dir, port);
+        conductor.start();
+        conductor
+    }
+
     /// The conductor's log lines about one node, for failure messages.
     fn log_of(&self, uuid: &str) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -297,14 +309,8 @@ struct Run {
 /// twice.
 async fn run(count: usize, every: Option<Duration>, crash: Option<(&str, Phase)>) -> Run {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut conductor = Conductor::new(dir.path(), port);
-    conductor.start();
+    let mut conductor = Conductor::started(dir.path());
     let http = http();
     let base = conductor.url.clone();
     let started = Instant::now();
@@ -448,14 +454,8 @@ async fn a_conductor_dying_at_each_step_boundary_loses_no_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conductor_killed_during_hold_and_wait_steps_loses_neither() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut conductor = Conductor::new(dir.path(), port);
-    conductor.start();
+    let mut conductor = Conductor::started(dir.path());
     let http = http();
     let base = conductor.url.clone();
     let mut uuids = Vec::new();

@@ -259,16 +259,9 @@ async fn an_abort_during_a_running_step_stops_the_flow_after_it() {
         )
         .await;
     // Wait until the slow step runs in the agent, then abort.
-    let mut running = false;
-    for _ in 0..200 {
-        let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
-        if node["provision_state"] == "clean wait" && node["clean_step"]["step"] == "sim_configure" {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(running, "the slow step never ran");
+    system
+        .wait_step(&uuid, "clean wait", "clean_step", "sim_configure")
+        .await;
     system.provision(&uuid, json!({"target": "abort"})).await;
     let node = system.wait_state(&uuid, "clean failed").await;
     let error = node["last_error"].as_str().expect("last_error");
@@ -554,10 +547,10 @@ async fn hold_and_wait_steps_pause_flows_until_unhold_or_abort() {
 }
 
 /// `abort` of a servicing returns the node to `active` with its instance booted from its disk
-/// again, as Ironic's `do_node_service_abort` does: at once from a `service hold`, and from
-/// `service failed` once the operator has taken the node out of the maintenance its failed step
-/// put it in (refused before, 409, as Ironic refuses it). It used to leave `service failed` with
-/// the machine powered off, or `active` powered off.
+/// again, as Ironic's `do_node_service_abort` does: at once from a `service hold`, from `service
+/// failed` once the operator has taken the node out of the maintenance its failed step put it in
+/// (refused before, 409, as Ironic refuses it), and after a step that cannot be interrupted. It
+/// used to leave `service failed` with the machine powered off, or `active` powered off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_aborted_servicing_returns_the_instance_to_active() {
     let system = System::start(|_| {}).await;
@@ -619,16 +612,9 @@ async fn an_aborted_servicing_returns_the_instance_to_active() {
     system
         .provision(&uuid, json!({"target": "service", "service_steps": steps}))
         .await;
-    let mut running = false;
-    for _ in 0..400 {
-        let (_, node) = system.call(Method::GET, &format!("/v1/nodes/{uuid}"), None).await;
-        if node["provision_state"] == "service wait" && node["service_step"]["step"] == "sim_configure" {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(running, "the slow step never ran");
+    system
+        .wait_step(&uuid, "service wait", "service_step", "sim_configure")
+        .await;
     system.provision(&uuid, json!({"target": "abort"})).await;
     let node = system.wait_state(&uuid, "active").await;
     assert_eq!(
