@@ -25,7 +25,6 @@ use std::time::Duration;
 use rivet_common::steps::{Step, StepType};
 
 use super::FlowError;
-use crate::drivers::DriverError;
 use crate::engine::Conductor;
 use crate::states::fire;
 
@@ -65,23 +64,18 @@ impl FlowControl {
 }
 
 impl Conductor {
-    /// Run the flow-control step `step` (already saved as running) of `flow`. `Ok(true)`: the
-    /// flow goes on with the next step now; `Ok(false)`: the node is left held or waiting.
+    /// Do what the flow-control step `name` (`interface.step`, already saved as running) of
+    /// `flow` asks (`control`, from [`FlowControl::of`]). `Ok(true)`: the flow goes on with the
+    /// next step now; `Ok(false)`: the node is left held or waiting.
     pub(super) async fn run_flow_control(
         &self,
         task: &mut crate::drivers::Task,
         flow: StepType,
-        step: &Step,
+        name: &str,
+        control: FlowControl,
     ) -> Result<bool, FlowError> {
-        let name = format!("{}.{}", step.interface, step.step);
-        let control = FlowControl::of(step).map_err(|e| FlowError::Step {
-            flow,
-            step: name.clone(),
-            node: task.node.uuid.clone(),
-            source: DriverError::Invalid(e),
-        })?;
         match control {
-            Some(FlowControl::Hold) => {
+            FlowControl::Hold => {
                 fire(&mut task.node, "hold", None)?;
                 self.save(&mut task.node).await?;
                 tracing::info!(node = %task.node.uuid, %flow, "held by a hold step; unhold goes on, abort stops");
@@ -94,11 +88,11 @@ impl Conductor {
                     .await?;
                 Ok(false)
             }
-            Some(FlowControl::WaitForHeartbeat) => {
+            FlowControl::WaitForHeartbeat => {
                 self.event(&mut task.node, "wait").await?;
                 Ok(false)
             }
-            Some(FlowControl::Pause(asked)) => {
+            FlowControl::Pause(asked) => {
                 let most = self.config.max_conductor_wait_step_seconds;
                 if asked > most {
                     let warning = format!(
@@ -110,7 +104,6 @@ impl Conductor {
                 tokio::time::sleep(Duration::from_secs(asked.min(most))).await;
                 Ok(true)
             }
-            None => Err(FlowError::Internal(format!("{name} is not a flow-control step"))),
         }
     }
 }

@@ -339,8 +339,14 @@ impl Conductor {
                 self.db.add_history(&task.node.uuid, "INFO", &event).await?;
             }
             crate::metrics::metrics().step_started(&task.node.uuid, &flow.to_string(), index, &name);
-            if reserved::FlowControl::is_flow_control(&step.step) {
-                if !self.run_flow_control(task, flow, &step).await? {
+            let control = reserved::FlowControl::of(&step).map_err(|e| FlowError::Step {
+                flow,
+                step: name.clone(),
+                node: task.node.uuid.clone(),
+                source: DriverError::Invalid(e),
+            })?;
+            if let Some(control) = control {
+                if !self.run_flow_control(task, flow, &name, control).await? {
                     return Ok(());
                 }
                 index += 1;
@@ -603,16 +609,12 @@ impl Conductor {
         }
         fire(&mut task.node, "abort", None)?;
         FlowRecord::clear_all(&mut task.node);
-        task.node.last_error = Some(message.clone());
         let deploy = task.driver.deploy.clone();
         if let Err(e) = deploy.tear_down_service(task).await {
-            let failure = format!("Failed to tear down service after aborting the operation: {e}");
-            tracing::error!(node = %task.node.uuid, "{failure}");
-            task.node.last_error = Some(failure.clone());
-            self.save(&mut task.node).await?;
-            self.db.add_history(&task.node.uuid, "ERROR", &failure).await?;
-            return Ok(());
+            message = format!("Failed to tear down service after aborting the operation: {e}");
+            tracing::error!(node = %task.node.uuid, "{message}");
         }
+        task.node.last_error = Some(message.clone());
         self.save(&mut task.node).await?;
         self.db.add_history(&task.node.uuid, "ERROR", &message).await?;
         Ok(())
